@@ -1,0 +1,57 @@
+/* Engines, bricks and their counters: what Python builds and reads. */
+
+typedef struct brk_engine brk_engine;
+typedef struct brk_brick brk_brick;
+typedef struct brk_brick_kind brk_brick_kind;
+typedef struct brk_sink brk_sink;
+typedef struct brk_source brk_source;
+
+/* Filled and checked by Python; C never parses strings. */
+struct brk_brick_config {
+    int split;              /* LoadBalancer: 2 or 4 */
+    unsigned depth;         /* 0 = the brick linked to the engine */
+    unsigned frag_slots;    /* fragment table size (0 = none) */
+};
+
+struct brk_counters {
+    uint64_t packets;
+    uint64_t bytes;
+    uint64_t drops;
+};
+
+struct brk_brick_stats {
+    uint64_t received_packets;
+    uint64_t received_bytes;
+    uint64_t malformed;         /* truncated or unparsable headers (still forwarded) */
+    uint64_t fragment_fallbacks;
+    unsigned outputs;
+};
+
+struct brk_engine_stats {
+    uint64_t received_packets;  /* handed to the brick tree by the sources */
+    uint64_t received_bytes;
+    uint64_t kernel_drops;      /* dropped by the kernel before bricks saw them */
+    uint64_t output_drops;      /* dropped at full outputs, summed over every brick */
+    uint64_t batches;
+    int running;
+    int finished;               /* every source is exhausted (pcap input) */
+};
+
+brk_brick *brk_brick_new(const brk_brick_kind *kind, const struct brk_brick_config *config,
+                         char *error, size_t error_size);
+/* The kind whose C name is name (e.g. "LoadBalancer"), or NULL. */
+const brk_brick_kind *brk_brick_kind_find(const char *name);
+int brk_brick_add_child(brk_brick *brick, brk_brick *child);
+int brk_brick_add_sink(brk_brick *brick, brk_sink *sink);
+void brk_brick_stats(const brk_brick *brick, struct brk_brick_stats *out);
+int brk_brick_output_stats(const brk_brick *brick, unsigned output, struct brk_counters *out);
+void brk_brick_free(brk_brick *brick);
+
+brk_engine *brk_engine_new(unsigned batch, int cpu);
+int brk_engine_add_source(brk_engine *engine, brk_source *source, brk_brick *target);
+/* Runs the RX loop in the calling thread until brk_engine_stop() or until
+ * every source is exhausted. Returns 0, or -errno if it could not start. */
+int brk_engine_run(brk_engine *engine);
+void brk_engine_stop(brk_engine *engine);
+void brk_engine_stats(brk_engine *engine, struct brk_engine_stats *out);
+void brk_engine_free(brk_engine *engine);

@@ -1,0 +1,24 @@
+/* Back-ends: where packets come from (sources) and go to (sinks). */
+
+/* AF_PACKET TPACKET_V3 RX ring on ifname, promiscuous. fanout_group >= 0
+ * joins a PACKET_FANOUT hash group so several engines share the interface. */
+brk_source *brk_source_afpacket_open(const char *ifname, unsigned ring_bytes,
+                                     int fanout_group, char *error, size_t error_size);
+/* Reads the pcap files in order, once, as fast as the engine takes them. */
+brk_source *brk_source_pcap_open(const char *const *paths, unsigned count,
+                                 char *error, size_t error_size);
+/* Replays count in-memory frames (concatenated in frames, sizes in lengths)
+ * rounds times: for benchmarks and tests without a kernel. */
+brk_source *brk_source_memory_new(const uint8_t *frames, const uint32_t *lengths,
+                                  unsigned count, uint64_t rounds);
+void brk_source_close(brk_source *source);
+
+/* AF_PACKET TPACKET_V2 TX ring on ifname with qdisc bypass; frames up to mtu. */
+brk_sink *brk_sink_afpacket_open(const char *ifname, unsigned slots, unsigned mtu,
+                                 char *error, size_t error_size);
+/* Appends to a new pcap file (microsecond timestamps, DLT_EN10MB). */
+brk_sink *brk_sink_pcap_open(const char *path, unsigned snaplen,
+                             char *error, size_t error_size);
+/* Counts and discards: for benchmarks. */
+brk_sink *brk_sink_null_new(void);
+void brk_sink_close(brk_sink *sink);

@@ -1,0 +1,53 @@
+/* Flow-aware balancing shared by the bricks that spread packets over outputs
+ * (LoadBalancer, PcapReader): one fragment table and the hash. */
+#ifndef BRK_BALANCE_H
+#define BRK_BALANCE_H
+#include "internal.h"
+#include <stdlib.h>
+
+struct brk_balance_state {
+    brk_frag_table *frags;
+};
+
+static inline int brk_balance_init(struct brk_brick *brick, char *error, size_t error_size)
+{
+    struct brk_balance_state *state = brick->state;
+    if (brick->config.split != 2 && brick->config.split != 4) {
+        brk_fail(error, error_size, "split must be 2 or 4, not %d", brick->config.split);
+        return -1;
+    }
+    if (brick->config.frag_slots && !(state->frags = brk_frag_table_new(brick->config.frag_slots))) {
+        brk_fail(error, error_size, "out of memory for the fragment table");
+        return -1;
+    }
+    return 0;
+}
+
+static inline void brk_balance_push(struct brk_brick *brick, const struct brk_packet *packet)
+{
+    struct brk_balance_state *state = brick->state;
+    uint32_t flags = 0;
+    uint32_t hash = brk_flow_hash(packet->data, packet->caplen, brick->config.split,
+                                  brick->config.depth, state->frags, &flags);
+    if (BRK_UNLIKELY(flags & (BRK_HASH_TRUNCATED | BRK_HASH_FRAG_FALLBACK))) {
+        brick->stats.malformed += !!(flags & BRK_HASH_TRUNCATED);
+        brick->stats.fragment_fallbacks += !!(flags & BRK_HASH_FRAG_FALLBACK);
+    }
+    brk_output_push(brick, hash % brick->outputs, packet);
+}
+
+static inline void brk_balance_fini(struct brk_brick *brick)
+{
+    struct brk_balance_state *state = brick->state;
+    brk_frag_table_free(state->frags);
+}
+
+#define BRK_BALANCING_KIND(kind_name)               \
+    .name = kind_name,                              \
+    .min_outputs = 1,                               \
+    .max_outputs = BRK_MAX_OUTPUTS,                 \
+    .state_size = sizeof(struct brk_balance_state), \
+    .init = brk_balance_init,                       \
+    .push = brk_balance_push,                       \
+    .fini = brk_balance_fini
+#endif

@@ -1,0 +1,115 @@
+/* Definitions shared by the C files but hidden from Python: the packet, the
+ * brick kind interface, sources and sinks. */
+#ifndef BRK_INTERNAL_H
+#define BRK_INTERNAL_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "api/hash.h"
+#include "api/engine.h"
+#include "api/io.h"
+
+#define BRK_LIKELY(x)   __builtin_expect(!!(x), 1)
+#define BRK_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define BRK_MAX_OUTPUTS 64
+
+/* One packet as a source hands it over; data stays valid until the source's
+ * release(), i.e. until the end of the batch. */
+struct brk_packet {
+    const uint8_t *data;
+    uint32_t caplen;     /* bytes present at data */
+    uint32_t wirelen;    /* length on the wire */
+    uint64_t ts_nsec;    /* capture time, ns since the epoch */
+};
+
+/* A brick kind, defined once in its own brick_<kind>.c (Click's element):
+ * its name, how many outputs it takes, and its per-packet action. */
+struct brk_brick_kind {
+    const char *name;
+    unsigned min_outputs;
+    unsigned max_outputs;
+    size_t state_size;
+    int (*init)(struct brk_brick *brick, char *error, size_t error_size);
+    void (*push)(struct brk_brick *brick, const struct brk_packet *packet);
+    void (*fini)(struct brk_brick *brick);
+};
+
+/* An output port: an internal edge to a child brick, or a sink. */
+struct brk_output {
+    struct brk_brick *child;
+    struct brk_sink *sink;
+    struct brk_counters counters;   /* delivered packets/bytes, drops */
+};
+
+struct brk_brick {
+    const struct brk_brick_kind *kind;
+    struct brk_brick_config config;
+    struct brk_brick_stats stats;
+    unsigned outputs;
+    struct brk_output output[BRK_MAX_OUTPUTS];
+    void *state;                     /* kind->state_size bytes */
+};
+
+/* Hands packet to output i, counting it as delivered or dropped there. */
+static inline void brk_output_push(struct brk_brick *brick, unsigned i,
+                                   const struct brk_packet *packet);
+
+struct brk_sink_ops {
+    /* 0 when queued, -1 when dropped (full ring, write error). */
+    int (*send)(struct brk_sink *sink, const struct brk_packet *packet);
+    /* Once per batch: hand what was queued to the kernel / the file. */
+    void (*flush)(struct brk_sink *sink);
+    void (*close)(struct brk_sink *sink);
+};
+
+struct brk_sink {
+    const struct brk_sink_ops *ops;
+};
+
+struct brk_source_ops {
+    /* Up to max packets into packets[]; 0 when nothing is ready now. */
+    unsigned (*next_batch)(struct brk_source *source, struct brk_packet *packets, unsigned max);
+    /* The packets of the last batch are no longer used. */
+    void (*release)(struct brk_source *source);
+    /* A file descriptor to poll for input, or -1 (always ready). */
+    int (*poll_fd)(struct brk_source *source);
+    /* Packets the kernel dropped since the last call. */
+    uint64_t (*kernel_drops)(struct brk_source *source);
+    /* Nonzero once no packet will ever come again (end of a file). */
+    int (*exhausted)(struct brk_source *source);
+    void (*close)(struct brk_source *source);
+};
+
+struct brk_source {
+    const struct brk_source_ops *ops;
+};
+
+static inline void brk_output_push(struct brk_brick *brick, unsigned i,
+                                   const struct brk_packet *packet)
+{
+    struct brk_output *out = &brick->output[i];
+    if (out->child) {
+        struct brk_brick *child = out->child;
+        child->stats.received_packets++;
+        child->stats.received_bytes += packet->wirelen;
+        child->kind->push(child, packet);
+    } else if (BRK_UNLIKELY(out->sink->ops->send(out->sink, packet) != 0)) {
+        out->counters.drops++;
+        return;
+    }
+    out->counters.packets++;
+    out->counters.bytes += packet->wirelen;
+}
+
+/* Writes a one-line message into error (printf style). Returns NULL so that
+ * constructors can `return brk_fail(...)`. */
+void *brk_fail(char *error, size_t error_size, const char *format, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif

@@ -269,15 +269,19 @@ int brk_engine_run(brk_engine *engine)
     for (unsigned k = 0; k < engine->sinks; k++)
         engine->sink[k]->ops->flush(engine->sink[k]);
     update_drop_counts(engine);
-    /* Re-arm for the next start; a stop that came before this run began has
-     * been honoured by the loop test above. */
+    engine->stats.running = 0;
+    return 0;
+}
+
+/* Called before each run, not by it: a stop that comes before the run's
+ * thread gets going must still end that run. */
+void brk_engine_rearm(brk_engine *engine)
+{
     uint64_t pending;
     if (read(engine->stop_fd, &pending, sizeof(pending)) < 0) {
         /* EAGAIN: no wake-up pending. */
     }
     engine->stop_requested = 0;
-    engine->stats.running = 0;
-    return 0;
 }
 
 void brk_engine_stop(brk_engine *engine)

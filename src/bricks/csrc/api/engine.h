@@ -52,6 +52,8 @@ int brk_engine_add_source(brk_engine *engine, brk_source *source, brk_brick *tar
 /* Runs the RX loop in the calling thread until brk_engine_stop() or until
  * every source is exhausted. Returns 0, or -errno if it could not start. */
 int brk_engine_run(brk_engine *engine);
+/* Clears a past stop request; call before every brk_engine_run. */
+void brk_engine_rearm(brk_engine *engine);
 void brk_engine_stop(brk_engine *engine);
 void brk_engine_stats(brk_engine *engine, struct brk_engine_stats *out);
 void brk_engine_free(brk_engine *engine);

@@ -1,0 +1,74 @@
+"""One descriptor per brick kind: its name, its ports, its argument and its doc.
+
+A brick kind is defined in two places only: here, and in its C file
+csrc/brick_<kind>.c, whose `name` field equals `BrickKind.name`.
+"""
+from dataclasses import dataclass
+from typing import Callable, Optional, Tuple
+
+from .errors import BricksError
+
+UNLIMITED = 64   # the C core's output limit (BRK_MAX_OUTPUTS)
+
+# What a port name may be, per side of a brick (see links.parse_port_name).
+LIVE_INPUTS = ("interface", "consumer")
+LIVE_OUTPUTS = ("interface", "broker")
+PCAP = ("pcap",)
+
+
+def _no_argument(kind_name, argument):
+    if argument is not None:
+        raise BricksError(f"{kind_name} takes no argument, got {argument!r}")
+    return None
+
+
+def _split(kind_name, argument):
+    if argument is None:
+        return 4
+    if isinstance(argument, bool) or not isinstance(argument, (int, float)) or argument not in (2, 4):
+        raise BricksError(f"{kind_name} split must be 2 (IP pair) or 4 (IP pair + ports), got {argument!r}")
+    return int(argument)
+
+
+@dataclass(frozen=True)
+class BrickKind:
+    name: str
+    summary: str
+    inputs: Tuple[int, int]          # (fewest, most) input ports
+    outputs: Tuple[int, int]         # (fewest, most) output ports
+    input_kinds: Tuple[str, ...]
+    output_kinds: Tuple[str, ...]
+    parse_argument: Callable = _no_argument
+    balances: bool = False           # spreads packets by flow hash (has a split and a depth)
+
+    def check_argument(self, argument):
+        return self.parse_argument(self.name, argument)
+
+
+KINDS = {kind.name: kind for kind in (
+    BrickKind("LoadBalancer", "output = flow hash % number of outputs",
+              inputs=(1, 1), outputs=(1, UNLIMITED), input_kinds=LIVE_INPUTS,
+              output_kinds=LIVE_OUTPUTS + PCAP, parse_argument=_split, balances=True),
+    BrickKind("Duplicator", "every packet to every output",
+              inputs=(1, 1), outputs=(1, UNLIMITED), input_kinds=LIVE_INPUTS,
+              output_kinds=LIVE_OUTPUTS + PCAP),
+    BrickKind("Merge", "several inputs to one output",
+              inputs=(1, 16), outputs=(1, 1), input_kinds=LIVE_INPUTS,
+              output_kinds=LIVE_OUTPUTS + PCAP),
+    BrickKind("Dummy", "forwards unchanged (performance testing)",
+              inputs=(1, 1), outputs=(1, 1), input_kinds=LIVE_INPUTS,
+              output_kinds=LIVE_OUTPUTS + PCAP),
+    BrickKind("PcapReader", "reads pcap files as the source; several outputs are balanced by flow",
+              inputs=(1, 1), outputs=(1, UNLIMITED), input_kinds=PCAP,
+              output_kinds=LIVE_OUTPUTS + PCAP, parse_argument=_split, balances=True),
+    BrickKind("PcapWriter", "writes what reaches it to pcap files",
+              inputs=(1, 1), outputs=(1, UNLIMITED), input_kinds=LIVE_INPUTS,
+              output_kinds=PCAP),
+)}
+
+
+def find_kind(name) -> BrickKind:
+    kind: Optional[BrickKind] = KINDS.get(name) if isinstance(name, str) else None
+    if kind is None:
+        raise BricksError(f"unknown brick kind {name!r} (one of {', '.join(KINDS)})")
+    return kind

@@ -1,0 +1,522 @@
+"""Packet engines and bricks: the Python API under the Lua shell (SPEC §4).
+
+Python only builds and tears down; every packet is handled by the C engine in
+bricks._native, run by one Python thread per engine with the GIL released.
+Linking is all or nothing: a link that fails undoes what it opened or created.
+"""
+import atexit
+import glob
+import os
+import signal
+import threading
+import zlib
+
+from . import links
+from ._ffi import error_buffer, error_text, ffi, lib
+from .catalog import UNLIMITED, find_kind
+from .errors import BricksError
+
+DEFAULT_BUFFER_SLOTS = 512
+DEFAULT_BATCH = 1024
+PCAP_PIPE_MTU = 9000           # pcap inputs carry no MTU: pipes fed from files take jumbo frames
+FRAGMENT_TABLE_SLOTS = 4096
+MAX_NAME = 15                   # IFNAMSIZ - 1
+RX_RING_BYTES_PER_SLOT = 8192   # buffer_sz slots of RX ring, each room for a jumbo frame
+MIN_RX_RING_BYTES = 4 << 20
+STOP_TIMEOUT = 5.0
+
+_engines = {}                   # name -> PktEngine, in creation order
+_engines_lock = threading.RLock()
+
+
+def _port(name, side):
+    if not isinstance(name, str):
+        raise BricksError(f"{side} name must be a string, got {type(name).__name__}")
+    try:
+        return links.parse_port_name(name)
+    except (links.LinkError, ValueError) as error:
+        raise BricksError(str(error)) from None
+
+
+class Brick:
+    """One brick: a kind, its ports and its children; a C brick while linked."""
+
+    def __init__(self, kind, argument=None):
+        self.kind = find_kind(kind)
+        self.argument = self.kind.check_argument(argument)
+        self.inputs = []             # links.PortName
+        self.outputs = []
+        self.children = []
+        self.stands_for = None       # PcapReader: the interface its files were captured on
+        self.engine = None           # the PktEngine this brick is linked to
+        self.handle = None           # the C brick while linked
+
+    def __repr__(self):
+        outputs = ", ".join(port.name for port in self.outputs) or "none"
+        inputs = ", ".join(port.name for port in self.inputs) or "none"
+        return f"<Brick {self.kind.name} in: {inputs} out: {outputs}>"
+
+    def _check_unlinked(self):
+        if self.engine is not None:
+            raise BricksError(f"{self.kind.name} is linked to engine {self.engine.name}: unlink it first")
+
+    def connect_input(self, *names):
+        self._check_unlinked()
+        names = list(names)
+        if self.kind.name == "PcapReader" and len(names) == 2:
+            interface = _port(names.pop(), "interface")
+            if interface.kind != "interface":
+                raise BricksError(f"PcapReader: {interface.name!r} is not an interface name")
+            self.stands_for = interface.interface
+        ports = [_port(name, "input") for name in names]
+        if not ports:
+            raise BricksError(f"{self.kind.name}:connect_input needs at least one name")
+        for port in ports:
+            if port.kind not in self.kind.input_kinds:
+                raise BricksError(f"{self.kind.name} cannot read from {port.name!r} ({_describe(port)})")
+        fewest, most = self.kind.inputs
+        if len(self.inputs) + len(ports) > most:
+            raise BricksError(f"{self.kind.name} takes at most {most} input{'s' if most > 1 else ''}")
+        self.inputs.extend(ports)
+        return self
+
+    def connect_output(self, *names):
+        self._check_unlinked()
+        ports = [_port(name, "output") for name in names]
+        if not ports:
+            raise BricksError(f"{self.kind.name}:connect_output needs at least one name")
+        for port in ports:
+            if port.kind == "consumer":
+                raise BricksError(f"{port.name!r} is the consumer end of a pipe: bricks writes to "
+                                  f"'{port.interface}{{{port.index}'")
+            if port.kind not in self.kind.output_kinds:
+                raise BricksError(f"{self.kind.name} cannot write to {port.name!r} ({_describe(port)})")
+            if any(port.name == known.name for known in self.outputs) or \
+                    [port.name for port in ports].count(port.name) > 1:
+                raise BricksError(f"{self.kind.name}: output {port.name!r} given twice")
+        most = self.kind.outputs[1]
+        if len(self.outputs) + len(ports) > most:
+            raise BricksError(f"{self.kind.name} takes at most {most} output{'s' if most > 1 else ''}")
+        self.outputs.extend(ports)
+        return self
+
+    def connect_outputs(self, interface, count):
+        if not isinstance(count, (int, float)) or isinstance(count, bool) or count != int(count) \
+                or not 1 <= count <= UNLIMITED:
+            raise BricksError(f"connect_outputs: count must be a whole number from 1 to {UNLIMITED}, got {count!r}")
+        if not isinstance(interface, str):
+            raise BricksError(f"connect_outputs: interface must be a string, got {type(interface).__name__}")
+        return self.connect_output(*[f"{interface}{{{index}" for index in range(int(count))])
+
+    def link(self, *children):
+        self._check_unlinked()
+        for child in children:
+            if not isinstance(child, Brick):
+                raise BricksError(f"link: expected a Brick, got {type(child).__name__}")
+            if child is self or child in self.children:
+                raise BricksError(f"link: {child.kind.name} is already linked here")
+            if not any(_feeds(output, child) for output in self.outputs):
+                wanted = ", ".join(p.name for p in child.inputs) or "no input"
+                raise BricksError(f"link: {child.kind.name} reads {wanted}, which is not the consumer end "
+                                  f"of an output of this {self.kind.name}")
+        self.children.extend(children)
+        return self
+
+    def walk(self):
+        """This brick and every brick below it, each once, parents first."""
+        seen, order, pending = set(), [], [self]
+        while pending:
+            brick = pending.pop(0)
+            if id(brick) not in seen:
+                seen.add(id(brick))
+                order.append(brick)
+                pending.extend(brick.children)
+        return order
+
+    def stats(self):
+        """Counters of this brick while linked: received, malformed, and per output."""
+        if self.handle is None:
+            return None
+        brick_stats = ffi.new("struct brk_brick_stats *")
+        lib.brk_brick_stats(self.handle, brick_stats)
+        counters = ffi.new("struct brk_counters *")
+        outputs = []
+        for index, port in enumerate(self.outputs):
+            lib.brk_brick_output_stats(self.handle, index, counters)
+            outputs.append({"name": port.name, "packets": counters.packets,
+                            "bytes": counters.bytes, "drops": counters.drops})
+        return {"kind": self.kind.name, "received": brick_stats.received_packets,
+                "received_bytes": brick_stats.received_bytes, "malformed": brick_stats.malformed,
+                "fragment_fallbacks": brick_stats.fragment_fallbacks, "outputs": outputs}
+
+
+def _feeds(output, child):
+    """Whether output (a `X{N` port) is an internal edge into child (which reads `X}N`)."""
+    return output.kind == "broker" and any(
+        port.kind == "consumer" and port.interface == output.interface and port.index == output.index
+        for port in child.inputs)
+
+
+def _describe(port):
+    return {"interface": "an interface", "broker": "the broker end of a pipe",
+            "consumer": "the consumer end of a pipe", "pcap": "a pcap path"}[port.kind]
+
+
+def _pcap_files(path):
+    if os.path.isdir(path):
+        files = sorted(glob.glob(os.path.join(path, "*.pcap")))
+        if not files:
+            raise BricksError(f"{path}: no *.pcap file in this directory")
+        return files
+    if not os.path.isfile(path):
+        raise BricksError(f"{path}: no such pcap file or directory")
+    return [path]
+
+
+class _SharedResources:
+    """Offloads and pipes are per interface, not per engine: counted references."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.offloads = {}           # interface -> [restore token, users]
+
+    def quiet_input(self, interface):
+        with self.lock:
+            entry = self.offloads.get(interface)
+            if entry is None:
+                entry = self.offloads[interface] = [links.disable_offloads(interface), 0]
+            entry[1] += 1
+
+    def release_input(self, interface):
+        with self.lock:
+            entry = self.offloads.get(interface)
+            if entry is None:
+                return
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self.offloads[interface]
+                links.restore_offloads(entry[0])
+
+
+_shared = _SharedResources()
+
+
+class _Linked:
+    """What one pe:link() opened: C bricks, sources, sinks; closed in reverse."""
+
+    def __init__(self, root, batch, qid):
+        self.root, self.batch, self.qid = root, batch, qid
+        self.bricks = []             # Brick, parents first
+        self.sources = []            # (C source, target Brick)
+        self.sinks = []
+        self.inputs_quieted = []
+
+    def close(self):
+        for source, _ in self.sources:
+            lib.brk_source_close(source)
+        for brick in reversed(self.bricks):
+            if brick.handle is not None:
+                lib.brk_brick_free(brick.handle)
+                brick.handle = None
+            brick.engine = None
+        for sink in self.sinks:
+            lib.brk_sink_close(sink)
+        for interface in self.inputs_quieted:
+            _shared.release_input(interface)
+        self.sources, self.sinks, self.bricks, self.inputs_quieted = [], [], [], []
+
+
+class PktEngine:
+    """A packet engine: one thread running the C loop over its linked bricks."""
+
+    def __init__(self, name, buffer_slots=DEFAULT_BUFFER_SLOTS, cpu=-1):
+        self.name = name
+        self.buffer_slots = buffer_slots
+        self.cpu = cpu
+        self.linked = []             # _Linked, one per pe:link()
+        self.pipes = {}              # broker end name -> links.PipePair created for this engine
+        self.handle = None           # the C engine, made at start from the linked trees
+        self.thread = None
+        self.run_error = None
+        self.deleted = False
+
+    # -- creation and lookup (PktEngine.new / PktEngine.retrieve) --
+    @classmethod
+    def new(cls, name, buffer_slots=DEFAULT_BUFFER_SLOTS, cpu=-1):
+        if not isinstance(name, str) or not name or len(name) > 64 or not name.isprintable():
+            raise BricksError(f"PktEngine.new: engine name must be a non-empty string, got {name!r}")
+        buffer_slots = _whole(buffer_slots, "buffer size", 8, 1 << 20)
+        cpu = _whole(cpu, "cpu", -1, os.cpu_count() - 1)
+        with _engines_lock:
+            if name in _engines:
+                raise BricksError(f"PktEngine.new: an engine named {name!r} exists already")
+            if not _engines:
+                links.reclaim_stale_pipes()
+            engine = _engines[name] = cls(name, buffer_slots, cpu)
+        return engine
+
+    @staticmethod
+    def retrieve(name):
+        with _engines_lock:
+            return _engines.get(name)
+
+    def __repr__(self):
+        state = "running" if self.running else "stopped"
+        return f"<PktEngine {self.name} {state}, {len(self.linked)} brick tree(s) linked>"
+
+    @property
+    def running(self):
+        return self.thread is not None and self.thread.is_alive()
+
+    def _check_usable(self, action):
+        if self.deleted:
+            raise BricksError(f"engine {self.name} was deleted")
+        if self.running:
+            raise BricksError(f"cannot {action} engine {self.name} while it is running: stop it first")
+
+    # -- link / unlink --
+    def link(self, brick, batch=DEFAULT_BATCH, qid=-1):
+        self._check_usable("link")
+        if not isinstance(brick, Brick):
+            raise BricksError(f"link: expected a Brick, got {type(brick).__name__}")
+        batch = _whole(batch, "batch", 1, 65536)
+        qid = _whole(qid, "qid", -1, 65535)
+        for member in brick.walk():
+            if member.engine is not None:
+                raise BricksError(f"{member.kind.name} is already linked to engine {member.engine.name}")
+        self._check_tree(brick)
+        linked = _Linked(brick, batch, qid)
+        try:
+            self._open(linked, brick, depth=0, internal_inputs=())
+        except BaseException:
+            linked.close()
+            raise
+        self.linked.append(linked)
+        self._drop_engine_handle()
+
+    def _check_tree(self, root):
+        for brick in root.walk():
+            fewest, most = brick.kind.outputs
+            if not fewest <= len(brick.outputs) <= most:
+                raise BricksError(f"{brick.kind.name} has {len(brick.outputs)} outputs, needs "
+                                  f"{fewest}" + (f" to {most}" if most > fewest else ""))
+            if not brick.inputs:
+                raise BricksError(f"{brick.kind.name} has no input: connect_input first")
+
+    def _open(self, linked, brick, depth, internal_inputs):
+        """Creates brick's C object, its sinks and children, then its external sources."""
+        linked.bricks.append(brick)
+        config = ffi.new("struct brk_brick_config *")
+        config.split = brick.argument if brick.kind.balances else 4
+        config.depth = depth
+        config.frag_slots = FRAGMENT_TABLE_SLOTS if brick.kind.balances else 0
+        kind = lib.brk_brick_kind_find(brick.kind.name.encode())
+        if kind == ffi.NULL:
+            raise BricksError(f"{brick.kind.name}: this build of bricks has no such brick kind")
+        error = error_buffer()
+        handle = lib.brk_brick_new(kind, config, error, len(error))
+        if handle == ffi.NULL:
+            raise BricksError(f"{brick.kind.name}: {error_text(error)}")
+        brick.handle, brick.engine = handle, self
+        child_depth = depth + 1 if brick.kind.balances else depth
+        for output in brick.outputs:
+            child = next((c for c in brick.children if _feeds(output, c)), None)
+            if child is not None:
+                if child.handle is None:
+                    self._open(linked, child, child_depth, internal_inputs + (child,))
+                lib.brk_brick_add_child(handle, child.handle)
+            else:
+                sink = self._open_sink(linked, brick, output)
+                lib.brk_brick_add_sink(handle, sink)
+        parents = [parent for parent in linked.root.walk() if brick in parent.children]
+        for port in brick.inputs:
+            if any(_feeds(output, brick) and output.interface == port.interface and output.index == port.index
+                   for parent in parents for output in parent.outputs):
+                continue   # an internal edge: fed by its parent, no kernel round trip
+            source = self._open_source(linked, port)
+            linked.sources.append((source, brick))
+
+    def _input_mtu(self, linked):
+        mtus = [links.interface_info(port.interface).mtu for port in linked.root.inputs
+                if port.kind in ("interface", "consumer")]
+        return max(mtus + [1500]) if mtus else PCAP_PIPE_MTU
+
+    def _open_sink(self, linked, brick, port):
+        error = error_buffer()
+        if port.kind == "pcap":
+            sink = lib.brk_sink_pcap_open(port.name.encode(), 262144, error, len(error))
+        else:
+            name = port.name if port.kind == "interface" else f"{port.interface}{{{port.index}"
+            if port.kind == "broker":
+                self._ensure_pipe(port, self._input_mtu(linked))
+                mtu = self._input_mtu(linked)
+            else:
+                mtu = _link_call(links.interface_info, port.interface).mtu
+            sink = lib.brk_sink_afpacket_open(name.encode(), self.buffer_slots, mtu, error, len(error))
+        if sink == ffi.NULL:
+            raise BricksError(error_text(error))
+        linked.sinks.append(sink)
+        return sink
+
+    def _ensure_pipe(self, port, mtu):
+        name = f"{port.interface}{{{port.index}"
+        if name in self.pipes:
+            return
+        for other in _engines.values():
+            if other is not self and name in other.pipes:
+                return   # another engine's pipe: share it, it owns its removal
+        self.pipes[name] = _link_call(links.create_pipe, port.interface, port.index, mtu)
+
+    def _open_source(self, linked, port):
+        error = error_buffer()
+        if port.kind == "pcap":
+            files = [path.encode() for path in _pcap_files(port.name)]
+            paths = [ffi.new("char[]", path) for path in files]
+            source = lib.brk_source_pcap_open(ffi.new("char *[]", paths), len(paths), error, len(error))
+        else:
+            name = port.name if port.kind == "interface" else f"{port.interface}}}{port.index}"
+            info = _link_call(links.interface_info, name)
+            if port.kind == "interface":
+                _link_call(_shared.quiet_input, name)
+                linked.inputs_quieted.append(name)
+            ring_bytes = max(MIN_RX_RING_BYTES, self.buffer_slots * RX_RING_BYTES_PER_SLOT)
+            fanout = _fanout_group(info.index) if linked.qid >= 0 else -1
+            source = lib.brk_source_afpacket_open(name.encode(), ring_bytes, fanout, error, len(error))
+        if source == ffi.NULL:
+            raise BricksError(error_text(error))
+        return source
+
+    def unlink(self):
+        self._check_usable("unlink")
+        self._drop_engine_handle()
+        for linked in reversed(self.linked):
+            linked.close()
+        self.linked = []
+
+    # -- start / stop / delete --
+    def start(self):
+        self._check_usable("start")
+        if not self.linked:
+            raise BricksError(f"engine {self.name} has nothing linked: link a brick first")
+        if self.handle is None:
+            self.handle = lib.brk_engine_new(max(linked.batch for linked in self.linked), self.cpu)
+            if self.handle == ffi.NULL:
+                self.handle = None
+                raise BricksError(f"engine {self.name}: out of memory")
+            for linked in self.linked:
+                for source, target in linked.sources:
+                    lib.brk_engine_add_source(self.handle, source, target.handle)
+        self.run_error = None
+        lib.brk_engine_rearm(self.handle)
+        self.thread = threading.Thread(target=self._run, name=f"bricks-{self.name}", daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        result = lib.brk_engine_run(self.handle)
+        if result != 0:
+            self.run_error = os.strerror(-result)
+
+    def stop(self):
+        if self.deleted:
+            raise BricksError(f"engine {self.name} was deleted")
+        if self.thread is None:
+            return
+        if self.thread.is_alive():
+            lib.brk_engine_stop(self.handle)
+        self.thread.join(STOP_TIMEOUT)
+        if self.thread.is_alive():
+            raise BricksError(f"engine {self.name} did not stop within {STOP_TIMEOUT:g} s")
+        self.thread = None
+
+    def wait(self, timeout=None):
+        """Waits until the engine's sources are exhausted (pcap input) or it stops."""
+        if self.thread is not None:
+            self.thread.join(timeout)
+        return not self.running
+
+    def delete(self):
+        self._check_usable("delete")
+        self.stop()
+        self.unlink()
+        for pipe in self.pipes.values():
+            pipe.delete()
+        self.pipes = {}
+        self.deleted = True
+        with _engines_lock:
+            if _engines.get(self.name) is self:
+                del _engines[self.name]
+
+    def _drop_engine_handle(self):
+        if self.handle is not None:
+            lib.brk_engine_free(self.handle)
+            self.handle = None
+
+    # -- counters --
+    def stats(self):
+        engine_stats = ffi.new("struct brk_engine_stats *")
+        if self.handle is not None:
+            lib.brk_engine_stats(self.handle, engine_stats)
+        bricks = [brick.stats() for linked in self.linked for brick in linked.bricks]
+        return {"name": self.name, "packets": engine_stats.received_packets,
+                "bytes": engine_stats.received_bytes,
+                "drops": engine_stats.kernel_drops + engine_stats.output_drops,
+                "kernel_drops": engine_stats.kernel_drops, "output_drops": engine_stats.output_drops,
+                "running": self.running, "finished": bool(engine_stats.finished), "bricks": bricks}
+
+    def stats_text(self):
+        stats = self.stats()
+        lines = [f"Engine {self.name}: {stats['packets']} packets, {stats['bytes']} bytes, "
+                 f"{stats['drops']} dropped ({stats['kernel_drops']} by the kernel, "
+                 f"{stats['output_drops']} at full outputs)"]
+        for brick in stats["bricks"]:
+            lines.append(f"  {brick['kind']}: {brick['received']} received, {brick['malformed']} malformed")
+            for output in brick["outputs"]:
+                lines.append(f"    -> {output['name']:<16} {output['packets']:>12} packets "
+                             f"{output['bytes']:>14} bytes {output['drops']:>10} dropped")
+        return "\n".join(lines)
+
+
+def _whole(value, what, lowest, highest):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) \
+            or not lowest <= value <= highest:
+        raise BricksError(f"{what} must be a whole number from {lowest} to {highest}, got {value!r}")
+    return int(value)
+
+
+def _link_call(function, *args):
+    try:
+        return function(*args)
+    except links.LinkError as error:
+        raise BricksError(str(error)) from None
+
+
+def _fanout_group(ifindex):
+    """A PACKET_FANOUT group id shared by this process's engines on one interface."""
+    return zlib.crc32(f"{os.getpid()}:{ifindex}".encode()) & 0xFFFF
+
+
+def engines():
+    with _engines_lock:
+        return list(_engines.values())
+
+
+def shutdown_all():
+    """Stops and deletes every engine: pipes removed, writers flushed."""
+    for engine in reversed(engines()):
+        try:
+            if engine.thread is not None:
+                engine.stop()
+            engine.delete()
+        except BricksError:
+            pass
+
+
+def install_signal_handlers():
+    """SIGTERM and SIGINT shut down in order (pipes removed) instead of killing."""
+    def handle(signum, frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+atexit.register(shutdown_all)

@@ -1,0 +1,387 @@
+"""Kernel links for the packet back-end: port names, veth pipes, interface facts and offloads (pyroute2).
+
+A pipe `X{N` / `X}N` is a veth pair: bricks writes into the broker end `X{N`, and
+any unmodified tool reads the consumer end `X}N`. Both ends are made quiet (no
+IPv6, no ARP, no multicast) so a consumer sees only what bricks forwards. Every
+pipe carries an alias naming the process that made it, so that the leftovers of
+a killed run can be found and removed (`reclaim_stale_pipes`).
+"""
+import errno
+import os
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator, List, Optional, Tuple
+
+from pyroute2 import IPRoute
+from pyroute2.ethtool.ioctl import IoctlEthtool, NoSuchDevice, NotSupportedError
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl.ifinfmsg import IFF_MULTICAST, IFF_NOARP, IFF_UP
+
+from .errors import BricksError
+
+MAX_NAME_LENGTH = 15          # IFNAMSIZ - 1: the kernel's limit on an interface name
+MAX_PIPE_INDEX = 63
+NETMAP_PREFIX = "netmap:"
+MIN_PIPE_MTU = 1500
+MAX_VETH_MTU = 65535          # veth's max_mtu; `lo` reports 65536
+ALIAS_PREFIX = "bricks pipe"
+IN6_ADDR_GEN_MODE_NONE = 1
+
+# Offloads that merge or split packets behind the capture's back, as capture
+# tools advise turning off: GRO (rx-gro*), LRO, GSO and every TSO variant.
+CAPTURE_HOSTILE_FEATURES = (
+    "rx-gro",
+    "rx-gro-hw",
+    "rx-gro-list",
+    "rx-udp-gro-forwarding",
+    "rx-lro",
+    "tx-generic-segmentation",
+    "tx-tcp-segmentation",
+    "tx-tcp-ecn-segmentation",
+    "tx-tcp-mangleid-segmentation",
+    "tx-tcp6-segmentation",
+    "tx-tcp-accecn-segmentation",
+)
+
+# Characters the kernel refuses in a name (dev_valid_name), plus the pipe separators.
+_FORBIDDEN_IN_INTERFACE = re.compile(r"[\s/:{}]")
+_PIPE_NAME = re.compile(r"^(?P<interface>.*?)(?P<separator>[{}])(?P<index>[^{}]*)$")
+_ALIAS = re.compile(r"^bricks pipe pid=(?P<pid>\d+) start=(?P<start>\d+)$")
+
+
+class LinkError(BricksError):
+    """A link operation that failed; the message is one line naming the interface."""
+
+
+class PortNameError(LinkError, ValueError):
+    """A port name that is not an interface, a pipe end or a pcap path."""
+
+
+@dataclass(frozen=True)
+class PortName:
+    """A parsed port name: kind is "interface", "broker", "consumer" or "pcap"."""
+
+    interface: str                # the interface (or, for "pcap", the path)
+    kind: str
+    index: Optional[int] = None   # the pipe number, for "broker" and "consumer"
+
+    @property
+    def name(self) -> str:
+        """The canonical spelling (without any `netmap:` prefix)."""
+        if self.kind == "broker":
+            return broker_name(self.interface, self.index)
+        if self.kind == "consumer":
+            return consumer_name(self.interface, self.index)
+        return self.interface
+
+
+@dataclass(frozen=True)
+class PipePair:
+    """The two ends of veth pipe `index` of `interface`."""
+
+    interface: str
+    index: int
+    broker: str       # bricks writes here
+    consumer: str     # applications read here
+    mtu: int
+
+    def delete(self) -> None:
+        delete_pipe(self)
+
+
+@dataclass(frozen=True)
+class InterfaceInfo:
+    """What bricks needs to know about an existing interface."""
+
+    name: str
+    index: int
+    mtu: int
+    is_up: bool
+    kind: Optional[str]    # the link kind ("veth", ...) or None for a plain device
+    alias: Optional[str]
+    exists: bool = True
+
+
+def broker_name(interface: str, index: int) -> str:
+    return f"{interface}{{{index}"
+
+
+def consumer_name(interface: str, index: int) -> str:
+    return f"{interface}}}{index}"
+
+
+# ---------------------------------------------------------------- port names
+
+def parse_port_name(text: str) -> PortName:
+    """Tell what a port name designates (SPEC §2); raise PortNameError naming the culprit."""
+    if not isinstance(text, str):
+        raise PortNameError(f"port name must be a string, got {text!r}")
+    name = text.strip()
+    if name.startswith(NETMAP_PREFIX):
+        name = name[len(NETMAP_PREFIX):]
+    if not name:
+        raise PortNameError(f"port name {text!r} is empty")
+    if _is_pcap_path(name):
+        return PortName(name, "pcap")
+    pipe = _PIPE_NAME.match(name)
+    if pipe:
+        return _parse_pipe_end(text, name, pipe)
+    _check_interface_name(text, name)
+    return PortName(name, "interface")
+
+
+def _is_pcap_path(name: str) -> bool:
+    return "/" in name or name.endswith(".pcap") or os.path.isdir(name)
+
+
+def _parse_pipe_end(text: str, name: str, pipe: "re.Match") -> PortName:
+    interface, separator, digits = pipe.group("interface", "separator", "index")
+    _check_interface_name(text, interface)
+    if not digits.isdigit() or not digits.isascii() or (len(digits) > 1 and digits[0] == "0"):
+        raise PortNameError(f"port {text!r}: pipe number {digits!r} is not a number from 0 to {MAX_PIPE_INDEX}")
+    index = int(digits)
+    if index > MAX_PIPE_INDEX:
+        raise PortNameError(f"port {text!r}: pipe number {index} is outside 0..{MAX_PIPE_INDEX}")
+    check_pipe_name_length(name, PortNameError)
+    return PortName(interface, "broker" if separator == "{" else "consumer", index)
+
+
+def _check_interface_name(text: str, interface: str) -> None:
+    if not interface:
+        raise PortNameError(f"port {text!r} has no interface name")
+    bad = _FORBIDDEN_IN_INTERFACE.search(interface)
+    if bad or interface in (".", ".."):
+        raise PortNameError(f"port {text!r}: {interface!r} is not a valid interface name")
+    if len(interface) > MAX_NAME_LENGTH:
+        raise PortNameError(f"interface name {interface!r} is longer than {MAX_NAME_LENGTH} characters")
+
+
+def check_pipe_name_length(name: str, error: type = LinkError) -> None:
+    if len(name) > MAX_NAME_LENGTH:
+        raise error(f"pipe name {name!r} is longer than {MAX_NAME_LENGTH} characters")
+
+
+# ---------------------------------------------------------------- interfaces
+
+def interface_info(name: str) -> InterfaceInfo:
+    """Facts about interface `name`; LinkError if there is none."""
+    with IPRoute() as ipr:
+        link = _find_link(ipr, name)
+    if link is None:
+        raise LinkError(f"{name}: no such interface")
+    return InterfaceInfo(
+        name=name,
+        index=link["index"],
+        mtu=link.get("mtu"),
+        is_up=bool(link["flags"] & IFF_UP),
+        kind=link.get(("linkinfo", "kind")),
+        alias=link.get("ifalias"),
+    )
+
+
+def interface_exists(name: str) -> bool:
+    with IPRoute() as ipr:
+        return _find_link(ipr, name) is not None
+
+
+def _find_link(ipr: IPRoute, name: str):
+    try:
+        links = ipr.get_links(ifname=name)
+    except NetlinkError as error:
+        if error.code in (errno.ENODEV, errno.ENOENT):
+            return None
+        raise
+    return links[0] if links else None
+
+
+# ---------------------------------------------------------------- pipes
+
+def create_pipe(interface: str, index: int, mtu: int) -> PipePair:
+    """Create the quiet veth pipe `interface{index` / `interface}index`, both ends up.
+
+    A pipe of that name left by bricks is replaced; one bricks did not make is an error.
+    """
+    pair = PipePair(
+        interface=interface,
+        index=index,
+        broker=broker_name(interface, index),
+        consumer=consumer_name(interface, index),
+        mtu=min(max(int(mtu), MIN_PIPE_MTU), MAX_VETH_MTU),
+    )
+    check_pipe_name_length(pair.broker)
+    with IPRoute() as ipr:
+        _remove_previous_pipe(ipr, pair)
+        try:
+            ipr.link("add", ifname=pair.broker, kind="veth", mtu=pair.mtu,
+                     peer={"ifname": pair.consumer, "mtu": pair.mtu})
+        except NetlinkError as error:
+            raise LinkError(f"{pair.broker}: cannot create the pipe: {os.strerror(error.code)}") from None
+        try:
+            for end in (pair.broker, pair.consumer):
+                _prepare_end(ipr, end)
+        except BaseException:
+            _delete_link(ipr, pair.broker)
+            raise
+    return pair
+
+
+def _remove_previous_pipe(ipr: IPRoute, pair: PipePair) -> None:
+    for end in (pair.broker, pair.consumer):
+        link = _find_link(ipr, end)
+        if link is None:
+            continue
+        if not _ALIAS.match(link.get("ifalias") or ""):
+            raise LinkError(f"{end}: exists and was not created by bricks")
+        _delete_link(ipr, end)
+
+
+def _prepare_end(ipr: IPRoute, name: str) -> None:
+    """Mark an end as ours, silence it (before it goes up, so it never speaks), bring it up."""
+    index = ipr.link_lookup(ifname=name)[0]
+    ipr.link("set", index=index, ifalias=_owner_alias())
+    quiet_link(ipr, index, name)
+    ipr.link("set", index=index, flags=IFF_UP, change=IFF_UP)
+
+
+def quiet_link(ipr: IPRoute, index: int, name: Optional[str] = None) -> None:
+    """Make a down link silent once up: IPv6 off, no link-local address, NOARP, no multicast.
+
+    `name` is given for a link in this process's namespace, whose IPv6 switch is then turned off too.
+    """
+    if name is not None:
+        _write_proc_sys(f"net/ipv6/conf/{name}/disable_ipv6", "1")
+    try:
+        ipr.link("set", index=index, IFLA_AF_SPEC={"attrs": [
+            ("AF_INET6", {"attrs": [("IFLA_INET6_ADDR_GEN_MODE", IN6_ADDR_GEN_MODE_NONE)]})]})
+    except NetlinkError:
+        pass    # IPv6 absent from this kernel: nothing to silence
+    ipr.link("set", index=index, flags=IFF_NOARP, change=IFF_NOARP | IFF_MULTICAST)
+
+
+def _write_proc_sys(path: str, value: str) -> None:
+    try:
+        with open(os.path.join("/proc/sys", path), "w") as setting:
+            setting.write(value)
+    except FileNotFoundError:
+        pass    # IPv6 disabled at boot: the setting does not exist and is not needed
+
+
+def delete_pipe(pair: PipePair) -> None:
+    """Delete both ends of a pipe (deleting one veth end removes its peer); gone already is fine."""
+    with IPRoute() as ipr:
+        _delete_link(ipr, pair.broker)
+        _delete_link(ipr, pair.consumer)
+
+
+def _delete_link(ipr: IPRoute, name: str) -> bool:
+    indexes = ipr.link_lookup(ifname=name)
+    if not indexes:
+        return False
+    try:
+        ipr.link("del", index=indexes[0])
+    except NetlinkError as error:
+        if error.code != errno.ENODEV:
+            raise LinkError(f"{name}: cannot delete: {os.strerror(error.code)}") from None
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- stale pipes
+
+def _owner_alias(pid: Optional[int] = None) -> str:
+    pid = os.getpid() if pid is None else pid
+    return f"{ALIAS_PREFIX} pid={pid} start={_process_start_time(pid)}"
+
+
+def _process_start_time(pid: int) -> Optional[int]:
+    """The start time of process `pid` (clock ticks since boot), None if it does not exist.
+
+    Together with the pid it names one process: a pid reused later has another start time.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    return int(fields[19])    # field 22 of stat; fields here start at field 3
+
+
+def _owner_is_alive(alias: str) -> bool:
+    marker = _ALIAS.match(alias)
+    return bool(marker) and _process_start_time(int(marker["pid"])) == int(marker["start"])
+
+
+def reclaim_stale_pipes() -> List[str]:
+    """Delete the veths a dead bricks process left behind; return the names deleted."""
+    deleted = []
+    with IPRoute() as ipr:
+        for link in ipr.get_links():
+            name, alias = link.get("ifname"), link.get("ifalias") or ""
+            if link.get(("linkinfo", "kind")) != "veth" or not _ALIAS.match(alias):
+                continue
+            if not _owner_is_alive(alias) and _delete_link(ipr, name):
+                deleted.append(name)
+    return deleted
+
+
+# ---------------------------------------------------------------- offloads
+
+@dataclass(frozen=True)
+class OffloadToken:
+    """What `disable_offloads` turned off on an interface, for `restore_offloads`."""
+
+    interface: str
+    turned_off: Tuple[str, ...]
+
+
+def disable_offloads(name: str) -> OffloadToken:
+    """Turn off GRO, LRO, GSO and TSO on `name` while bricks reads it.
+
+    Features the driver cannot change are left alone, silently.
+    """
+    turned_off: Tuple[str, ...] = ()
+    with _ethtool(name) as ethtool:
+        features = ethtool.get_features()
+        turned_off = tuple(feature for feature in CAPTURE_HOSTILE_FEATURES
+                           if feature in features and features.is_available(feature)
+                           and features.is_requested(feature))
+        _set_features(ethtool, name, turned_off, enable=False)
+    return OffloadToken(name, turned_off)
+
+
+def restore_offloads(token: OffloadToken) -> None:
+    """Turn back on what `disable_offloads` turned off; an interface gone meanwhile is fine."""
+    if not token.turned_off or not interface_exists(token.interface):
+        return
+    with _ethtool(token.interface) as ethtool:
+        _set_features(ethtool, token.interface, token.turned_off, enable=True)
+
+
+@contextmanager
+def _ethtool(name: str) -> Iterator[IoctlEthtool]:
+    """The ethtool ioctl on `name`; a device without ethtool support yields no feature at all."""
+    ethtool = IoctlEthtool()
+    ethtool.change_ifname(name)
+    try:
+        yield ethtool
+    except NoSuchDevice:
+        raise LinkError(f"{name}: no such interface") from None
+    except NotSupportedError:
+        pass
+    finally:
+        ethtool.close()
+
+
+def _set_features(ethtool: IoctlEthtool, name: str, features_to_set: Tuple[str, ...], enable: bool) -> None:
+    if not features_to_set:
+        return
+    features = ethtool.get_features()
+    for feature in features_to_set:
+        features[feature] = enable
+    try:
+        ethtool.set_features(features)
+    except OSError as error:
+        # EINVAL: the driver refused a combination it cannot do; leave it as it is.
+        if error.errno != errno.EINVAL:
+            raise LinkError(f"{name}: cannot change offloads: {os.strerror(error.errno)}") from None

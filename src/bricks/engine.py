@@ -50,6 +50,7 @@ class Brick:
         self.stands_for = None       # PcapReader: the interface its files were captured on
         self.engine = None           # the PktEngine this brick is linked to
         self.handle = None           # the C brick while linked
+        self.transmit_drop_base = {}  # output index -> (device, its tx_dropped when linked)
 
     def __repr__(self):
         outputs = ", ".join(port.name for port in self.outputs) or "none"
@@ -143,8 +144,10 @@ class Brick:
         outputs = []
         for index, port in enumerate(self.outputs):
             lib.brk_brick_output_stats(self.handle, index, counters)
-            outputs.append({"name": port.name, "packets": counters.packets,
-                            "bytes": counters.bytes, "drops": counters.drops})
+            device, base = self.transmit_drop_base.get(index, (None, 0))
+            kernel_drops = links.transmit_drops(device) - base if device else 0
+            outputs.append({"name": port.name, "packets": counters.packets, "bytes": counters.bytes,
+                            "drops": counters.drops, "kernel_drops": kernel_drops})
         return {"kind": self.kind.name, "received": brick_stats.received_packets,
                 "received_bytes": brick_stats.received_bytes, "malformed": brick_stats.malformed,
                 "fragment_fallbacks": brick_stats.fragment_fallbacks, "outputs": outputs}
@@ -319,7 +322,8 @@ class PktEngine:
             raise BricksError(f"{brick.kind.name}: {error_text(error)}")
         brick.handle, brick.engine = handle, self
         child_depth = depth + 1 if brick.kind.balances else depth
-        for output in brick.outputs:
+        brick.transmit_drop_base = {}
+        for index, output in enumerate(brick.outputs):
             child = next((c for c in brick.children if _feeds(output, c)), None)
             if child is not None:
                 if child.handle is None:
@@ -328,6 +332,9 @@ class PktEngine:
             else:
                 sink = self._open_sink(linked, brick, output)
                 lib.brk_brick_add_sink(handle, sink)
+                if output.kind in ("broker", "interface"):
+                    device = output.name
+                    brick.transmit_drop_base[index] = (device, links.transmit_drops(device))
         parents = [parent for parent in linked.root.walk() if brick in parent.children]
         for port in brick.inputs:
             if any(_feeds(output, brick) and output.interface == port.interface and output.index == port.index
@@ -457,22 +464,24 @@ class PktEngine:
         if self.handle is not None:
             lib.brk_engine_stats(self.handle, engine_stats)
         bricks = [brick.stats() for linked in self.linked for brick in linked.bricks]
+        transmit_drops = sum(output["kernel_drops"] for brick in bricks for output in brick["outputs"])
         return {"name": self.name, "packets": engine_stats.received_packets,
                 "bytes": engine_stats.received_bytes,
-                "drops": engine_stats.kernel_drops + engine_stats.output_drops,
+                "drops": engine_stats.kernel_drops + engine_stats.output_drops + transmit_drops,
                 "kernel_drops": engine_stats.kernel_drops, "output_drops": engine_stats.output_drops,
+                "transmit_drops": transmit_drops,
                 "running": self.running, "finished": bool(engine_stats.finished), "bricks": bricks}
 
     def stats_text(self):
         stats = self.stats()
         lines = [f"Engine {self.name}: {stats['packets']} packets, {stats['bytes']} bytes, "
-                 f"{stats['drops']} dropped ({stats['kernel_drops']} by the kernel, "
-                 f"{stats['output_drops']} at full outputs)"]
+                 f"{stats['drops']} dropped ({stats['kernel_drops']} by the kernel on input, "
+                 f"{stats['output_drops']} at full outputs, {stats['transmit_drops']} by the kernel on output)"]
         for brick in stats["bricks"]:
             lines.append(f"  {brick['kind']}: {brick['received']} received, {brick['malformed']} malformed")
             for output in brick["outputs"]:
                 lines.append(f"    -> {output['name']:<16} {output['packets']:>12} packets "
-                             f"{output['bytes']:>14} bytes {output['drops']:>10} dropped")
+                             f"{output['bytes']:>14} bytes {output['drops'] + output['kernel_drops']:>10} dropped")
         return "\n".join(lines)
 
 

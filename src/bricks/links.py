@@ -185,6 +185,15 @@ def interface_exists(name: str) -> bool:
         return _find_link(ipr, name) is not None
 
 
+def transmit_drops(name: str) -> int:
+    """Packets the kernel dropped on transmit on `name` (a veth whose peer's backlog was full); 0 if gone."""
+    try:
+        with open(f"/sys/class/net/{name}/statistics/tx_dropped") as counter:
+            return int(counter.read())
+    except (OSError, ValueError):
+        return 0
+
+
 def _find_link(ipr: IPRoute, name: str):
     try:
         links = ipr.get_links(ifname=name)

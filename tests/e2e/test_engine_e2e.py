@@ -18,7 +18,7 @@ import pytest
 from bricks import engine as engine_module
 from bricks import links
 from bricks.engine import Brick, PktEngine
-from tests.unit import packets
+from bricks import frames as packets
 
 pytestmark = pytest.mark.root
 
@@ -44,17 +44,6 @@ def flow_frames(flows, packets_per_direction=2, seed=1, udp_share=2):
             frames.append(packets.pad(build(destination, source, destination_port, source_port)))
     rng.shuffle(frames)
     return frames
-
-
-def flow_key(frame):
-    """Both directions of an IPv4 TCP/UDP flow map to one key."""
-    header = 14
-    protocol = frame[header + 9]
-    ihl = (frame[header] & 0x0F) * 4
-    source, destination = frame[header + 12:header + 16], frame[header + 16:header + 20]
-    ports = frame[header + ihl:header + ihl + 4]
-    one, other = (source, ports[:2]), (destination, ports[2:])
-    return (protocol,) + tuple(sorted([one, other]))
 
 
 def wait_for_total(readers, expected, timeout=SETTLE_TIMEOUT):
@@ -98,7 +87,7 @@ def test_load_balancer_every_packet_once_flows_together(testbed, split):
     owner = {}
     for index, pipe in enumerate(captured):
         for frame in pipe:
-            assert owner.setdefault(flow_key(frame), index) == index, "a flow was split over two pipes"
+            assert owner.setdefault(packets.flow_key(frame), index) == index, "a flow was split over two pipes"
     if split == 4:   # split 2 hashes the address pair only: ports do not spread it
         per_pipe = [sum(1 for pipe in owner.values() if pipe == index) for index in range(4)]
         assert all(187 <= count <= 313 for count in per_pipe), per_pipe
@@ -160,8 +149,8 @@ def test_duplicator_to_load_balancer_is_an_internal_edge(testbed):
     assert sorted(captured[1]) == sorted(frames)
     assert sorted(captured[2] + captured[3]) == sorted(frames)
     assert captured[2] and captured[3]
-    keys2 = {flow_key(frame) for frame in captured[2]}
-    assert not keys2 & {flow_key(frame) for frame in captured[3]}
+    keys2 = {packets.flow_key(frame) for frame in captured[2]}
+    assert not keys2 & {packets.flow_key(frame) for frame in captured[3]}
     assert_accounted(engine.stats())
 
 
@@ -202,7 +191,7 @@ def test_two_engines_with_qids_share_one_interface(testbed):
     shares = [reader.stop() for reader in readers]
     assert shares[0] and shares[1]
     assert sorted(shares[0] + shares[1]) == sorted(frames)   # complete, and disjoint (no frame twice)
-    keys = [{flow_key(frame) for frame in share} for share in shares]
+    keys = [{packets.flow_key(frame) for frame in share} for share in shares]
     assert not keys[0] & keys[1], "a flow reached both engines"
     assert sum(engine.stats()["packets"] for engine in engines) == len(frames)
 

@@ -33,7 +33,7 @@ static inline void brk_balance_push(struct brk_brick *brick, const struct brk_pa
         brick->stats.malformed += !!(flags & BRK_HASH_TRUNCATED);
         brick->stats.fragment_fallbacks += !!(flags & BRK_HASH_FRAG_FALLBACK);
     }
-    brk_output_push(brick, hash % brick->outputs, packet);
+    brk_output_push(brick, brk_output_for_hash(brick, hash), packet);
 }
 
 static inline void brk_balance_fini(struct brk_brick *brick)

@@ -74,6 +74,7 @@ static int brick_add_output(struct brk_brick *brick, struct brk_brick *child, st
     brick->output[brick->outputs].child = child;
     brick->output[brick->outputs].sink = sink;
     brick->outputs++;
+    brick->outputs_reciprocal = UINT64_MAX / brick->outputs + 1;
     brick->stats.outputs = brick->outputs;
     return 0;
 }

@@ -115,6 +115,18 @@ static inline void brk_output_push(struct brk_brick *brick, unsigned i,
     out->counters.bytes += packet->wirelen;
 }
 
+/* The two per-packet actions most kinds share: Click's Tee and a plain wire. */
+static inline void brk_push_to_every_output(struct brk_brick *brick, const struct brk_packet *packet)
+{
+    for (unsigned i = 0; i < brick->outputs; i++)
+        brk_output_push(brick, i, packet);
+}
+
+static inline void brk_push_to_first_output(struct brk_brick *brick, const struct brk_packet *packet)
+{
+    brk_output_push(brick, 0, packet);
+}
+
 /* Writes a one-line message into error (printf style). Returns NULL so that
  * constructors can `return brk_fail(...)`. */
 void *brk_fail(char *error, size_t error_size, const char *format, ...)

@@ -277,3 +277,28 @@ def test_pipes_of_a_killed_run_are_reclaimed(testbed):
     reclaimed = links.reclaim_stale_pipes()
     assert {f"{host_if}{{0", f"{host_if}}}0"} & set(reclaimed)
     assert not links.interface_exists(f"{host_if}{{0") and not links.interface_exists(f"{host_if}}}0")
+
+
+def test_dead_and_stalled_consumers_do_not_stall_the_other_outputs(testbed):
+    host_if, ns_if = testbed.add_input("in")
+    engine = PktEngine.new("dead", 64)
+    engine.link(Brick("Duplicator").connect_input(host_if).connect_outputs(host_if, 3))
+    live = testbed.reader(links.consumer_name(host_if, 0), in_namespace=False)
+    stalled = testbed.reader(links.consumer_name(host_if, 2), in_namespace=False)
+    stalled.process.send_signal(signal.SIGSTOP)
+    subprocess.run(["ip", "link", "set", links.consumer_name(host_if, 1), "down"], check=True)
+    frames = flow_frames(500)
+    try:
+        engine.start()
+        testbed.send(ns_if, frames, pps=SEND_RATE)
+        got = live.wait_for(len(frames))
+        engine.stop()
+    finally:
+        stalled.process.send_signal(signal.SIGCONT)
+    assert sorted(got) == sorted(frames)
+    stats = engine.stats()
+    assert stats["packets"] == len(frames)
+    assert_accounted(stats)
+    dead_output = stats["bricks"][0]["outputs"][1]
+    assert dead_output["drops"] >= len(frames) - 64, dead_output   # at most one ring of 64 slots queued
+    assert stats["bricks"][0]["outputs"][0]["drops"] == 0

@@ -52,3 +52,48 @@ def test_too_many_outputs_are_refused():
     lib.brk_brick_free(brick)
     for sink in sinks:
         lib.brk_sink_close(sink)
+
+
+def test_counters_are_published_while_running():
+    """Counters are published while the engine runs (not only at stop) and never go backwards."""
+    import threading
+
+    frame_list = frames.random_tcp_frames(512, seed=3)
+    blob = b"".join(frame_list)
+    lengths = ffi.new("uint32_t[]", [len(frame) for frame in frame_list])
+    source = lib.brk_source_memory_new(blob, lengths, len(frame_list), 20000)
+    config = ffi.new("struct brk_brick_config *", {"split": 4, "depth": 0, "frag_slots": 0})
+    error = ffi.new("char[]", 256)
+    brick = lib.brk_brick_new(lib.brk_brick_kind_find(b"LoadBalancer"), config, error, len(error))
+    sinks = [lib.brk_sink_null_new() for _ in range(3)]
+    for sink in sinks:
+        lib.brk_brick_add_sink(brick, sink)
+    engine = lib.brk_engine_new(256, -1)
+    lib.brk_engine_add_source(engine, source, brick)
+    thread = threading.Thread(target=lib.brk_engine_run, args=(engine,))
+    thread.start()
+    stats = ffi.new("struct brk_brick_stats *")
+    counters = ffi.new("struct brk_counters *")
+    reads, previous = 0, 0
+    try:
+        while thread.is_alive() and reads < 20000:
+            lib.brk_brick_stats(brick, stats)
+            received = stats.received_packets
+            assert received >= previous
+            previous = received
+            reads += 1
+    finally:
+        lib.brk_engine_stop(engine)
+        thread.join(30)
+    assert reads > 100 and previous > 0
+    lib.brk_brick_stats(brick, stats)
+    total = 0
+    for index in range(3):
+        lib.brk_brick_output_stats(brick, index, counters)
+        total += counters.packets
+    assert total == stats.received_packets
+    lib.brk_engine_free(engine)
+    lib.brk_brick_free(brick)
+    for sink in sinks:
+        lib.brk_sink_close(sink)
+    lib.brk_source_close(source)

@@ -5,9 +5,10 @@
  * packets from each source, pushes them through the source's brick tree, then
  * flushes every sink of the tree once: no per-packet syscall.
  *
- * Counters are written only by the engine thread; other threads read them
- * (64-bit aligned loads do not tear on the platforms we build for), exactly
- * once the engine has stopped.
+ * Counters are written only by the engine thread. Once per batch it
+ * publishes a copy under a sequence lock (odd = being written); readers in
+ * other threads copy it and retry if the sequence moved, so they never see a
+ * half-updated set and never slow the loop down.
  */
 #include "internal.h"
 
@@ -67,6 +68,42 @@ brk_brick *brk_brick_new(const brk_brick_kind *kind, const struct brk_brick_conf
     return brick;
 }
 
+static void publish_begin(uint32_t *sequence)
+{
+    __atomic_store_n(sequence, *sequence + 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+static void publish_end(uint32_t *sequence)
+{
+    __atomic_store_n(sequence, *sequence + 1, __ATOMIC_RELEASE);
+}
+
+/* Copies what a publisher protects with sequence into a reader's buffer. */
+static void read_published(const uint32_t *sequence, void *to, const void *from, size_t size)
+{
+    for (;;) {
+        uint32_t before = __atomic_load_n(sequence, __ATOMIC_ACQUIRE);
+        if (before & 1) {
+            sched_yield();
+            continue;
+        }
+        memcpy(to, from, size);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(sequence, __ATOMIC_RELAXED) == before)
+            return;
+    }
+}
+
+static void publish_brick(struct brk_brick *brick)
+{
+    publish_begin(&brick->snapshot_sequence);
+    brick->snapshot = brick->stats;
+    for (unsigned i = 0; i < brick->outputs; i++)
+        brick->snapshot_output[i] = brick->output[i].counters;
+    publish_end(&brick->snapshot_sequence);
+}
+
 static int brick_add_output(struct brk_brick *brick, struct brk_brick *child, struct brk_sink *sink)
 {
     if (brick->outputs >= BRK_MAX_OUTPUTS || brick->outputs >= brick->kind->max_outputs)
@@ -76,6 +113,7 @@ static int brick_add_output(struct brk_brick *brick, struct brk_brick *child, st
     brick->outputs++;
     brick->outputs_reciprocal = UINT64_MAX / brick->outputs + 1;
     brick->stats.outputs = brick->outputs;
+    publish_brick(brick);
     return 0;
 }
 
@@ -91,14 +129,14 @@ int brk_brick_add_sink(brk_brick *brick, brk_sink *sink)
 
 void brk_brick_stats(const brk_brick *brick, struct brk_brick_stats *out)
 {
-    *out = brick->stats;
+    read_published(&brick->snapshot_sequence, out, &brick->snapshot, sizeof(*out));
 }
 
 int brk_brick_output_stats(const brk_brick *brick, unsigned output, struct brk_counters *out)
 {
     if (output >= brick->outputs)
         return -1;
-    *out = brick->output[output].counters;
+    read_published(&brick->snapshot_sequence, out, &brick->snapshot_output[output], sizeof(*out));
     return 0;
 }
 
@@ -123,6 +161,8 @@ struct brk_engine {
     unsigned sinks;
     struct brk_sink *sink[BRK_MAX_SINKS];
     struct brk_engine_stats stats;
+    uint32_t snapshot_sequence;           /* see publish_begin */
+    struct brk_engine_stats snapshot;
     struct brk_packet *packets;           /* batch array */
     struct brk_brick *bricks_seen[BRK_MAX_SINKS];
     unsigned bricks_seen_count;
@@ -185,6 +225,15 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+static void publish_counters(struct brk_engine *engine)
+{
+    for (unsigned b = 0; b < engine->bricks_seen_count; b++)
+        publish_brick(engine->bricks_seen[b]);
+    publish_begin(&engine->snapshot_sequence);
+    engine->snapshot = engine->stats;
+    publish_end(&engine->snapshot_sequence);
+}
+
 static void update_drop_counts(struct brk_engine *engine)
 {
     uint64_t output_drops = 0;
@@ -233,6 +282,7 @@ int brk_engine_run(brk_engine *engine)
     pin_to_cpu(engine->cpu);
     engine->stats.running = 1;
     engine->stats.finished = 0;
+    publish_counters(engine);
     while (!engine->stop_requested) {
         unsigned total = 0, exhausted = 0;
         for (unsigned s = 0; s < engine->sources; s++) {
@@ -259,6 +309,9 @@ int brk_engine_run(brk_engine *engine)
         if (now_ns() >= next_stats) {
             update_drop_counts(engine);
             next_stats = now_ns() + BRK_STATS_INTERVAL_NS;
+            publish_counters(engine);
+        } else if (total) {
+            publish_counters(engine);
         }
         if (engine->sources && exhausted == engine->sources) {
             engine->stats.finished = 1;
@@ -271,6 +324,7 @@ int brk_engine_run(brk_engine *engine)
         engine->sink[k]->ops->flush(engine->sink[k]);
     update_drop_counts(engine);
     engine->stats.running = 0;
+    publish_counters(engine);
     return 0;
 }
 
@@ -296,7 +350,7 @@ void brk_engine_stop(brk_engine *engine)
 
 void brk_engine_stats(brk_engine *engine, struct brk_engine_stats *out)
 {
-    *out = engine->stats;
+    read_published(&engine->snapshot_sequence, out, &engine->snapshot, sizeof(*out));
 }
 
 void brk_engine_free(brk_engine *engine)

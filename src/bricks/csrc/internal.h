@@ -55,6 +55,11 @@ struct brk_brick {
     uint64_t outputs_reciprocal;     /* for brk_output_for_hash: no division per packet */
     struct brk_output output[BRK_MAX_OUTPUTS];
     void *state;                     /* kind->state_size bytes */
+    /* What other threads read: a copy of the counters the engine publishes
+     * once per batch under a sequence lock, so readers never race the loop. */
+    uint32_t snapshot_sequence;
+    struct brk_brick_stats snapshot;
+    struct brk_counters snapshot_output[BRK_MAX_OUTPUTS];
 };
 
 /* hash % outputs, exactly, by Lemire's multiply-shift (a divide costs ~25 cycles). */

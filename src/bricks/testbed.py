@@ -6,6 +6,7 @@ sends frames (`Testbed.send`) or captures them (`Reader`). Every name is unique
 to one testbed (namespace `bkt-<pid>-<token>`, host ends `bt<token><name>`) so
 test runs never collide, and everything is removed on exit, even on failure.
 """
+import errno
 import os
 import re
 import secrets
@@ -18,7 +19,7 @@ import threading
 import time
 from typing import List, Optional, Sequence, Tuple
 
-from pyroute2 import IPRoute, netns
+from pyroute2 import IPRoute, NetlinkError, netns
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP
 
 from bricks.links import quiet_link
@@ -249,7 +250,12 @@ def remove_veths(prefix: str) -> List[str]:
             if name.startswith(prefix) and link.get(("linkinfo", "kind")) == "veth":
                 indexes = ipr.link_lookup(ifname=name)
                 if indexes:    # deleting one end may already have removed this one
-                    ipr.link("del", index=indexes[0])
+                    try:
+                        ipr.link("del", index=indexes[0])
+                    except NetlinkError as error:
+                        if error.code != errno.ENODEV:    # gone with its namespace meanwhile
+                            raise
+                        continue
                     removed.append(name)
     return removed
 

@@ -1,0 +1,424 @@
+"""The embedded Lua control plane: one Lua state with BRICKS, PktEngine and Brick (SPEC §4), for shells and daemons.
+
+The Lua side (lua_api.lua) builds the globals; every request ends up here, in
+a "native" function that checks its Lua arguments, calls the engine API and
+answers `true, results...` or `false, one-line message`, which the Lua side
+raises as a Lua error at the caller's line. Chunks run one at a time (a lock),
+so a daemon may share one runtime between clients; everything Lua prints goes
+to `output`, which a daemon may swap per client.
+"""
+import importlib.resources
+import os
+import re
+import sys
+import threading
+import time
+
+from . import engine
+from .catalog import KINDS
+from .engine import Brick, PktEngine
+from .errors import BricksError
+
+try:
+    import lupa.luajit21 as lupa_module       # Lua 5.1 semantics, like the original's LuaJIT
+except ImportError:                           # a lupa wheel built without LuaJIT 2.1
+    try:
+        import lupa.lua51 as lupa_module
+    except ImportError:
+        import lupa as lupa_module
+
+BACKENDS = ("auto", "packet", "netmap")
+NETMAP_DEVICE = "/dev/netmap"
+CHUNK_NAME = "=stdin"
+_TOKEN_AT_END = re.compile(r"[A-Za-z_][\w.:]*$")
+
+BRICKS_HELP = """\
+BRICKS commands:
+  BRICKS.help()              this list
+  BRICKS.print_status()      whether BRICKS is online (at least one engine running)
+  BRICKS.show_stats()        packet, byte and drop counts of every engine, and their total
+  BRICKS.shutdown()          stop every engine, remove every pipe, flush writers and quit
+  BRICKS.set_backend(name)   auto, packet or netmap; only before the first engine exists
+  BRICKS.backend()           the back-end in use
+Subsystems, each with its own help():
+  pkteng   PktEngine.help()  packet engines: create, link, start, stop
+  brick    Brick.help()      bricks: LoadBalancer, Duplicator, Merge, PcapReader, ...
+"""
+
+PKTENGINE_HELP = """\
+PktEngine commands:
+  pe = PktEngine.new(name [, buffer_sz [, cpu]])
+                             a new engine; buffer_sz slots per queue (default 512),
+                             cpu to pin its thread to (-1: not pinned)
+  PktEngine.retrieve(name)   the engine of that name, or nil
+  PktEngine.help()           this list
+  pe:link(brick [, batch [, qid]])
+                             bind a brick tree: open its inputs, create its pipes;
+                             batch packets per read (default 1024), qid the hardware
+                             queue to read (-1: all)
+  pe:unlink()                undo link (not while running)
+  pe:start()                 start the engine's thread
+  pe:stop()                  stop it
+  pe:delete()                remove the engine and its pipes (not while running)
+  pe:show_stats()            its packet, byte and drop counts (pe.show_stats() too)
+"""
+
+
+def _brick_help():
+    kinds = "\n".join(f"    {name:<14}{kind.summary}" for name, kind in KINDS.items())
+    return f"""\
+Brick commands:
+  b = Brick.new(kind [, arg])  a new brick; LoadBalancer's arg is its split:
+                               2 (IP pair) or 4 (IP pair and ports, default)
+  b:connect_input(name, ...)   its input (Merge: several; PcapReader: a file or
+                               directory, then the interface it stands for)
+  b:connect_output(name, ...)  its outputs: pipes IF{{N, interfaces, pcap paths
+  b:connect_outputs(iface, n)  outputs iface{{0 .. iface{{n-1
+  b:link(child, ...)           chain: the child reads the IF}}N end of an IF{{N output
+  Brick.help()                 this list
+  Kinds:
+{kinds}
+"""
+
+
+class LuaError(BricksError):
+    """A Lua chunk that did not compile or failed: Lua's own one-line message."""
+
+
+def _lua_type(value):
+    """The type Lua would name for value (table, number, ...), or the bricks class name."""
+    kind = lupa_module.lua_type(value)
+    if kind is not None:
+        return kind
+    if value is None:
+        return "nil"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, (str, bytes)):
+        return "string"
+    return type(value).__name__
+
+
+def _shown(value):
+    """A value as an error message names it: 'text', 2, or its Lua type."""
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    return _lua_type(value)
+
+
+def _text(value, what):
+    if not isinstance(value, str):
+        raise BricksError(f"{what} must be a string, got {_shown(value)}")
+    return value
+
+
+def _number(value, what, default):
+    """A Lua number as a Python int (when whole) or float; nil gives default."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BricksError(f"{what} must be a number, got {_shown(value)}")
+    return int(value) if float(value).is_integer() else value
+
+
+def _prefixed(prefix, error):
+    message = str(error)
+    return message if message.startswith(prefix) else f"{prefix}: {message}"
+
+
+def _answer(function):
+    """Runs a native call: (True, results...) or (False, one-line message), never a Python exception."""
+    def call(*args):
+        try:
+            results = function(*args)
+        except BricksError as error:
+            return False, str(error)
+        except KeyboardInterrupt:
+            return False, "interrupted"
+        except Exception as error:   # a bug must still reach the operator as one line, not kill the shell
+            return False, " ".join(f"internal error: {type(error).__name__}: {error}".split())
+        if results is None:
+            return (True,)
+        return (True,) + (results if isinstance(results, tuple) else (results,))
+    call.__name__ = function.__name__
+    return call
+
+
+class LuaRuntime:
+    """One Lua state with the bricks globals; `output(text)` receives everything it prints."""
+
+    def __init__(self, output=None):
+        self.output = output or _write_stdout
+        self.shutdown_requested = False
+        self.backend = "auto"
+        self._lock = threading.RLock()
+        self._lua = lupa_module.LuaRuntime(register_eval=False, register_builtins=False,
+                                           unpack_returned_tuples=True)
+        self.lua_implementation = self._lua.lua_implementation    # "LuaJIT 2.1..." normally
+        self._lua.execute("python = nil")     # no door from Lua into arbitrary Python
+        prelude = importlib.resources.files(__package__).joinpath("lua_api.lua").read_text()
+        compiled, message = self._lua.eval("function(code) local f, e = (loadstring or load)(code, '=lua_api.lua') "
+                                           "return f, e end")(prelude)
+        if compiled is None:
+            raise RuntimeError(f"lua_api.lua does not compile: {message}")
+        self._internal = compiled(self._lua.table_from(self._natives()))
+
+    # ---------------------------------------------------------------- chunks
+
+    def execute(self, chunk, chunk_name=CHUNK_NAME):
+        """Runs a chunk; returns the values it returned; LuaError on a syntax or runtime error."""
+        with self._lock:
+            return self._run(self._compile(chunk, chunk_name))
+
+    def execute_file(self, path, arguments=()):
+        """Runs a script as `lua path args...` would: `arg[0]` = path, `arg[1..]` = arguments."""
+        try:
+            with open(path, encoding="utf-8") as script:
+                code = script.read()
+        except OSError as error:
+            raise LuaError(f"cannot open {path}: {error.strerror}") from None
+        if code.startswith("#!"):
+            code = "--" + code                 # a shebang line, as the lua command allows
+        with self._lock:
+            self._internal.set_arguments(path, self._lua.table_from({"n": len(arguments)} | {
+                index + 1: value for index, value in enumerate(arguments)}))
+            return self._run(self._compile(code, "@" + path))
+
+    def evaluate_line(self, line):
+        """REPL semantics: `=expr` and a bare expression print their values, else run as a statement."""
+        with self._lock:
+            expression = line[1:] if line.startswith("=") else line
+            function, message = self._internal.compile("return " + expression, CHUNK_NAME)
+            if function is None:
+                if line.startswith("="):
+                    raise LuaError(_one_line(message))
+                return self._run(self._compile(line, CHUNK_NAME))
+            # The values pass through a call so that no API function is
+            # tail-called: a tail call would lose the `stdin:1:` position.
+            # (`f();` is an expression for `return` but not as arguments.)
+            passed_through, _ = self._internal.compile(
+                f"return (function(...) return ... end)({expression}\n)", CHUNK_NAME)
+            function = passed_through or function
+            values = self._run(function, keep_table=True)
+            self._internal.print_values(values)
+            return [values[index] for index in range(1, values["n"] + 1)]
+
+    def is_incomplete(self, chunk):
+        """Whether chunk fails to compile only because it is unfinished (more lines will follow)."""
+        with self._lock:
+            code = "return " + chunk[1:] if chunk.startswith("=") else chunk
+            if not chunk.startswith("="):
+                function, _ = self._internal.compile("return " + chunk, CHUNK_NAME)
+                if function is not None:
+                    return False
+            function, message = self._internal.compile(code, CHUNK_NAME)
+            return function is None and message.endswith("'<eof>'")
+
+    def completions(self, prefix):
+        """Every completion of the global, field or method name at the end of prefix, as the whole line."""
+        match = _TOKEN_AT_END.search(prefix)
+        if match is None:
+            return []
+        token, head = match.group(), prefix[:match.start()]
+        separator = max(token.rfind("."), token.rfind(":"))    # -1: a global name
+        path, partial = token[:max(separator, 0)], token[separator + 1:]
+        names = [part for part in path.split(".") if part]
+        if ":" in path or (separator >= 0 and len(names) != path.count(".") + 1):
+            return []      # `a:b.c` or `a..b`: nothing to complete
+        methods_only = separator >= 0 and token[separator] == ":"
+        with self._lock:
+            fields = self._internal.fields(self._lua.table_from(names), methods_only)
+            found = [fields[index] for index in range(1, len(fields) + 1)]
+        start = token[:separator + 1]
+        return sorted(head + start + name for name in found if name.startswith(partial))
+
+    def set_backend(self, name):
+        """Chooses the back-end (auto, packet, netmap); only before the first engine is created."""
+        if name not in BACKENDS:
+            raise BricksError(f"unknown back-end {_shown(name)} (one of {', '.join(BACKENDS)})")
+        if name == "netmap":
+            if not os.path.exists(NETMAP_DEVICE):
+                raise BricksError(f"the netmap back-end is not available here: {NETMAP_DEVICE} missing")
+            raise BricksError("the netmap back-end is not supported by this build: use packet")
+        if name != self.backend and engine.engines():
+            raise BricksError("the back-end must be chosen before the first engine is created")
+        self.backend = name
+
+    def active_backend(self):
+        """The back-end engines use: auto means packet (AF_PACKET) on Linux."""
+        return "packet" if sys.platform.startswith("linux") else None
+
+    # ---------------------------------------------------------------- internals
+
+    def _compile(self, code, chunk_name):
+        function, message = self._internal.compile(code, chunk_name)
+        if function is None:
+            raise LuaError(_one_line(message))
+        return function
+
+    def _run(self, function, keep_table=False):
+        ok, result = self._internal.run(function)
+        if not ok:
+            raise LuaError(_one_line(result))
+        if keep_table:
+            return result
+        return [result[index] for index in range(1, result["n"] + 1)]
+
+    def _print(self, text):
+        self.output(text if text.endswith("\n") else text + "\n")
+
+    def _natives(self):
+        """The Python functions lua_api.lua builds the globals from."""
+        runtime = self
+
+        def engine_new(name=None, buffer_slots=None, cpu=None):
+            name = _text(name, "PktEngine.new: engine name")
+            buffer_slots = _number(buffer_slots, "PktEngine.new: buffer size", engine.DEFAULT_BUFFER_SLOTS)
+            cpu = _number(cpu, "PktEngine.new: cpu", -1)
+            try:
+                created = PktEngine.new(name, buffer_slots, cpu)
+            except BricksError as error:
+                raise BricksError(_prefixed("PktEngine.new", error)) from None
+            return created, created.name
+
+        def engine_retrieve(name=None):
+            found = PktEngine.retrieve(_text(name, "PktEngine.retrieve: engine name"))
+            return (found, found.name) if found is not None else (None, None)
+
+        def engine_call(handle, method, *args):
+            where = f"{handle.name}:{method}"
+            if method == "link":
+                brick = args[0] if args else None
+                if not isinstance(brick, Brick):
+                    raise BricksError(f"{where}: expected a Brick, got {_shown(brick)}")
+                handle.link(brick, _number(args[1] if len(args) > 1 else None, f"{where}: batch",
+                                           engine.DEFAULT_BATCH),
+                            _number(args[2] if len(args) > 2 else None, f"{where}: qid", -1))
+            elif method == "show_stats":
+                runtime._print(handle.stats_text())
+            else:
+                getattr(handle, method)()
+
+        def brick_new(kind=None, argument=None):
+            kind = _text(kind, "Brick.new: brick kind")
+            if kind == "Filter" and kind not in KINDS:
+                raise BricksError("Brick.new: the Filter brick is not available yet in this build "
+                                  f"(kinds: {', '.join(KINDS)})")
+            if argument is not None and not isinstance(argument, (str, int, float, bool)):
+                raise BricksError(f"Brick.new: {kind} argument must be a number or a string, "
+                                  f"got {_shown(argument)}")
+            if isinstance(argument, float) and argument.is_integer():
+                argument = int(argument)
+            try:
+                return Brick(kind, argument)
+            except BricksError as error:
+                raise BricksError(_prefixed("Brick.new", error)) from None
+
+        def brick_call(handle, method, *args):
+            where = f"{handle.kind.name}:{method}"
+            if method == "connect_outputs":
+                interface = _text(args[0] if args else None, f"{where}: interface")
+                count = _number(args[1] if len(args) > 1 else None, f"{where}: count", None)
+                if count is None:
+                    raise BricksError(f"{where}: count must be a number, got nil")
+                handle.connect_outputs(interface, count)
+                return
+            for position, value in enumerate(args, 1):
+                if method == "link" and not isinstance(value, Brick):
+                    raise BricksError(f"{where}: argument {position} must be a Brick, got {_shown(value)}")
+                if method != "link":
+                    _text(value, f"{where}: argument {position} (a port name)")
+            getattr(handle, method)(*args)
+
+        def describe(handle):
+            if isinstance(handle, PktEngine):
+                return _describe_engine(handle)
+            if isinstance(handle, Brick):
+                return _describe_brick(handle)
+            return _lua_type(handle)
+
+        def help_text(topic):
+            runtime._print({"BRICKS": BRICKS_HELP, "PktEngine": PKTENGINE_HELP}.get(topic) or _brick_help())
+
+        def print_status():
+            online = any(known.running for known in engine.engines())
+            runtime._print("BRICKS is online." if online else "BRICKS is offline.")
+
+        def show_stats():
+            runtime._print(stats_table(engine.engines()))
+
+        def shutdown():
+            engine.shutdown_all()
+            runtime.shutdown_requested = True
+            runtime._print("Goodbye!")
+
+        def set_backend(name=None):
+            runtime.set_backend(name)
+
+        def backend():
+            return runtime.active_backend()
+
+        def sleep(seconds=None):
+            seconds = _number(seconds, "sleep: seconds", None)
+            if seconds is None or seconds < 0:
+                raise BricksError(f"sleep: seconds must be a number of at least 0, got {_shown(seconds)}")
+            time.sleep(seconds)
+
+        def output(text):
+            runtime.output(text)
+
+        natives = [engine_new, engine_retrieve, engine_call, brick_new, brick_call, describe,
+                   print_status, show_stats, shutdown, set_backend, backend, sleep]
+        table = {function.__name__: _answer(function) for function in natives}
+        table["help"] = _answer(help_text)
+        table["same"] = lambda first, second: first is second
+        table["output"] = output
+        return table
+
+
+def stats_table(engines):
+    """One table of every engine: Engine, Packet Cnt, Byte Cnt, Packet Drop, then a Total row."""
+    header = ("Engine", "Packet Cnt", "Byte Cnt", "Packet Drop")
+    rows = []
+    for known in engines:
+        stats = known.stats()
+        rows.append((known.name, stats["packets"], stats["bytes"], stats["drops"]))
+    total = ("Total",) + tuple(sum(row[column] for row in rows) for column in (1, 2, 3))
+    name_width = max(len(row[0]) for row in rows + [header, total])
+    widths = (name_width, 14, 18, 14)
+
+    def line(row):
+        cells = [f"{value:>{width}}" for value, width in zip(row[1:], widths[1:])]
+        return "  ".join([f"{row[0]:<{widths[0]}}"] + cells)
+
+    rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
+    return "\n".join([line(header), rule] + [line(row) for row in rows] + [rule, line(total)])
+
+
+def _describe_engine(handle):
+    if handle.deleted:
+        return f"PktEngine {handle.name} (deleted)"
+    trees = len(handle.linked)
+    state = "running" if handle.running else "stopped"
+    return f"PktEngine {handle.name} ({state}, {trees} brick tree{'' if trees == 1 else 's'})"
+
+
+def _describe_brick(handle):
+    argument = f"({handle.argument})" if handle.argument is not None else ""
+    inputs = ", ".join(port.name for port in handle.inputs) or "none"
+    outputs = ", ".join(port.name for port in handle.outputs) or "none"
+    where = f"linked to {handle.engine.name}" if handle.engine is not None else "not linked"
+    return f"Brick {handle.kind.name}{argument} in: {inputs} out: {outputs} ({where})"
+
+
+def _one_line(message):
+    return " ".join(str(message).splitlines()).strip()
+
+
+def _write_stdout(text):
+    sys.stdout.write(text)
+    sys.stdout.flush()

@@ -1,0 +1,427 @@
+"""The Lua API (SPEC §4, §8) as a shell sees it: globals, one-line Lua errors, printing, REPL helpers, scripts.
+
+No root needed: engines that must move packets read and write pcap files.
+"""
+import os
+import shutil
+import struct
+import time
+
+import pytest
+
+from bricks import engine as engine_module
+from bricks import frames
+from bricks.catalog import KINDS
+from bricks.engine import PktEngine
+from bricks.lua import LuaError, LuaRuntime
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCRIPTS = os.path.join(REPOSITORY, "scripts")
+
+
+class Console:
+    """A LuaRuntime whose printed output is collected."""
+
+    def __init__(self):
+        self.printed = []
+        self.runtime = LuaRuntime(output=self.printed.append)
+
+    def run(self, chunk):
+        return self.runtime.execute(chunk)
+
+    def output(self):
+        text = "".join(self.printed)
+        self.printed.clear()
+        return text
+
+    def error(self, chunk):
+        with pytest.raises(LuaError) as caught:
+            self.runtime.execute(chunk)
+        message = str(caught.value)
+        assert message.startswith("stdin:"), message
+        assert "\n" not in message and "Traceback" not in message and "Python" not in message, message
+        return message
+
+
+@pytest.fixture
+def lua():
+    yield Console()
+    engine_module.shutdown_all()
+    assert engine_module.engines() == []
+
+
+def write_pcap(path, frame_list):
+    with open(path, "wb") as out:
+        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+        for index, frame in enumerate(frame_list):
+            out.write(struct.pack("<IIII", 1_700_000_000 + index, index, len(frame), len(frame)) + frame)
+
+
+def read_pcap_count(path):
+    with open(path, "rb") as capture:
+        data = capture.read()
+    count, offset = 0, 24
+    while offset + 16 <= len(data):
+        (length,) = struct.unpack_from("<I", data, offset + 8)
+        offset += 16 + length
+        count += 1
+    return count
+
+
+def run_pcap_engine(lua, tmp_path, name, packets):
+    """An engine copying a pcap file of `packets` frames to another, run to the end of its input."""
+    source, destination = tmp_path / f"{name}-in.pcap", tmp_path / f"{name}-out.pcap"
+    write_pcap(source, frames.random_tcp_frames(packets, seed=len(name) + packets))
+    lua.run(f"""
+        local reader = Brick.new("PcapReader")
+        reader:connect_input("{source}")
+        reader:connect_output("{destination}")
+        local pe = PktEngine.new("{name}")
+        pe:link(reader)
+        pe:start()
+    """)
+    assert PktEngine.retrieve(name).wait(10)
+    return destination
+
+
+# ---------------------------------------------------------------- globals and objects
+
+def test_every_global_and_method_is_there(lua):
+    functions = ["BRICKS.help", "BRICKS.print_status", "BRICKS.show_stats", "BRICKS.shutdown",
+                 "PktEngine.new", "PktEngine.retrieve", "PktEngine.help", "Brick.new", "Brick.help",
+                 "pe.link", "pe.unlink", "pe.start", "pe.stop", "pe.delete", "pe.show_stats",
+                 "b.connect_input", "b.connect_output", "b.connect_outputs", "b.link"]
+    lua.run('pe = PktEngine.new("e0"); b = Brick.new("Dummy")')
+    types = lua.run("return " + ", ".join(f"type({name})" for name in functions))
+    assert types == ["function"] * len(functions)
+
+
+@pytest.mark.parametrize("topic, expected", [
+    ("BRICKS", ["help()", "print_status()", "show_stats()", "shutdown()", "pkteng", "PktEngine.help()"]),
+    ("PktEngine", ["new(", "retrieve(", ":link(", ":unlink()", ":start()", ":stop()", ":delete()", ":show_stats()"]),
+    ("Brick", ["new(", ":connect_input(", ":connect_output(", ":connect_outputs(", ":link(", "LoadBalancer"]),
+])
+def test_help_lists_the_commands(lua, topic, expected):
+    lua.run(f"{topic}.help()")
+    text = lua.output()
+    for item in expected:
+        assert item in text, (item, text)
+
+
+def test_tostring_summarises_engines_and_bricks(lua, tmp_path):
+    write_pcap(tmp_path / "in.pcap", frames.random_tcp_frames(3))
+    lua.run('pe = PktEngine.new("e0"); lb = Brick.new("LoadBalancer", 2)')
+    lua.run('lb:connect_input("eth3"); lb:connect_output("eth3{0", "eth2")')
+    assert lua.run("return tostring(pe)") == ["PktEngine e0 (stopped, 0 brick trees)"]
+    assert lua.run("return tostring(lb)") == ["Brick LoadBalancer(2) in: eth3 out: eth3{0, eth2 (not linked)"]
+    linked = lua.run(f"""
+        r = Brick.new("PcapReader"); r:connect_input("{tmp_path}/in.pcap"); r:connect_output("{tmp_path}/o.pcap")
+        pe:link(r)
+        return tostring(pe), tostring(r)""")
+    assert linked == ["PktEngine e0 (stopped, 1 brick tree)",
+                      f"Brick PcapReader(4) in: {tmp_path}/in.pcap out: {tmp_path}/o.pcap (linked to e0)"]
+    lua.run("pe:delete()")
+    assert lua.run("return tostring(pe)") == ["PktEngine e0 (deleted)"]
+
+
+def test_retrieve_returns_the_same_object_or_nil(lua):
+    lua.run('pe = PktEngine.new("e0")')
+    assert lua.run('return PktEngine.retrieve("e0") == pe, PktEngine.retrieve("nothing")') == [True, None]
+    lua.run("pe:delete()")
+    assert lua.run('return PktEngine.retrieve("e0")') == [None]
+    assert lua.run('return PktEngine.new("e0") ~= pe') == [True]
+
+
+def test_class_functions_accept_the_colon_too(lua):
+    lua.run('pe = PktEngine:new("e0"); b = Brick:new("LoadBalancer", 2)')
+    assert lua.run("return tostring(pe), tostring(b)") == [
+        "PktEngine e0 (stopped, 0 brick trees)", "Brick LoadBalancer(2) in: none out: none (not linked)"]
+
+
+def test_brick_methods_chain_and_lua_numbers_convert(lua):
+    text = lua.run('return tostring(Brick.new("LoadBalancer", 2.0):connect_input("eth3")'
+                   ':connect_outputs("eth3", 2.0):connect_output("eth2"))')
+    assert text == ["Brick LoadBalancer(2) in: eth3 out: eth3{0, eth3{1, eth2 (not linked)"]
+    lua.run('pe = PktEngine.new("e0", 1024.0, -1.0)')
+    assert PktEngine.retrieve("e0").buffer_slots == 1024
+
+
+# ---------------------------------------------------------------- errors
+
+@pytest.mark.parametrize("chunk, culprit", [
+    ('Brick.new("Balancer")', "'Balancer'"),
+    ("Brick.new({})", "got table"),
+    ('Brick.new("LoadBalancer", 3)', "got 3"),
+    ('Brick.new("LoadBalancer", 2.5)', "2.5"),
+    ('Brick.new("LoadBalancer", {})', "got table"),
+    ('Brick.new("Dummy", 2)', "got 2"),
+    ('Brick.new("LoadBalancer"):connect_output("eth0{64")', "eth0{64"),
+    ('Brick.new("LoadBalancer"):connect_output("eth0}1")', "eth0{1"),
+    ('Brick.new("LoadBalancer"):connect_input({})', "got table"),
+    ('Brick.new("LoadBalancer"):connect_output("eth0{0", nil)', "argument 2"),
+    ('Brick.new("LoadBalancer"):connect_outputs("eth0", "x")', "'x'"),
+    ('Brick.new("LoadBalancer"):connect_outputs({}, 2)', "got table"),
+    ('Brick.new("LoadBalancer"):link(42)', "got 42"),
+    ('Brick.new("LoadBalancer").nothing()', "'nothing'"),
+    ('PktEngine.new("e0"); PktEngine.new("e0")', "'e0'"),
+    ('PktEngine.new("e0", "big")', "'big'"),
+    ("PktEngine.new({})", "got table"),
+    ('PktEngine.new("e0", 512, 4096)', "cpu"),
+    ('PktEngine.new("e0"):link({})', "got table"),
+    ('PktEngine.new("e0"):link(Brick.new("Dummy"), 1024, "q")', "'q'"),
+    ('PktEngine.new("e0"):link(Brick.new("Dummy"):connect_input("eth0"))', "Dummy"),
+    ('PktEngine.new("e0"):link(Brick.new("PcapReader"):connect_input("/nonexistent/x.pcap")'
+     ':connect_output("/tmp/x.pcap"))', "/nonexistent/x.pcap"),
+    ('PktEngine.new("e0"):start()', "nothing linked"),
+    ("PktEngine.retrieve(7)", "got 7"),
+    ('BRICKS.set_backend("dpdk")', "'dpdk'"),
+])
+def test_errors_are_one_line_lua_errors_naming_the_culprit(lua, chunk, culprit):
+    assert culprit in lua.error(chunk)
+
+
+def test_errors_point_at_the_callers_line(lua):
+    assert lua.error('local x = 1\nBrick.new("Nope")').startswith("stdin:2: ")
+    assert lua.error('b = Brick.new("Dummy")\n\nb:connect_input("a}b")').startswith("stdin:3: ")
+
+
+def test_pcall_catches_errors_in_lua(lua):
+    ok, message = lua.run('return pcall(Brick.new, "Nope")')
+    assert ok is False and "'Nope'" in message
+    ok, message = lua.run('local pe = PktEngine.new("e0"); return pcall(pe.link, pe, {})')
+    assert ok is False and "table" in message
+    assert lua.run("return 1 + 1") == [2]   # the state is still usable
+
+
+def test_failed_calls_leave_nothing_half_built(lua, tmp_path):
+    lua.run('b = Brick.new("LoadBalancer")')
+    lua.error('b:connect_output("eth0{0", "eth0{1", "not a name")')
+    assert lua.run("return tostring(b)") == ["Brick LoadBalancer(4) in: none out: none (not linked)"]
+    write_pcap(tmp_path / "in.pcap", frames.random_tcp_frames(3))
+    lua.run(f"""
+        pe = PktEngine.new("e0")
+        parent = Brick.new("PcapReader"); parent:connect_input("{tmp_path}/in.pcap")
+        parent:connect_output("{tmp_path}/a.pcap")
+        missing = Brick.new("PcapReader"); missing:connect_input("{tmp_path}/missing.pcap")
+        missing:connect_output("{tmp_path}/b.pcap")
+    """)
+    lua.error("pe:link(missing)")
+    assert lua.run("return tostring(pe), tostring(missing)") == [
+        "PktEngine e0 (stopped, 0 brick trees)",
+        f"Brick PcapReader(4) in: {tmp_path}/missing.pcap out: {tmp_path}/b.pcap (not linked)"]
+    lua.run("pe:link(parent)")   # the engine is still usable after the failure
+    assert lua.run("return tostring(pe)") == ["PktEngine e0 (stopped, 1 brick tree)"]
+
+
+def test_link_unlink_and_delete_while_running_are_refused(lua, monkeypatch):
+    lua.run('pe = PktEngine.new("e0"); b = Brick.new("Dummy")')
+    monkeypatch.setattr(PktEngine, "running", property(lambda engine: True))
+    assert "while it is running" in lua.error("pe:link(b)")
+    assert "while it is running" in lua.error("pe:unlink()")
+    assert "while it is running" in lua.error("pe:delete()")
+
+
+def test_objects_are_read_only(lua):
+    assert "read-only" in lua.error('pe = PktEngine.new("e0"); pe.start = nil')
+    assert "read-only" in lua.error('b = Brick.new("Dummy"); b.anything = 1')
+    assert lua.run("return type(pe.start)") == ["function"]
+
+
+def test_filter_reports_it_is_not_available_yet(lua):
+    if "Filter" in KINDS:
+        pytest.skip("this build has a Filter brick")
+    assert "Filter brick is not available yet" in lua.error('Brick.new("Filter")')
+
+
+# ---------------------------------------------------------------- printing and statistics
+
+def test_print_and_io_write_go_to_the_output_callable(lua, capsys):
+    lua.run('print("a", 1, nil, true); io.write("b", 2, "\\n")')
+    assert lua.output() == "a\t1\tnil\ttrue\nb2\n"
+    assert capsys.readouterr().out == ""
+
+
+def test_show_stats_with_and_without_the_colon(lua, tmp_path):
+    destination = run_pcap_engine(lua, tmp_path, "e0", 37)
+    assert read_pcap_count(destination) == 37
+    lua.run('pe = PktEngine.retrieve("e0"); pe:show_stats()')
+    with_colon = lua.output()
+    lua.run("pe.show_stats()")
+    assert lua.output() == with_colon
+    assert with_colon.startswith("Engine e0: 37 packets")
+
+
+def test_print_status_offline_and_online(lua, monkeypatch):
+    lua.run("BRICKS.print_status()")
+    assert lua.output() == "BRICKS is offline.\n"
+    lua.run('PktEngine.new("e0")')
+    lua.run("BRICKS.print_status()")
+    assert lua.output() == "BRICKS is offline.\n"
+    monkeypatch.setattr(PktEngine, "running", property(lambda engine: True))
+    lua.run("BRICKS.print_status()")
+    assert lua.output() == "BRICKS is online.\n"
+
+
+def test_show_stats_is_one_table_with_a_total_row(lua, tmp_path):
+    run_pcap_engine(lua, tmp_path, "first", 25)
+    run_pcap_engine(lua, tmp_path, "second", 40)
+    lua.run("BRICKS.show_stats()")
+    lines = [line for line in lua.output().splitlines() if line and not set(line) <= {"-"}]
+    assert lines[0].split() == ["Engine", "Packet", "Cnt", "Byte", "Cnt", "Packet", "Drop"]
+    rows = {line.split()[0]: [int(value) for value in line.split()[1:]] for line in lines[1:]}
+    assert list(rows) == ["first", "second", "Total"]
+    for name in ("first", "second"):
+        stats = PktEngine.retrieve(name).stats()
+        assert rows[name] == [stats["packets"], stats["bytes"], stats["drops"]]
+    assert rows["first"][0] == 25 and rows["second"][0] == 40
+    assert rows["Total"] == [rows["first"][column] + rows["second"][column] for column in range(3)]
+
+
+def test_shutdown_stops_everything_and_says_goodbye(lua, tmp_path):
+    destination = run_pcap_engine(lua, tmp_path, "e0", 5)
+    lua.run('PktEngine.new("idle")')
+    assert not lua.runtime.shutdown_requested
+    lua.run("BRICKS.shutdown()")
+    assert lua.output() == "Goodbye!\n"
+    assert lua.runtime.shutdown_requested
+    assert engine_module.engines() == []
+    assert read_pcap_count(destination) == 5
+
+
+# ---------------------------------------------------------------- REPL helpers
+
+def test_execute_returns_values_and_reports_syntax_errors(lua):
+    assert lua.run("return 1, 'two', nil, true") == [1, "two", None, True]
+    assert lua.run("x = 1") == []
+    assert "'<eof>'" in lua.error("x = ")
+
+
+@pytest.mark.parametrize("line, printed", [
+    ("=1+1", "2\n"),
+    ("1+1", "2\n"),
+    ("= 'a', 3", "a\t3\n"),
+    ("x = 5", ""),
+    ("print('hi')", "hi\n"),
+    ("=nil", "nil\n"),
+    ("print('semicolon');", "semicolon\n"),
+    ("", ""),
+])
+def test_evaluate_line_prints_expression_values(lua, line, printed):
+    lua.runtime.evaluate_line(line)
+    assert lua.output() == printed
+
+
+def test_evaluate_line_raises_lua_errors(lua):
+    with pytest.raises(LuaError) as caught:
+        lua.runtime.evaluate_line('Brick.new("Nope")')
+    assert str(caught.value).startswith("stdin:1: ") and "'Nope'" in str(caught.value)
+
+
+@pytest.mark.parametrize("chunk, incomplete", [
+    ("function f()", True),
+    ("for i = 1, 3 do", True),
+    ("x = ", True),
+    ("=1 +", True),
+    ("s = [[long", True),
+    ("x = 1", False),
+    ("1 + 1", False),
+    ("end", False),
+    ("x = = 1", False),
+    ("function f()\n return 1\nend", False),
+])
+def test_is_incomplete(lua, chunk, incomplete):
+    assert lua.runtime.is_incomplete(chunk) is incomplete
+
+
+@pytest.mark.parametrize("prefix, expected", [
+    ("PktEngine.n", ["PktEngine.new"]),
+    ("pe:st", ["pe:start", "pe:stop"]),
+    ("BRI", ["BRICKS"]),
+    ("x = BRI", ["x = BRICKS"]),
+    ("BRICKS.sh", ["BRICKS.show_stats", "BRICKS.shutdown"]),
+    ("lb:connect_o", ["lb:connect_output", "lb:connect_outputs"]),
+    ("Brick.", ["Brick.help", "Brick.new"]),
+    ("nothing.", []),
+    ("pe:st.x", []),
+])
+def test_completions(lua, prefix, expected):
+    lua.run('pe = PktEngine.new("e0"); lb = Brick.new("LoadBalancer")')
+    assert lua.runtime.completions(prefix) == expected
+
+
+# ---------------------------------------------------------------- back-end choice
+
+def test_backend_choice(lua):
+    lua.run('BRICKS.set_backend("packet")')
+    assert lua.runtime.backend == "packet"
+    if not os.path.exists("/dev/netmap"):
+        assert "/dev/netmap missing" in lua.error('BRICKS.set_backend("netmap")')
+    lua.runtime.set_backend("auto")
+    lua.run('PktEngine.new("e0")')
+    assert "before the first engine" in lua.error('BRICKS.set_backend("packet")')
+    assert lua.run("return BRICKS.backend()") == ["packet"]
+
+
+# ---------------------------------------------------------------- scripts
+
+def test_utils_constants_and_functions(lua, monkeypatch):
+    monkeypatch.chdir(REPOSITORY)
+    lua.run('utilObj = dofile("scripts/utils.lua")')
+    constants = ["STATS_PRINT_CYCLE_DEFAULT", "SLEEP_TIMEOUT", "PKT_BATCH", "NETMAP_PIPES", "NO_CPU_AFF",
+                 "NO_QIDS", "BUFFER_SZ"]
+    values = lua.run("return " + ", ".join(constants))
+    assert values == [2, 1, 1024, 4, -1, -1, 1024]
+    assert lua.run("return " + ", ".join(f"utilObj.{name}" for name in constants)) == values
+    assert lua.run("return utilObj:netmap_loaded(), utilObj.netmap_loaded()") == [True, True]
+    assert lua.run("return utilObj:check_superuser()") == [os.geteuid() == 0]
+    assert lua.run('return utilObj:shell("echo hello"), utilObj.shell("echo again")') == ["hello\n", "again\n"]
+    enabled = lua.run("return utilObj:enable_nmpipes()")
+    assert enabled == [os.path.exists("/sys/module/netmap/parameters/default_pipes")]
+
+
+def test_utils_sleep_sleeps_without_spinning(lua, monkeypatch):
+    monkeypatch.chdir(REPOSITORY)
+    lua.run('utilObj = dofile("scripts/utils.lua")')
+    wall, cpu = time.monotonic(), time.process_time()
+    lua.run("utilObj:sleep(0.2); utilObj.sleep(0.2)")
+    assert time.monotonic() - wall >= 0.4
+    assert time.process_time() - cpu < 0.1
+
+
+def test_dofile_finds_scripts_next_to_the_running_script(lua, tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    (project / "scripts").mkdir(parents=True)
+    shutil.copy(os.path.join(SCRIPTS, "utils.lua"), project / "scripts" / "utils.lua")
+    (project / "scripts" / "main.lua").write_text(
+        'local utils = dofile("scripts/utils.lua")\nreturn utils.PKT_BATCH, arg[1]\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert lua.runtime.execute_file(str(project / "scripts" / "main.lua"), ["eth7"]) == [1024, "eth7"]
+    with pytest.raises(LuaError) as caught:
+        lua.run('dofile("scripts/nothing.lua")')
+    assert "scripts/nothing.lua" in str(caught.value)
+
+
+def test_every_config_function_is_defined(lua, monkeypatch):
+    monkeypatch.chdir(REPOSITORY)
+    single = ["lb_config", "duplb_config", "dup_config", "lbmrg_config", "mrg_config", "lbfilt_config",
+              "lbmrgpcap_config", "simple_lbconfig", "pcapr_config", "pcapw_config", "dummy_config",
+              "lbconfig", "dupconfig"]
+    lua.run('single = dofile("scripts/configs/single-threaded-setups.lua")')
+    lua.run('multi = dofile("scripts/configs/multi-threaded-setups.lua")')
+    assert lua.run("return " + ", ".join(f"type(single.{name})" for name in single)) == ["function"] * 13
+    assert lua.run("return type(lb_config), type(multi.lb_config)") == ["function", "function"]
+
+
+def test_config_errors_link_nothing(lua, monkeypatch):
+    monkeypatch.chdir(REPOSITORY)
+    lua.run('single = dofile("scripts/configs/single-threaded-setups.lua"); pe = PktEngine.new("e0")')
+    with pytest.raises(LuaError) as caught:
+        lua.run('single:lbconfig(pe, "eth0", 65)')
+    assert "65" in str(caught.value) and "single-threaded-setups.lua:" in str(caught.value)
+    if "Filter" not in KINDS:
+        with pytest.raises(LuaError) as caught:
+            lua.run('single.lbfilt_config(pe, "eth0")')
+        assert "Filter brick is not available yet" in str(caught.value)
+    assert lua.run("return tostring(pe)") == ["PktEngine e0 (stopped, 0 brick trees)"]

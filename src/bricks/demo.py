@@ -6,7 +6,6 @@ pipes `IF{0..3` with a tcpdump reading each `IF}N`, prints what every reader
 got and checks flow affinity, then removes everything it made.
 """
 import os
-import random
 import sys
 import time
 
@@ -16,7 +15,7 @@ from . import frames as frame_builder
 from .engine import Brick, PktEngine, install_signal_handlers, shutdown_all
 from .errors import BricksError
 from .links import consumer_name
-from .testbed import Testbed
+from .testbed import Testbed, wait_for_total
 
 PIPES = 4
 FLOWS = 400
@@ -25,22 +24,8 @@ SEND_RATE = 20000          # packets per second: well inside what a tcpdump keep
 SETTLE_TIMEOUT = 10.0
 
 
-def demo_frames(flows, packets_per_direction, seed=7):
-    """Frames of `flows` TCP and UDP flows, both directions, interleaved."""
-    rng = random.Random(seed)
-    frames = []
-    for number, (source, destination, source_port, destination_port) in enumerate(
-            frame_builder.random_flows(rng, flows)):
-        build = frame_builder.tcp_frame if number % 2 else frame_builder.udp_frame
-        for _ in range(packets_per_direction):
-            frames.append(frame_builder.pad(build(source, destination, source_port, destination_port)))
-            frames.append(frame_builder.pad(build(destination, source, destination_port, source_port)))
-    rng.shuffle(frames)
-    return frames
-
-
 def run_demo(echo=click.echo):
-    frames = demo_frames(FLOWS, PACKETS_PER_DIRECTION)
+    frames = frame_builder.flow_frames(FLOWS, PACKETS_PER_DIRECTION, seed=7)
     with Testbed() as bed:
         host_if, ns_if = bed.add_input("demo")
         echo(f"demo: namespace {bed.namespace}; bricks reads {host_if}, the sender sits on {ns_if} in the namespace")
@@ -55,10 +40,7 @@ def run_demo(echo=click.echo):
             engine.start()
             started = time.monotonic()
             bed.send(ns_if, frames, pps=SEND_RATE)
-            deadline = time.monotonic() + SETTLE_TIMEOUT
-            while sum(len(reader.read_so_far()) for reader in readers) < len(frames) \
-                    and time.monotonic() < deadline:
-                time.sleep(0.1)
+            wait_for_total(readers, len(frames), SETTLE_TIMEOUT)
             elapsed = time.monotonic() - started
             engine.stop()
             received = [reader.stop() for reader in readers]

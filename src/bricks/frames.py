@@ -219,3 +219,16 @@ def flow_key(frame):
     source, destination = frame[header + 12:header + 16], frame[header + 16:header + 20]
     ports = frame[header + ihl:header + ihl + 4]
     return (protocol,) + tuple(sorted([(source, ports[:2]), (destination, ports[2:])]))
+
+
+def flow_frames(flows, packets_per_direction=1, seed=1):
+    """Padded frames of `flows` random flows, every other one TCP or UDP, both directions, shuffled."""
+    rng = random.Random(seed)
+    frames = []
+    for number, (source, destination, source_port, destination_port) in enumerate(random_flows(rng, flows)):
+        build = tcp_frame if number % 2 else udp_frame
+        for _ in range(packets_per_direction):
+            frames.append(pad(build(source, destination, source_port, destination_port)))
+            frames.append(pad(build(destination, source, destination_port, source_port)))
+    rng.shuffle(frames)
+    return frames

@@ -10,6 +10,7 @@ import errno
 import os
 import re
 import secrets
+import shutil
 import signal
 import struct
 import subprocess
@@ -94,9 +95,7 @@ class Testbed:
             pass
         # Pipes bricks made for our interfaces share the prefix: they go too.
         remove_veths(self.host_prefix)
-        for name in os.listdir(self.directory):
-            os.unlink(os.path.join(self.directory, name))
-        os.rmdir(self.directory)
+        shutil.rmtree(self.directory, ignore_errors=True)
 
     def host_name(self, name: str) -> str:
         return f"{self.host_prefix}{name}"
@@ -200,6 +199,16 @@ class Reader:
             if os.path.exists(self.path):
                 os.unlink(self.path)
         return self.frames
+
+
+def wait_for_total(readers: Sequence["Reader"], expected: int, timeout: float = 10.0) -> int:
+    """Wait until the readers together captured `expected` frames or `timeout` passes; return the total seen."""
+    deadline = time.monotonic() + timeout
+    total = sum(len(reader.read_so_far()) for reader in readers)
+    while total < expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+        total = sum(len(reader.read_so_far()) for reader in readers)
+    return total
 
 
 def send_frames(interface: str, frames: Sequence[bytes], pps: Optional[float] = None, timeout: float = 30.0,

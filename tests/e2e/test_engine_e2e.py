@@ -5,51 +5,28 @@ veth pair that bricks reads, and checks what each consumer captured: every
 packet accounted for (received = delivered + dropped), each flow (both
 directions) on exactly one output, nothing left behind.
 """
-import os
-import random
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
 from bricks import engine as engine_module
 from bricks import links
 from bricks.engine import Brick, PktEngine
+from bricks.testbed import wait_for_total
 from bricks import frames as packets
 
 pytestmark = pytest.mark.root
 
 SEND_RATE = 20000
-SETTLE_TIMEOUT = 10.0
 
 
 @pytest.fixture(autouse=True)
 def engines_removed():
     yield
     engine_module.shutdown_all()
-
-
-def flow_frames(flows, packets_per_direction=2, seed=1, udp_share=2):
-    """Frames of TCP and UDP flows, both directions, shuffled."""
-    rng = random.Random(seed)
-    frames = []
-    for number, (source, destination, source_port, destination_port) in enumerate(
-            packets.random_flows(rng, flows)):
-        build = packets.udp_frame if number % udp_share == 0 else packets.tcp_frame
-        for _ in range(packets_per_direction):
-            frames.append(packets.pad(build(source, destination, source_port, destination_port)))
-            frames.append(packets.pad(build(destination, source, destination_port, source_port)))
-    rng.shuffle(frames)
-    return frames
-
-
-def wait_for_total(readers, expected, timeout=SETTLE_TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while sum(len(reader.read_so_far()) for reader in readers) < expected and time.monotonic() < deadline:
-        time.sleep(0.05)
 
 
 def assert_accounted(stats):
@@ -78,7 +55,7 @@ def balance(testbed, split, pipes, frames):
 
 @pytest.mark.parametrize("split", [2, 4])
 def test_load_balancer_every_packet_once_flows_together(testbed, split):
-    frames = flow_frames(1000, packets_per_direction=1)
+    frames = packets.flow_frames(1000)
     engine, captured = balance(testbed, split, 4, frames)
     stats = engine.stats()
     assert sorted(frame for pipe in captured for frame in pipe) == sorted(frames)
@@ -99,7 +76,7 @@ def test_duplicator_gives_every_pipe_every_packet(testbed):
     duplicator = Brick("Duplicator").connect_input(host_if).connect_outputs(host_if, 3)
     engine.link(duplicator)
     readers = [testbed.reader(links.consumer_name(host_if, index), in_namespace=False) for index in range(3)]
-    frames = flow_frames(200)
+    frames = packets.flow_frames(200, 2)
     engine.start()
     testbed.send(ns_if, frames, pps=SEND_RATE)
     wait_for_total(readers, 3 * len(frames))
@@ -116,7 +93,7 @@ def test_merge_two_inputs_one_output(testbed):
     merge = Brick("Merge").connect_input(first_host, second_host).connect_output(f"{first_host}{{0")
     engine.link(merge)
     reader = testbed.reader(links.consumer_name(first_host, 0), in_namespace=False)
-    first, second = flow_frames(150, seed=2), flow_frames(150, seed=3)
+    first, second = packets.flow_frames(150, 2, seed=2), packets.flow_frames(150, 2, seed=3)
     engine.start()
     testbed.send(first_ns, first, pps=SEND_RATE)
     testbed.send(second_ns, second, pps=SEND_RATE)
@@ -140,7 +117,7 @@ def test_duplicator_to_load_balancer_is_an_internal_edge(testbed):
     assert links.interface_exists(f"{host_if}{{1") and links.interface_exists(f"{host_if}{{3")
     readers = {index: testbed.reader(links.consumer_name(host_if, index), in_namespace=False)
                for index in (1, 2, 3)}
-    frames = flow_frames(300)
+    frames = packets.flow_frames(300, 2)
     engine.start()
     testbed.send(ns_if, frames, pps=SEND_RATE)
     wait_for_total(list(readers.values()), 2 * len(frames))
@@ -162,7 +139,7 @@ def test_egress_to_a_real_interface(testbed):
     engine.link(balancer)
     pipe_reader = testbed.reader(links.consumer_name(host_if, 0), in_namespace=False)
     egress_reader = testbed.reader(egress_ns)
-    frames = flow_frames(300)
+    frames = packets.flow_frames(300, 2)
     engine.start()
     testbed.send(ns_if, frames, pps=SEND_RATE)
     wait_for_total([pipe_reader, egress_reader], len(frames))
@@ -183,7 +160,7 @@ def test_two_engines_with_qids_share_one_interface(testbed):
     readers = [testbed.reader(links.consumer_name(host_if, qid), in_namespace=False) for qid in (0, 1)]
     for engine in engines:
         engine.start()
-    frames = flow_frames(500, packets_per_direction=1)
+    frames = packets.flow_frames(500)
     testbed.send(ns_if, frames, pps=SEND_RATE)
     wait_for_total(readers, len(frames))
     for engine in engines:
@@ -197,7 +174,7 @@ def test_two_engines_with_qids_share_one_interface(testbed):
 
 
 def test_truncated_and_malformed_frames_are_counted_and_forwarded(testbed):
-    good = flow_frames(50)
+    good = packets.flow_frames(50, 2)
     tcp = packets.tcp_frame("10.0.0.1", "10.0.0.2", 1000, 80)
     ip6 = packets.tcp_frame("2001:db8::1", "2001:db8::2", 1000, 80)
     malformed = [tcp[:14 + 10], tcp[:14 + 20 + 2], ip6[:14 + 30], ip6[:14 + 40 + 3],
@@ -289,7 +266,7 @@ def test_dead_and_stalled_consumers_do_not_stall_the_other_outputs(testbed):
     stalled = testbed.reader(links.consumer_name(host_if, 2), in_namespace=False)
     stalled.process.send_signal(signal.SIGSTOP)
     subprocess.run(["ip", "link", "set", links.consumer_name(host_if, 1), "down"], check=True)
-    frames = flow_frames(500)
+    frames = packets.flow_frames(500)
     try:
         engine.start()
         testbed.send(ns_if, frames, pps=SEND_RATE)

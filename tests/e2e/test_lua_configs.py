@@ -6,7 +6,6 @@ back from disk. Each case checks that every frame arrived where the brick tree
 says, and nowhere else.
 """
 import os
-import random
 import time
 
 import pytest
@@ -15,7 +14,7 @@ from bricks import engine as engine_module
 from bricks import frames as frame_builder
 from bricks import links
 from bricks.catalog import KINDS
-from bricks.testbed import parse_pcap
+from bricks.testbed import parse_pcap, wait_for_total
 from tests.unit.test_lua_api import REPOSITORY, Console, write_pcap
 
 pytestmark = pytest.mark.root
@@ -29,26 +28,6 @@ SINGLE_SETUPS = os.path.join(REPOSITORY, "scripts", "configs", "single-threaded-
 def lua():
     yield Console()
     engine_module.shutdown_all()
-
-
-def flow_frames(flows, seed, packets_per_direction=1):
-    """Frames of TCP and UDP flows, both directions of each, shuffled."""
-    rng = random.Random(seed)
-    result = []
-    for number, flow in enumerate(frame_builder.random_flows(rng, flows)):
-        source, destination, source_port, destination_port = flow
-        build = frame_builder.udp_frame if number % 2 else frame_builder.tcp_frame
-        for _ in range(packets_per_direction):
-            result.append(frame_builder.pad(build(source, destination, source_port, destination_port)))
-            result.append(frame_builder.pad(build(destination, source, destination_port, source_port)))
-    rng.shuffle(result)
-    return result
-
-
-def wait_for_total(readers, expected, timeout=SETTLE_TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while sum(len(reader.read_so_far()) for reader in readers) < expected and time.monotonic() < deadline:
-        time.sleep(0.05)
 
 
 def pipe_readers(testbed, interface, indexes):
@@ -90,7 +69,7 @@ def test_readme_walkthrough(testbed, lua):
                  "pe:start()"]:
         shell.evaluate_line(line)
     readers = pipe_readers(testbed, host_if, range(4)) + [testbed.reader(egress_ns)]
-    sent = flow_frames(200, seed=11)
+    sent = frame_builder.flow_frames(200, seed=11)
     testbed.send(ns_if, sent, pps=SEND_RATE)
     wait_for_total(readers, len(sent))
     lua.output()
@@ -103,7 +82,7 @@ def test_readme_walkthrough(testbed, lua):
     shell.evaluate_line("BRICKS.print_status()")
     assert lua.output() == "BRICKS is online.\n"
     with pytest.raises(Exception) as refused:
-        shell.evaluate_line(f'pe:link(Brick.new("Dummy"):connect_input(IF):connect_output(IF.."{{5"))')
+        shell.evaluate_line('pe:link(Brick.new("Dummy"):connect_input(IF):connect_output(IF.."{5"))')
     assert "while it is running" in str(refused.value)
     assert not links.interface_exists(f"{host_if}{{5")
 
@@ -145,7 +124,7 @@ def run_setup(testbed, lua, call, readers_of, sends, expected, engine_packets=0)
 def test_lb_config_with_egress(testbed, lua):
     host_if, ns_if = testbed.add_input("in")
     egress_host, egress_ns = testbed.add_egress("out")
-    sent = flow_frames(150, seed=1)
+    sent = frame_builder.flow_frames(150, seed=1)
     captures = run_setup(testbed, lua, f'setups:lb_config(pe, "{host_if}", "{egress_host}")',
                          lambda: pipe_readers(testbed, host_if, range(4)) + [testbed.reader(egress_ns)],
                          [(ns_if, sent)], len(sent))
@@ -155,7 +134,7 @@ def test_lb_config_with_egress(testbed, lua):
 @pytest.mark.parametrize("setup, pipes", [("simple_lbconfig", 4), ("lbconfig", 3)])
 def test_load_balancing_setups(testbed, lua, setup, pipes):
     host_if, ns_if = testbed.add_input("in")
-    sent = flow_frames(150, seed=2)
+    sent = frame_builder.flow_frames(150, seed=2)
     count = ", 3" if setup == "lbconfig" else ""
     captures = run_setup(testbed, lua, f'setups.{setup}(pe, "{host_if}"{count})',
                          lambda: pipe_readers(testbed, host_if, range(pipes)), [(ns_if, sent)], len(sent))
@@ -166,7 +145,7 @@ def test_load_balancing_setups(testbed, lua, setup, pipes):
 @pytest.mark.parametrize("setup, pipes", [("dup_config", 4), ("dupconfig", 2)])
 def test_duplicating_setups(testbed, lua, setup, pipes):
     host_if, ns_if = testbed.add_input("in")
-    sent = flow_frames(100, seed=3)
+    sent = frame_builder.flow_frames(100, seed=3)
     count = ", 2" if setup == "dupconfig" else ""
     captures = run_setup(testbed, lua, f'setups:{setup}(pe, "{host_if}"{count})',
                          lambda: pipe_readers(testbed, host_if, range(pipes)), [(ns_if, sent)], pipes * len(sent))
@@ -175,7 +154,7 @@ def test_duplicating_setups(testbed, lua, setup, pipes):
 
 def test_duplb_config(testbed, lua):
     host_if, ns_if = testbed.add_input("in")
-    sent = flow_frames(150, seed=4)
+    sent = frame_builder.flow_frames(150, seed=4)
     copy, *shares = run_setup(testbed, lua, f'setups:duplb_config(pe, "{host_if}")',
                               lambda: pipe_readers(testbed, host_if, (1, 2, 3)), [(ns_if, sent)], 2 * len(sent))
     assert not links.interface_exists(f"{host_if}{{0"), "an internal edge needs no pipe"
@@ -185,7 +164,7 @@ def test_duplb_config(testbed, lua):
 
 def test_lbmrg_config(testbed, lua):
     host_if, ns_if = testbed.add_input("in")
-    sent = flow_frames(150, seed=5)
+    sent = frame_builder.flow_frames(150, seed=5)
     captures = run_setup(testbed, lua, f'setups:lbmrg_config(pe, "{host_if}")',
                          lambda: pipe_readers(testbed, host_if, (3,)), [(ns_if, sent)], len(sent))
     assert_copies(captures, sent)
@@ -194,7 +173,7 @@ def test_lbmrg_config(testbed, lua):
 def test_mrg_config(testbed, lua):
     first_host, first_ns = testbed.add_input("a")
     second_host, second_ns = testbed.add_input("b")
-    first, second = flow_frames(100, seed=6), flow_frames(100, seed=7)
+    first, second = frame_builder.flow_frames(100, seed=6), frame_builder.flow_frames(100, seed=7)
     captures = run_setup(testbed, lua, f'setups:mrg_config(pe, "{first_host}", "{second_host}")',
                          lambda: pipe_readers(testbed, second_host, range(2, 6)),
                          [(first_ns, first), (second_ns, second)], len(first) + len(second))
@@ -203,7 +182,7 @@ def test_mrg_config(testbed, lua):
 
 def test_dummy_config(testbed, lua):
     host_if, ns_if = testbed.add_input("in")
-    sent = flow_frames(100, seed=8)
+    sent = frame_builder.flow_frames(100, seed=8)
     captures = run_setup(testbed, lua, f'setups:dummy_config(pe, "{host_if}")',
                          lambda: pipe_readers(testbed, host_if, (0,)), [(ns_if, sent)], len(sent))
     assert captures[0] == sent
@@ -223,7 +202,7 @@ def test_lbfilt_config(testbed, lua):
 
 def test_lbmrgpcap_config(testbed, lua, tmp_path):
     host_if, ns_if = testbed.add_input("in")
-    sent = flow_frames(150, seed=9)
+    sent = frame_builder.flow_frames(150, seed=9)
     path = tmp_path / "merged.pcap"
     run_setup(testbed, lua, f'setups:lbmrgpcap_config(pe, "{host_if}", "{path}")', lambda: [],
               [(ns_if, sent)], 0, engine_packets=len(sent))
@@ -233,7 +212,7 @@ def test_lbmrgpcap_config(testbed, lua, tmp_path):
 
 def test_pcapw_config(testbed, lua, tmp_path):
     host_if, ns_if = testbed.add_input("in")
-    sent = flow_frames(200, seed=10)
+    sent = frame_builder.flow_frames(200, seed=10)
 
     def forwarded_to_pipes():
         outputs = engine_module.PktEngine.retrieve("e0").stats()["bricks"][0]["outputs"]
@@ -250,7 +229,7 @@ def test_pcapw_config(testbed, lua, tmp_path):
 
 def test_pcapr_config(testbed, lua, tmp_path):
     host_if, _ = testbed.add_input("in")
-    sent = flow_frames(150, seed=12)
+    sent = frame_builder.flow_frames(150, seed=12)
     write_pcap(tmp_path / "capture.pcap", sent)
     captures = run_setup(testbed, lua, f'setups:pcapr_config(pe, "{host_if}", "{tmp_path}")',
                          lambda: pipe_readers(testbed, host_if, (0,)), [], len(sent))
@@ -266,7 +245,7 @@ def test_startup_multi_threads_two_engines_share_one_interface(testbed, lua, mon
     assert lua.output().endswith("BRICKS is online.\n")
     assert [engine.name for engine in engine_module.engines()] == ["e0", "e1"]
     readers = pipe_readers(testbed, host_if, (0, 1))
-    sent = flow_frames(250, seed=13)
+    sent = frame_builder.flow_frames(250, seed=13)
     testbed.send(ns_if, sent, pps=SEND_RATE)
     wait_for_total(readers, len(sent))
     lua.run("stop4()")
@@ -284,7 +263,7 @@ def test_startup_one_thread_from_another_directory(testbed, lua, monkeypatch, tm
     lua.runtime.execute_file(os.path.join(REPOSITORY, "scripts", "startup-one-thread.lua"))
     assert lua.output().endswith("BRICKS is online.\n")
     readers = pipe_readers(testbed, host_if, range(4))
-    sent = flow_frames(150, seed=14)
+    sent = frame_builder.flow_frames(150, seed=14)
     testbed.send(ns_if, sent, pps=SEND_RATE)
     wait_for_total(readers, len(sent))
     lua.run("stop()")

@@ -1,0 +1,164 @@
+"""Command-line glue for bricks, bricks-server, bricks-shell, bricks-load-balance, bricks-duplicate, bricks-kill-server."""
+import sys
+
+import click
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+BACKENDS = ("auto", "netmap", "packet")
+MAX_PIPES = 64
+
+
+def _fail(message, status=1):
+    click.echo(f"bricks: {message}", err=True)
+    sys.exit(status)
+
+
+def _socket_option(function):
+    return click.option("-a", "--socket", "socket_path", metavar="PATH", envvar="BRICKS_SOCKET",
+                        help="The daemon's Unix socket [default: $BRICKS_RUN_DIR/bricks.sock, "
+                             "else /run/bricks/bricks.sock].")(function)
+
+
+def _runtime_options(function):
+    function = click.option("-b", "--batch", type=click.IntRange(1, 65536), metavar="BATCH",
+                            help="Default packets per read for pe:link() [default: 1024].")(function)
+    return click.option("--backend", type=click.Choice(BACKENDS), default="auto", envvar="BRICKS_BACKEND",
+                        show_default=True, help="Packet I/O back-end.")(function)
+
+
+def _daemon_options(function):
+    for option in reversed([
+        click.option("--pid-file", "pid_path", metavar="PATH", envvar="BRICKS_PID_FILE",
+                     help="Locked pid file [default: $BRICKS_RUN_DIR/bricks.pid, else /run/bricks/bricks.pid]."),
+        click.option("--log-file", "log_path", metavar="PATH", envvar="BRICKS_LOG_FILE",
+                     help="Log file (also logged to syslog) [default: /var/log/bricks.log]."),
+        click.option("--group", metavar="GROUP", envvar="BRICKS_GROUP",
+                     help="Let this group use the socket too (mode 0660) [default: root only, 0600]."),
+        click.option("--foreground", is_flag=True, help="Do not detach; log to stderr as well."),
+    ]):
+        function = option(function)
+    return _runtime_options(_socket_option(function))
+
+
+def _start_daemon(socket_path, pid_path, log_path, group, foreground, backend, batch,
+                  script=None, script_args=(), script_text=None):
+    from .server import DaemonError, DaemonOptions, run_daemon
+    options = DaemonOptions(script=script, script_text=script_text, script_args=script_args,
+                            socket_path=socket_path, pid_path=pid_path, log_path=log_path, group=group,
+                            backend=backend, batch=batch, foreground=foreground)
+    try:
+        sys.exit(run_daemon(options))
+    except DaemonError as error:
+        _fail(str(error))
+
+
+@click.command(context_settings=CONTEXT)
+@click.option("-f", "--script", type=click.Path(exists=True, dir_okay=False), metavar="SCRIPT",
+              help="Lua script to run first (extra arguments become its arg table).")
+@click.option("-d", "--daemon", is_flag=True, help="Run as a daemon serving remote shells.")
+@click.option("-s", "--shell", "remote", is_flag=True, help="Remote shell to a running daemon.")
+@click.option("-c", "--command", metavar="CHUNK", help="With -s: run one chunk and exit.")
+@_daemon_options
+@click.argument("script_args", nargs=-1)
+def main(script, daemon, remote, command, socket_path, pid_path, log_path, group, foreground, backend, batch,
+         script_args):
+    """The bricks packet broker: without -d or -s, run SCRIPT then an interactive Lua shell."""
+    if daemon and remote:
+        _fail("-d (daemon) and -s (remote shell) cannot be used together", status=2)
+    if script_args and script is None:
+        _fail("arguments given without -f SCRIPT", status=2)
+    if command is not None and not remote:
+        _fail("-c CHUNK needs -s (for the local shell, pipe the chunk into bricks)", status=2)
+    if daemon:
+        _start_daemon(socket_path, pid_path, log_path, group, foreground, backend, batch,
+                      script=script, script_args=script_args)
+    if remote:
+        _remote(socket_path, command)
+    from .shell import run_local
+    sys.exit(run_local(script=script, script_args=script_args, backend=backend, batch=batch))
+
+
+def _remote(socket_path, command):
+    from .client import run_remote
+    from .server import default_socket_path
+    sys.exit(run_remote(socket_path or default_socket_path(), command))
+
+
+@click.command(context_settings=CONTEXT)
+@click.option("-f", "--script", type=click.Path(exists=True, dir_okay=False), metavar="SCRIPT",
+              help="Lua script to run at start-up (extra arguments become its arg table).")
+@_daemon_options
+@click.argument("script_args", nargs=-1)
+def server_main(script, socket_path, pid_path, log_path, group, foreground, backend, batch, script_args):
+    """Start the bricks daemon (= bricks -d): one Lua state served over a Unix socket."""
+    if script_args and script is None:
+        _fail("arguments given without -f SCRIPT", status=2)
+    _start_daemon(socket_path, pid_path, log_path, group, foreground, backend, batch,
+                  script=script, script_args=script_args)
+
+
+@click.command(context_settings=CONTEXT)
+@_socket_option
+@click.option("-c", "--command", metavar="CHUNK", help="Run one chunk, print its output and exit "
+                                                       "(status 1 and the error on stderr if it fails).")
+def shell_main(socket_path, command):
+    """Remote Lua shell to a running bricks daemon (= bricks -s). Ctrl+D leaves; the daemon keeps running."""
+    _remote(socket_path, command)
+
+
+def fan_out_chunk(brick_kind, interface, count):
+    """The Lua chunk of bricks-load-balance / bricks-duplicate: IFACE to pipes IFACE{0..count-1, started."""
+    from .server import lua_string
+    name = lua_string(interface)
+    engine = lua_string(f"{brick_kind.lower()}-{interface}")
+    return (f"local engine = PktEngine.new({engine})\n"
+            f"local brick = Brick.new({lua_string(brick_kind)})\n"
+            f"brick:connect_input({name})\n"
+            f"brick:connect_outputs({name}, {count})\n"
+            f"engine:link(brick)\n"
+            f"engine:start()\n")
+
+
+def _fan_out_command(brick_kind, summary):
+    @click.command(context_settings=CONTEXT, help=summary)
+    @click.argument("interface", metavar="IFACE")
+    @click.argument("count", metavar="N", type=click.IntRange(1, MAX_PIPES))
+    @_daemon_options
+    def command(interface, count, socket_path, pid_path, log_path, group, foreground, backend, batch):
+        _start_daemon(socket_path, pid_path, log_path, group, foreground, backend, batch,
+                      script_text=fan_out_chunk(brick_kind, interface, count))
+    return command
+
+
+load_balance_main = _fan_out_command(
+    "LoadBalancer", "Start a daemon that balances IFACE's traffic, flow by flow, to pipes IFACE}0 .. IFACE}N-1.")
+duplicate_main = _fan_out_command(
+    "Duplicator", "Start a daemon that copies all of IFACE's traffic to each of the pipes IFACE}0 .. IFACE}N-1.")
+
+
+@click.command(context_settings=CONTEXT)
+@click.option("--pid-file", "pid_path", metavar="PATH", envvar="BRICKS_PID_FILE",
+              help="The daemon's pid file [default: $BRICKS_RUN_DIR/bricks.pid, else /run/bricks/bricks.pid].")
+@click.option("--timeout", type=click.FloatRange(0.1, 600), default=10.0, show_default=True,
+              help="Seconds to wait for the daemon to be gone.")
+def kill_server_main(pid_path, timeout):
+    """Stop the bricks daemon (SIGTERM through its pid file) and wait until it is gone."""
+    from .server import DaemonError, default_pid_path, stop_daemon
+    try:
+        stop_daemon(pid_path or default_pid_path(), timeout)
+    except DaemonError as error:
+        _fail(str(error))
+
+
+COMMANDS = {"bricks": main, "bricks-server": server_main, "bricks-shell": shell_main,
+            "bricks-load-balance": load_balance_main, "bricks-duplicate": duplicate_main,
+            "bricks-kill-server": kill_server_main}
+
+
+def module_main():
+    """`python -m bricks [COMMAND] ...`: COMMAND one of COMMANDS' names (bin/ launchers), else `bricks`."""
+    if len(sys.argv) > 1 and sys.argv[1] in COMMANDS:
+        name = sys.argv.pop(1)
+        COMMANDS[name](prog_name=name)
+    else:
+        main(prog_name="bricks")

@@ -1,0 +1,641 @@
+"""The bricks daemon: one Lua state served to remote shells over a Unix socket, with a locked pid file and a log.
+
+Protocol (both directions): a 4-byte big-endian length, then that many bytes of
+UTF-8 JSON. On connect the daemon sends a greeting, `{"hello": "bricks",
+"version": 1}` or `{"refused": "<why>"}` (then closes). Requests:
+  {"op": "run", "chunk": "...", "mode": "interactive" | "line" | "script"}
+      -> zero or more {"output": "..."} while the chunk runs, then
+         {"done": true, "error": null|"...", "incomplete": bool, "shutdown": bool}
+      "line": REPL semantics (`=expr` and bare expressions print their values);
+      "interactive": the same, but an unfinished chunk is answered `incomplete`
+      instead of run, so the remote shell can prompt for more lines;
+      "script": the chunk as a file would run.
+  {"op": "complete", "prefix": "..."} -> {"completions": [...]}
+Output is streamed because a chunk may print for a long time (a stats loop).
+Chunks from all clients run one at a time in the daemon's single Lua state.
+"""
+import errno
+import fcntl
+import grp
+import json
+import logging
+import logging.handlers
+import os
+import selectors
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+
+from .errors import BricksError
+
+PROTOCOL_VERSION = 1
+DEFAULT_RUN_DIR = "/run/bricks"
+DEFAULT_LOG_FILE = "/var/log/bricks.log"
+SOCKET_NAME = "bricks.sock"
+PID_FILE_NAME = "bricks.pid"
+MAX_MESSAGE = 16 << 20          # a chunk or its output beyond this is a broken peer, not a request
+CLIENT_SEND_TIMEOUT = 5.0       # a client that stops reading loses its output; the Lua state must not wait on it
+SHUTDOWN_LOCK_TIMEOUT = 5.0     # how long SIGTERM waits for a running chunk before cleaning up anyway
+READY_TIMEOUT = 60.0            # how long the launching command waits for the start-up script
+
+log = logging.getLogger("bricks")
+
+
+class DaemonError(Exception):
+    """Why the daemon cannot start or be reached: one line, shown as `bricks: <message>`."""
+
+
+# ---------------------------------------------------------------- paths
+
+def run_dir():
+    return os.environ.get("BRICKS_RUN_DIR") or DEFAULT_RUN_DIR
+
+
+def default_socket_path():
+    return os.environ.get("BRICKS_SOCKET") or os.path.join(run_dir(), SOCKET_NAME)
+
+
+def default_pid_path():
+    return os.environ.get("BRICKS_PID_FILE") or os.path.join(run_dir(), PID_FILE_NAME)
+
+
+def default_log_path():
+    return os.environ.get("BRICKS_LOG_FILE") or DEFAULT_LOG_FILE
+
+
+# ---------------------------------------------------------------- messages
+
+def send_message(connection, message):
+    data = json.dumps(message).encode()
+    connection.sendall(struct.pack(">I", len(data)) + data)
+
+
+def _receive_exactly(connection, size):
+    data = bytearray()
+    while len(data) < size:
+        piece = connection.recv(size - len(data))
+        if not piece:
+            return None
+        data += piece
+    return bytes(data)
+
+
+def receive_message(connection):
+    """The next message, or None when the peer closed the connection."""
+    header = _receive_exactly(connection, 4)
+    if header is None:
+        return None
+    (size,) = struct.unpack(">I", header)
+    if size > MAX_MESSAGE:
+        raise ValueError(f"message of {size} bytes is over the {MAX_MESSAGE} byte limit")
+    data = _receive_exactly(connection, size)
+    if data is None:
+        return None
+    message = json.loads(data)
+    if not isinstance(message, dict):
+        raise ValueError("a message must be a JSON object")
+    return message
+
+
+# ---------------------------------------------------------------- pid file
+
+class PidFile:
+    """A pid file held with an fcntl lock for the daemon's lifetime: the lock, not the file, says who runs."""
+
+    def __init__(self, path):
+        self.path = path
+        self.descriptor = None
+
+    def acquire(self):
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), mode=0o755, exist_ok=True)
+        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.lockf(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            os.close(descriptor)
+            if error.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            holder = running_pid(self.path)
+            raise DaemonError(f"a daemon is already running (pid {holder if holder else 'unknown'}, "
+                              f"pid file {self.path})") from None
+        os.ftruncate(descriptor, 0)
+        os.write(descriptor, f"{os.getpid()}\n".encode())
+        self.descriptor = descriptor
+
+    def release(self):
+        """Removes the file while still holding the lock, so no second daemon ever sees our stale pid."""
+        if self.descriptor is None:
+            return
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        os.close(self.descriptor)
+        self.descriptor = None
+
+
+def running_pid(pid_path):
+    """The pid of the daemon holding `pid_path` locked, or None when no daemon holds it."""
+    try:
+        descriptor = os.open(pid_path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        # F_GETLK names the lock holder itself, which beats trusting the file's text.
+        request = struct.pack("hhqqi", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+        answer = fcntl.fcntl(descriptor, fcntl.F_GETLK, request)
+        lock_type, _, _, _, holder = struct.unpack("hhqqi", answer)
+        return holder if lock_type != fcntl.F_UNLCK else None
+    finally:
+        os.close(descriptor)
+
+
+def stop_daemon(pid_path, timeout=10.0):
+    """SIGTERM to the daemon of `pid_path`, then wait until it is gone; returns its pid."""
+    pid = running_pid(pid_path)
+    if pid is None:
+        raise DaemonError(f"no daemon is running (pid file {pid_path})")
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return pid
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if running_pid(pid_path) != pid and not _process_exists(pid):
+            return pid
+        time.sleep(0.05)
+    raise DaemonError(f"the daemon (pid {pid}) is still running {timeout:g} s after SIGTERM")
+
+
+def _process_exists(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+# ---------------------------------------------------------------- who may connect
+
+def peer_credentials(connection):
+    """(pid, uid, gid) of the process at the other end of a Unix socket."""
+    data = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", data)
+
+
+def _process_groups(pid):
+    """Every group id of process `pid` (its primary group is checked separately)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("Groups:"):
+                    return {int(group) for group in line.split()[1:]}
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return set()
+
+
+def refusal(credentials, group_id):
+    """Why a peer may not use the daemon, or None when it may: root, the daemon's own user, or a group member."""
+    pid, uid, gid = credentials
+    if uid == 0 or uid == os.geteuid():
+        return None
+    if group_id is not None and (gid == group_id or group_id in _process_groups(pid)):
+        return None
+    allowed = "root" if group_id is None else f"root or members of group {_group_name(group_id)}"
+    return f"permission denied: only {allowed} may use this daemon (you are uid {uid})"
+
+
+def _group_name(group_id):
+    try:
+        return grp.getgrgid(group_id).gr_name
+    except KeyError:
+        return str(group_id)
+
+
+def group_id_of(group):
+    """The gid of a group given by name or number."""
+    if group is None:
+        return None
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        if group.isdigit():
+            return int(group)
+        raise DaemonError(f"no group named {group!r}") from None
+
+
+# ---------------------------------------------------------------- the served Lua state
+
+RUN_MODES = ("interactive", "line", "script")
+
+
+def run_chunk(runtime, chunk, mode, chunk_name="=stdin"):
+    """Runs a chunk as a shell `mode` says (see the protocol above); True when it was left unfinished."""
+    if mode == "interactive" and runtime.is_incomplete(chunk):
+        return True
+    if mode == "script":
+        runtime.execute(chunk, chunk_name)
+    else:
+        runtime.evaluate_line(chunk)
+    return False
+
+
+class LuaService:
+    """One Lua state shared by every client: chunks run one at a time, output goes to whoever sent the chunk."""
+
+    def __init__(self, runtime_factory, error_type=BricksError):
+        self.error_type = error_type     # what the runtime raises for a Lua error: reported, not logged
+        self.lock = threading.Lock()
+        self.output_sink = None      # set under `lock` for the chunk running now; None: to the log
+        self.runtime = runtime_factory(self._output)
+
+    def _output(self, text):
+        sink = self.output_sink
+        if sink is not None:
+            sink(text)
+        else:
+            for line in text.rstrip("\n").splitlines():
+                log.info("lua: %s", line)
+
+    def run(self, chunk, output=None, mode="script", chunk_name="=remote"):
+        """Runs `chunk` in `mode` with its printed text passed to `output` (None: logged); the result fields."""
+        return self.call(lambda runtime: run_chunk(runtime, chunk, mode, chunk_name), output)
+
+    def call(self, action, output=None):
+        """Runs `action(runtime)` under the lock; its truth says the chunk was incomplete; the result fields."""
+        result = {"error": None, "incomplete": False, "shutdown": False}
+        with self.lock:
+            self.output_sink = output
+            try:
+                result["incomplete"] = bool(action(self.runtime))
+            except self.error_type as error:
+                result["error"] = str(error)
+            except Exception as error:  # a bug below Lua must not take the daemon down with it
+                log.exception("chunk failed unexpectedly")
+                result["error"] = f"internal error: {type(error).__name__}: {_one_line(error)}"
+            finally:
+                self.output_sink = None
+            result["shutdown"] = bool(self.runtime.shutdown_requested)
+        return result
+
+    def completions(self, prefix):
+        with self.lock:
+            return list(self.runtime.completions(prefix))
+
+
+class Daemon:
+    """The socket server: accepts clients (a thread each) until stopped or a client runs BRICKS.shutdown()."""
+
+    def __init__(self, service, socket_path, group=None):
+        self.service = service
+        self.socket_path = socket_path
+        self.group_id = group_id_of(group)
+        self.listener = None
+        self.wake_read, self.wake_write = os.pipe()
+        os.set_blocking(self.wake_write, False)
+        self.stopping = threading.Event()
+
+    def bind(self):
+        """Creates the socket with its final mode from the start: never a moment when others could connect."""
+        os.makedirs(os.path.dirname(os.path.abspath(self.socket_path)), mode=0o755, exist_ok=True)
+        self._remove_stale_socket()
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        mode = 0o600 if self.group_id is None else 0o660
+        previous_umask = os.umask(0o777 & ~mode)
+        try:
+            listener.bind(self.socket_path)
+        except OSError as error:
+            listener.close()
+            raise DaemonError(f"cannot listen on {self.socket_path}: {error.strerror}") from None
+        finally:
+            os.umask(previous_umask)
+        if self.group_id is not None:
+            os.chown(self.socket_path, -1, self.group_id)
+        os.chmod(self.socket_path, mode)
+        listener.listen(16)
+        self.listener = listener
+
+    def _remove_stale_socket(self):
+        if not os.path.exists(self.socket_path):
+            return
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(self.socket_path)
+        except OSError:
+            os.unlink(self.socket_path)    # nobody answers: a crashed daemon's leftover
+            return
+        finally:
+            probe.close()
+        raise DaemonError(f"another daemon is listening on {self.socket_path}")
+
+    def stop(self):
+        """Asks the accept loop to end; safe from a signal handler or any thread."""
+        self.stopping.set()
+        try:
+            os.write(self.wake_write, b"x")
+        except BlockingIOError:
+            pass
+
+    def serve(self):
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.listener, selectors.EVENT_READ)
+            selector.register(self.wake_read, selectors.EVENT_READ)
+            while not self.stopping.is_set():
+                for key, _ in selector.select():
+                    if key.fileobj is self.listener and not self.stopping.is_set():
+                        self._accept()
+
+    def _accept(self):
+        try:
+            connection, _ = self.listener.accept()
+        except OSError:
+            return
+        threading.Thread(target=self._serve_client, args=(connection,), name="bricks-client", daemon=True).start()
+
+    def _serve_client(self, connection):
+        with connection:
+            try:
+                credentials = peer_credentials(connection)
+                reason = refusal(credentials, self.group_id)
+                connection.settimeout(CLIENT_SEND_TIMEOUT)
+                if reason:
+                    log.warning("refused pid %d uid %d: %s", credentials[0], credentials[1], reason)
+                    send_message(connection, {"refused": reason})
+                    return
+                log.info("client connected: pid %d uid %d", credentials[0], credentials[1])
+                send_message(connection, {"hello": "bricks", "version": PROTOCOL_VERSION})
+                connection.settimeout(None)
+                self._answer_requests(connection)
+            except (OSError, ValueError) as error:
+                log.info("client dropped: %s", error)
+
+    def _answer_requests(self, connection):
+        while not self.stopping.is_set():
+            request = receive_message(connection)
+            if request is None:
+                return
+            operation = request.get("op")
+            if operation == "run" and isinstance(request.get("chunk"), str) and request.get("mode") in RUN_MODES:
+                self._run_for(connection, request["chunk"], request["mode"])
+            elif operation == "complete" and isinstance(request.get("prefix"), str):
+                send_message(connection, {"completions": self.service.completions(request["prefix"])})
+            else:
+                send_message(connection, {"done": True, "error": f"bad request {operation!r}",
+                                          "incomplete": False, "shutdown": False})
+
+    def _run_for(self, connection, chunk, mode):
+        reachable = [True]
+
+        def output(text):
+            # A client that left (or stopped reading) loses its output; the chunk runs to its end regardless.
+            if reachable[0]:
+                try:
+                    connection.settimeout(CLIENT_SEND_TIMEOUT)
+                    send_message(connection, {"output": text})
+                except OSError:
+                    reachable[0] = False
+
+        result = self.service.run(chunk, output, mode)
+        if result["error"]:
+            log.info("chunk error: %s", result["error"])
+        try:
+            if reachable[0]:
+                connection.settimeout(CLIENT_SEND_TIMEOUT)
+                send_message(connection, dict(result, done=True))
+                connection.settimeout(None)
+        finally:
+            # Only after the reply: the client must hear "done" before the process goes away.
+            if result["shutdown"]:
+                log.info("BRICKS.shutdown() from a remote shell")
+                self.stop()
+
+    def close(self):
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+            try:
+                os.unlink(self.socket_path)
+            except FileNotFoundError:
+                pass
+        for descriptor in (self.wake_read, self.wake_write):
+            try:
+                os.close(descriptor)
+            except OSError:
+                pass
+
+
+# ---------------------------------------------------------------- the daemon process
+
+class DaemonOptions:
+    """Everything `bricks -d` / `bricks-server` was told."""
+
+    def __init__(self, script=None, script_text=None, script_args=(), socket_path=None, pid_path=None,
+                 log_path=None, group=None, backend="auto", batch=None, foreground=False):
+        self.script = script
+        self.script_text = script_text      # a generated chunk (bricks-load-balance) instead of a file
+        self.script_args = tuple(script_args)
+        self.socket_path = socket_path or default_socket_path()
+        self.pid_path = pid_path or default_pid_path()
+        self.log_path = log_path or default_log_path()
+        self.group = group
+        self.backend = backend
+        self.batch = batch
+        self.foreground = foreground
+
+
+def _set_up_logging(log_path, foreground):
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
+        log_file = logging.FileHandler(log_path)
+    except OSError as error:
+        raise DaemonError(f"cannot open log file {log_path}: {error.strerror}") from None
+    log_file.setFormatter(logging.Formatter("%(asctime)s bricks[%(process)d] %(levelname)s %(message)s"))
+    log.addHandler(log_file)
+    if os.path.exists("/dev/log"):
+        try:
+            syslog = logging.handlers.SysLogHandler(address="/dev/log")
+        except OSError:
+            syslog = None    # syslog is a convenience; the log file is the record
+        if syslog is not None:
+            syslog.setFormatter(logging.Formatter("bricks[%(process)d]: %(message)s"))
+            log.addHandler(syslog)
+    if foreground:
+        log.addHandler(logging.StreamHandler(sys.stderr))
+    threading.excepthook = lambda hook: log.error("thread %s died: %s", hook.thread.name if hook.thread else "?",
+                                                  hook.exc_value, exc_info=(hook.exc_type, hook.exc_value,
+                                                                            hook.exc_traceback))
+
+
+class _Launch:
+    """The channel from the detached daemon back to the command that launched it: 'ready' or why not."""
+
+    def __init__(self):
+        self.read_end, self.write_end = os.pipe()
+
+    def wait_in_launcher(self, first_child):
+        """In the launching command: wait for the daemon's verdict; returns the exit status."""
+        os.close(self.write_end)
+        os.waitpid(first_child, 0)
+        data, deadline = b"", time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            with selectors.DefaultSelector() as selector:
+                selector.register(self.read_end, selectors.EVENT_READ)
+                if not selector.select(max(0.0, deadline - time.monotonic())):
+                    break
+            piece = os.read(self.read_end, 4096)
+            if not piece:
+                break
+            data += piece
+        os.close(self.read_end)
+        verdict = data.decode(errors="replace").strip()
+        if verdict.startswith("ready"):
+            return 0
+        if not verdict:
+            verdict = f"the daemon did not report ready within {READY_TIMEOUT:g} s (it may still be starting); see its log"
+        sys.stderr.write(f"bricks: {verdict.removeprefix('error ')}\n")
+        return 1
+
+    def report(self, verdict):
+        if self.write_end is None:
+            return
+        try:
+            os.write(self.write_end, verdict.encode() + b"\n")
+        except OSError:
+            pass
+        os.close(self.write_end)
+        self.write_end = None
+
+
+def _detach(launch):
+    """Double fork and setsid; returns only in the daemon, whose stdio then goes to /dev/null."""
+    first_child = os.fork()
+    if first_child:
+        sys.exit(launch.wait_in_launcher(first_child))
+    os.close(launch.read_end)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    os.umask(0o022)
+    null = os.open(os.devnull, os.O_RDWR)
+    for descriptor in (0, 1, 2):
+        os.dup2(null, descriptor)
+    os.close(null)
+
+
+def _make_runtime(options):
+    from .lua import LuaRuntime
+
+    def factory(output):
+        runtime = LuaRuntime(output=output)
+        configure_runtime(runtime, backend=options.backend, batch=options.batch)
+        return runtime
+    return factory
+
+
+def configure_runtime(runtime, backend="auto", batch=None):
+    """Applies the command-line settings to a fresh runtime: its back-end and the default packet batch."""
+    from . import engine
+    if backend and backend != "auto":
+        runtime.set_backend(backend)
+    if batch is not None:
+        # pe:link(brick) without a batch reads engine.DEFAULT_BATCH when called, so -b changes the default.
+        engine.DEFAULT_BATCH = batch
+
+
+def lua_string(text):
+    """`text` as a Lua string literal (decimal escapes for anything unusual, so any bytes survive)."""
+    pieces = []
+    for byte in text.encode():
+        character = chr(byte)
+        if character in '"\\' or not (32 <= byte < 127):
+            pieces.append(f"\\{byte:03d}")
+        else:
+            pieces.append(character)
+    return '"' + "".join(pieces) + '"'
+
+
+def run_daemon(options, runtime_factory=None):
+    """`bricks -d`: detach (unless foreground), serve until SIGTERM/SIGINT or BRICKS.shutdown(); the exit status."""
+    from . import engine, links
+    launch = None if options.foreground else _Launch()
+    if launch is not None:
+        _detach(launch)
+    pid_file = PidFile(options.pid_path)
+    daemon = None
+    try:
+        pid_file.acquire()
+        _set_up_logging(options.log_path, options.foreground)
+        service = LuaService(runtime_factory or _make_runtime(options))
+        daemon = Daemon(service, options.socket_path, options.group)
+        daemon.bind()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda number, frame: daemon.stop())
+        links.reclaim_stale_pipes()
+        log.info("started: pid %d, socket %s", os.getpid(), options.socket_path)
+        _run_start_up_script(service, options)
+    except Exception as error:
+        message = str(error) if isinstance(error, DaemonError) else _one_line(error)
+        log.error("not started: %s", message)
+        if daemon is not None:
+            daemon.close()
+        engine.shutdown_all()
+        pid_file.release()
+        if launch is not None:
+            launch.report(f"error {message}")
+            os._exit(1)
+        raise DaemonError(message) from None
+    if launch is not None:
+        launch.report("ready")
+    try:
+        daemon.serve()
+    finally:
+        _stop_cleanly(service, daemon, pid_file)
+    return 0
+
+
+def _one_line(error):
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _run_start_up_script(service, options):
+    if options.script_text is not None:
+        result = service.run(options.script_text, chunk_name="=generated")
+    elif options.script is not None:
+        result = service.call(lambda runtime: runtime.execute_file(options.script, options.script_args))
+    else:
+        return
+    if result["error"]:
+        raise DaemonError(result["error"])
+    if result["shutdown"]:
+        raise DaemonError("the start-up script called BRICKS.shutdown()")
+
+
+def _stop_cleanly(service, daemon, pid_file):
+    """Engines stopped and deleted (pipes removed, pcap files flushed), then the socket and pid file removed."""
+    from . import engine
+    log.info("stopping")
+    daemon.close()
+    # A chunk still running (a sleep loop) gets a moment to finish; then we clean up under it regardless.
+    holding = service.lock.acquire(timeout=SHUTDOWN_LOCK_TIMEOUT)
+    try:
+        engine.shutdown_all()
+    finally:
+        if holding:
+            service.lock.release()
+    pid_file.release()
+    log.info("stopped")
+    logging.shutdown()

@@ -1,0 +1,187 @@
+"""The interactive Lua shell (`bricks`), shared by the local shell and the remote one (`bricks-shell`).
+
+A session runs chunks and completes names; the local session owns a Lua
+runtime in this process, the remote one (bricks.client) forwards to the
+daemon. The loop here is the same for both: prompt `bricks> `, `>> ` while a
+chunk is unfinished, GNU readline editing, history and Tab completion, one-line
+errors after which the shell carries on. A non-tty stdin is run as one script.
+"""
+import os
+import signal
+import sys
+
+PROMPT = "bricks> "
+CONTINUATION_PROMPT = ">> "
+HISTORY_FILE = "~/.bricks_history"
+HISTORY_LENGTH = 1000
+# Not word breaks for completion: `BRICKS.sh` and `pe:st` are completed whole.
+COMPLETER_DELIMITERS = " \t\n\"'`~!@#$%^&*()-=+[{]}\\|;,<>/?"
+
+
+class Result:
+    """What running one chunk gave: an error line, whether it was unfinished, whether BRICKS.shutdown() ran."""
+
+    def __init__(self, error=None, incomplete=False, shutdown=False):
+        self.error = error
+        self.incomplete = incomplete
+        self.shutdown = shutdown
+
+
+class LocalSession:
+    """Chunks run in this process's own Lua runtime; printed text goes straight to stdout."""
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    def run(self, chunk, mode="interactive"):
+        """Runs a chunk in a mode of bricks.server.run_chunk."""
+        from .errors import BricksError
+        from .server import run_chunk
+        try:
+            incomplete = run_chunk(self.runtime, chunk, mode)
+        except BricksError as error:
+            return Result(error=str(error), shutdown=self.runtime.shutdown_requested)
+        return Result(incomplete=incomplete, shutdown=self.runtime.shutdown_requested)
+
+    def run_file(self, path, arguments=()):
+        from .errors import BricksError
+        try:
+            self.runtime.execute_file(path, tuple(arguments))
+        except BricksError as error:
+            return Result(error=str(error), shutdown=self.runtime.shutdown_requested)
+        return Result(shutdown=self.runtime.shutdown_requested)
+
+    def complete(self, line):
+        return self.runtime.completions(line)
+
+
+def write_output(text):
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def report_error(message):
+    sys.stdout.flush()
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+def run_script_from_stdin(session):
+    """stdin is not a terminal: run all of it as one chunk; the exit status."""
+    result = session.run(sys.stdin.read(), mode="script")
+    if result.error:
+        report_error(result.error)
+        return 1
+    return 0
+
+
+def interactive_loop(session, history_path=HISTORY_FILE):
+    """Reads, runs and reports chunks until end of input or BRICKS.shutdown(); the exit status."""
+    readline = _set_up_readline(session, history_path)
+    pending = []
+    try:
+        while True:
+            try:
+                line = input(CONTINUATION_PROMPT if pending else PROMPT)
+            except EOFError:
+                write_output("\n")
+                return 0
+            except KeyboardInterrupt:
+                # As in the lua REPL: Ctrl+C abandons the line (and any unfinished chunk), not the shell.
+                write_output("\n")
+                pending = []
+                continue
+            pending.append(line)
+            chunk = "\n".join(pending)
+            if not chunk.strip():
+                pending = []
+                continue
+            try:
+                result = session.run(chunk, mode="interactive")
+            except KeyboardInterrupt:
+                result = Result(error="interrupted")
+            if result.incomplete:
+                continue
+            pending = []
+            if result.error:
+                report_error(result.error)
+            if result.shutdown:
+                return 0
+    finally:
+        if readline is not None:
+            _save_history(readline, history_path)
+
+
+def _set_up_readline(session, history_path):
+    try:
+        import readline
+    except ImportError:
+        return None
+    readline.set_completer_delims(COMPLETER_DELIMITERS)
+    readline.parse_and_bind("tab: complete")
+    readline.set_history_length(HISTORY_LENGTH)
+    try:
+        readline.read_history_file(os.path.expanduser(history_path))
+    except OSError:
+        pass
+    matches = []
+
+    def complete(text, state):
+        # The session completes the line up to the cursor and answers whole lines; readline wants the word.
+        nonlocal matches
+        if state == 0:
+            line = readline.get_line_buffer()[:readline.get_endidx()]
+            start = readline.get_begidx()
+            try:
+                matches = [candidate[start:] for candidate in session.complete(line)
+                           if candidate.startswith(line[:start])]
+            except Exception:     # a completion failure must never break the line being edited
+                matches = []
+        return matches[state] if state < len(matches) else None
+
+    readline.set_completer(complete)
+    return readline
+
+
+def _save_history(readline, history_path):
+    try:
+        readline.write_history_file(os.path.expanduser(history_path))
+    except OSError:
+        pass
+
+
+def run_local(script=None, script_args=(), backend="auto", batch=None):
+    """`bricks` without -d/-s: run SCRIPT, then the shell (or stdin as a script); clean up; the exit status."""
+    from . import engine, links
+    from .lua import LuaRuntime
+    from .server import configure_runtime
+    from .errors import BricksError
+    # SIGTERM cleans up like Ctrl+D (engines stopped, pipes removed); Ctrl+C stays a KeyboardInterrupt.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        runtime = LuaRuntime(output=write_output)
+        try:
+            configure_runtime(runtime, backend=backend, batch=batch)
+        except BricksError as error:
+            report_error(f"bricks: {error}")
+            return 1
+        try:
+            links.reclaim_stale_pipes()
+        except OSError:
+            pass    # without the rights to list links there are no pipes of ours to reclaim either
+        session = LocalSession(runtime)
+        if script is not None:
+            result = session.run_file(script, script_args)
+            if result.error:
+                report_error(result.error)
+                return 1
+            if result.shutdown:
+                return 0
+        if sys.stdin.isatty():
+            return interactive_loop(session)
+        return run_script_from_stdin(session)
+    except KeyboardInterrupt:
+        report_error("bricks: interrupted")
+        return 128 + signal.SIGINT
+    finally:
+        engine.shutdown_all()

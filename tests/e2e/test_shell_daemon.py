@@ -10,7 +10,6 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -23,83 +22,7 @@ from bricks.server import running_pid
 
 pytestmark = pytest.mark.root
 
-WAIT = 15
-PROMPT = "bricks> "
-
-
-def bricks(name="bricks"):
-    return [sys.executable, "-m", "bricks", name]
-
-
-class Paths:
-    """A private run directory, log file and home for one test's daemons and shells."""
-
-    def __init__(self, base):
-        self.run_dir = os.path.join(base, "run")
-        self.log = os.path.join(base, "bricks.log")
-        self.home = base
-        self.env = dict(os.environ, BRICKS_RUN_DIR=self.run_dir, BRICKS_LOG_FILE=self.log, HOME=base,
-                        PYTHONUNBUFFERED="1")
-        for name in ("BRICKS_SOCKET", "BRICKS_PID_FILE", "BRICKS_GROUP"):
-            self.env.pop(name, None)
-
-    @property
-    def socket(self):
-        return os.path.join(self.run_dir, "bricks.sock")
-
-    @property
-    def pid_file(self):
-        return os.path.join(self.run_dir, "bricks.pid")
-
-    def run(self, command, *args, stdin=None, timeout=WAIT, **kwargs):
-        return subprocess.run(bricks(command) + list(args), input=stdin, capture_output=True, text=True,
-                              env=self.env, timeout=timeout, **kwargs)
-
-    def start_daemon(self, *args, command="bricks-server"):
-        result = self.run(command, *args, timeout=60)
-        assert result.returncode == 0, result.stderr
-        assert running_pid(self.pid_file) is not None
-        return running_pid(self.pid_file)
-
-    def remote(self, chunk):
-        return self.run("bricks-shell", "-c", chunk)
-
-    def spawn(self, command, *args):
-        return pexpect.spawn(bricks(command)[0], bricks(command)[1:] + list(args), env=self.env,
-                             encoding="utf-8", timeout=WAIT, dimensions=(24, 200))
-
-    def kill_leftover(self):
-        pid = running_pid(self.pid_file)
-        if pid is None:
-            return
-        os.kill(pid, signal.SIGTERM)
-        if not _wait_until(lambda: not _alive(pid), 10):
-            os.kill(pid, signal.SIGKILL)
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as status:
-        return status.read().rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _wait_until(condition, timeout=WAIT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
-
-@pytest.fixture
-def paths(tmp_path):
-    made = Paths(str(tmp_path))
-    yield made
-    made.kill_leftover()
+from tests.e2e.daemons import PROMPT, WAIT, Paths, alive, bricks, wait_until
 
 
 def veths_named(prefix):
@@ -214,7 +137,7 @@ def test_daemon_detaches_refuses_a_second_one_and_stops(paths):
     assert running_pid(paths.pid_file) == pid
     stopped = paths.run("bricks-kill-server")
     assert stopped.returncode == 0, stopped.stderr
-    assert not _alive(pid) and not os.path.exists(paths.pid_file) and not os.path.exists(paths.socket)
+    assert not alive(pid) and not os.path.exists(paths.pid_file) and not os.path.exists(paths.socket)
     with open(paths.log) as log:
         text = log.read()
     assert "started" in text and "stopped" in text
@@ -308,9 +231,10 @@ def test_ctrl_c_in_a_remote_shell_keeps_later_output_in_order(paths):
 
 def test_a_client_killed_mid_command_harms_nothing(paths):
     paths.start_daemon()
-    client = subprocess.Popen(bricks("bricks-shell") + ["-c", 'bricks_sleep(1); print("done"); finished = true'],
-                              env=paths.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(0.3)
+    chunk = 'print("started"); bricks_sleep(1); print("done"); finished = true'
+    client = subprocess.Popen(bricks("bricks-shell") + ["-c", chunk],
+                              env=paths.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert client.stdout.readline() == "started\n"     # the chunk runs in the daemon now
     client.kill()
     client.wait(WAIT)
     result = paths.remote("print(finished)")          # waits for the abandoned chunk, which still completes
@@ -371,14 +295,14 @@ pe:start()
     assert veths_named(host_if + "{") == [host_if + "{0"]       # {1 feeds the writer inside the engine
     assert paths.remote("BRICKS.print_status()").stdout == "BRICKS is online.\n"
     frames = send_flows(testbed, ns_if, 200)
-    assert _wait_until(lambda: stats_total(paths) >= len(frames)), paths.remote("BRICKS.show_stats()").stdout
+    assert wait_until(lambda: stats_total(paths) >= len(frames)), paths.remote("BRICKS.show_stats()").stdout
     if how == "SIGINT":
         os.kill(pid, signal.SIGINT)
-        assert _wait_until(lambda: not _alive(pid), 10)
+        assert wait_until(lambda: not alive(pid), 10)
     else:
         result = paths.run("bricks-kill-server")
         assert result.returncode == 0, result.stderr
-        assert not _alive(pid)
+        assert not alive(pid)
     assert veths_named(host_if + "{") == [] and veths_named(host_if + "}") == []
     assert not os.path.exists(paths.socket) and not os.path.exists(paths.pid_file)
     read = subprocess.run(["tcpdump", "-r", str(capture), "-n"], capture_output=True, text=True, timeout=WAIT)
@@ -401,7 +325,7 @@ def test_shutdown_from_a_remote_shell_stops_the_daemon(paths, testbed):
     finally:
         shell.close(force=True)
     assert shell.exitstatus == 0
-    assert _wait_until(lambda: not _alive(pid), 10)
+    assert wait_until(lambda: not alive(pid), 10)
     assert veths_named(host_if + "{") == []
     assert not os.path.exists(paths.socket) and not os.path.exists(paths.pid_file)
 
@@ -415,13 +339,13 @@ def test_fan_out_helpers_and_kill_server(paths, testbed, command, each_gets_all)
     readers = [testbed.reader(name, in_namespace=False) for name in consumers]
     frames = send_flows(testbed, ns_if, 300)
     expected = len(frames) * (3 if each_gets_all else 1)
-    assert _wait_until(lambda: sum(len(reader.read_so_far()) for reader in readers) >= expected)
+    assert wait_until(lambda: sum(len(reader.read_so_far()) for reader in readers) >= expected)
     counts = [len(reader.read_so_far()) for reader in readers]
     assert counts == [len(frames)] * 3 if each_gets_all else (sum(counts) == len(frames) and min(counts) > 0)
     for reader in readers:
         reader.stop()
     result = paths.run("bricks-kill-server")
     assert result.returncode == 0, result.stderr
-    assert not _alive(pid) and veths_named(host_if + "{") == []
+    assert not alive(pid) and veths_named(host_if + "{") == []
     again = paths.run("bricks-kill-server")
     assert again.returncode == 1 and "no daemon is running" in again.stderr

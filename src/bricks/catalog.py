@@ -6,6 +6,7 @@ csrc/brick_<kind>.c, whose `name` field equals `BrickKind.name`.
 from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
+from . import filter as filter_rules
 from .errors import BricksError
 
 UNLIMITED = 64   # the C core's output limit (BRK_MAX_OUTPUTS)
@@ -40,6 +41,10 @@ class BrickKind:
     output_kinds: Tuple[str, ...]
     parse_argument: Callable = _no_argument
     balances: bool = False           # spreads packets by flow hash (has a split and a depth)
+    # Kinds with Python-side state (Filter: its rule table, made by parse_argument):
+    register: Optional[Callable] = None    # register(brick) once the Brick exists
+    attach: Optional[Callable] = None      # attach(brick, handle) after brk_brick_new, before any packet
+    methods: Tuple[str, ...] = ()          # methods of brick.argument callable on the Brick itself
 
     def check_argument(self, argument):
         return self.parse_argument(self.name, argument)
@@ -58,6 +63,10 @@ KINDS = {kind.name: kind for kind in (
     BrickKind("Dummy", "forwards unchanged (performance testing)",
               inputs=(1, 1), outputs=(1, 1), input_kinds=LIVE_INPUTS,
               output_kinds=LIVE_OUTPUTS + PCAP),
+    BrickKind("Filter", "tcpdump expression, then drop/allow rules; output 0 passed, output 1 (if any) rejected",
+              inputs=(1, 1), outputs=(1, 2), input_kinds=LIVE_INPUTS,
+              output_kinds=LIVE_OUTPUTS + PCAP, parse_argument=filter_rules.parse_expression,
+              register=filter_rules.register, attach=filter_rules.attach, methods=filter_rules.METHODS),
     BrickKind("PcapReader", "reads pcap files as the source; several outputs are balanced by flow",
               inputs=(1, 1), outputs=(1, UNLIMITED), input_kinds=PCAP,
               output_kinds=LIVE_OUTPUTS + PCAP, parse_argument=_split, balances=True),

@@ -11,7 +11,7 @@ import signal
 import threading
 import zlib
 
-from . import links
+from . import links, netmap
 from ._ffi import error_buffer, error_text, ffi, lib
 from .catalog import UNLIMITED, find_kind
 from .errors import BricksError
@@ -22,11 +22,63 @@ PCAP_PIPE_MTU = 9000           # pcap inputs carry no MTU: pipes fed from files 
 FRAGMENT_TABLE_SLOTS = 4096
 MAX_NAME = 15                   # IFNAMSIZ - 1
 RX_RING_BYTES_PER_SLOT = 8192   # buffer_sz slots of RX ring, each room for a jumbo frame
-MIN_RX_RING_BYTES = 4 << 20
+MIN_RX_RING_BYTES = 16 << 20   # ~10,000 full-size frames: tens of ms of engine stall at line rate
 STOP_TIMEOUT = 5.0
 
 _engines = {}                   # name -> PktEngine, in creation order
 _engines_lock = threading.RLock()
+
+BACKENDS = ("auto", "netmap", "packet")
+_backend_chosen = "auto"
+_backend_active = None          # "netmap" or "packet" once chosen, or settled by the first link
+_backend_detail = ""            # why auto settled as it did
+
+
+def set_backend(name):
+    """Chooses the back-end of the engines to come: auto, netmap or packet (SPEC §3)."""
+    global _backend_chosen, _backend_active, _backend_detail
+    if name not in BACKENDS:
+        raise BricksError(f"unknown back-end {name!r} (one of {', '.join(BACKENDS)})")
+    with _engines_lock:
+        if _engines and name != _backend_chosen:
+            raise BricksError("the back-end must be chosen before the first engine is created")
+        if name == "netmap" and netmap.missing_reason():
+            raise BricksError(netmap.missing_reason())
+        _backend_chosen = name
+        _backend_active = None if name == "auto" else name
+        _backend_detail = "" if name == "auto" else f"set to {name}"
+
+
+def backend_name():
+    """The back-end engines use, netmap or packet (before auto settles: what it would pick)."""
+    if _backend_active is not None:
+        return _backend_active
+    return "netmap" if netmap.available() else "packet"
+
+
+def backend_detail():
+    """One line saying why the back-end is what it is, for the status and the log."""
+    if _backend_detail:
+        return _backend_detail
+    return "auto: " + ("netmap found" if netmap.available() else f"{netmap.DEVICE} not found")
+
+
+def _settle_backend(root):
+    """auto becomes netmap when the module opens every interface of root's tree, else packet; once per process."""
+    global _backend_active, _backend_detail
+    with _engines_lock:
+        if _backend_active is not None:
+            return _backend_active
+        interfaces = sorted({port.interface for brick in root.walk() for port in brick.inputs + brick.outputs
+                             if port.kind in ("interface", "broker", "consumer")})
+        if not interfaces:
+            return backend_name()   # files only: nothing to settle yet
+        reason = netmap.missing_reason()
+        for interface in interfaces:
+            reason = reason or netmap.probe(interface)
+        _backend_active = "packet" if reason else "netmap"
+        _backend_detail = f"auto: packet ({reason})" if reason else f"auto: netmap opens {', '.join(interfaces)}"
+        return _backend_active
 
 
 def _port(name, side):
@@ -51,6 +103,15 @@ class Brick:
         self.engine = None           # the PktEngine this brick is linked to
         self.handle = None           # the C brick while linked
         self.transmit_drop_base = {}  # output index -> (device, its tx_dropped when linked)
+        if self.kind.register:
+            self.kind.register(self)
+
+    def __getattr__(self, name):
+        """Kind-specific methods (a Filter's drop, allow, rules...) live on the brick's argument."""
+        kind = self.__dict__.get("kind")
+        if kind is not None and name in kind.methods:
+            return getattr(self.__dict__["argument"], name)
+        raise AttributeError(f"{type(self).__name__} {kind.name if kind else ''} has no attribute {name!r}")
 
     def __repr__(self):
         outputs = ", ".join(port.name for port in self.outputs) or "none"
@@ -150,7 +211,8 @@ class Brick:
                             "drops": counters.drops, "kernel_drops": kernel_drops})
         return {"kind": self.kind.name, "received": brick_stats.received_packets,
                 "received_bytes": brick_stats.received_bytes, "malformed": brick_stats.malformed,
-                "fragment_fallbacks": brick_stats.fragment_fallbacks, "outputs": outputs}
+                "fragment_fallbacks": brick_stats.fragment_fallbacks, "filtered": brick_stats.filtered,
+                "outputs": outputs}
 
 
 def _feeds(output, child):
@@ -207,8 +269,8 @@ _shared = _SharedResources()
 class _Linked:
     """What one pe:link() opened: C bricks, sources, sinks; closed in reverse."""
 
-    def __init__(self, root, batch, qid):
-        self.root, self.batch, self.qid = root, batch, qid
+    def __init__(self, root, batch, qid, backend="packet"):
+        self.root, self.batch, self.qid, self.backend = root, batch, qid, backend
         self.bricks = []             # Brick, parents first
         self.sources = []            # (C source, target Brick)
         self.sinks = []
@@ -288,7 +350,7 @@ class PktEngine:
             if member.engine is not None:
                 raise BricksError(f"{member.kind.name} is already linked to engine {member.engine.name}")
         self._check_tree(brick)
-        linked = _Linked(brick, batch, qid)
+        linked = _Linked(brick, batch, qid, _settle_backend(brick))
         try:
             self._open(linked, brick, depth=0, internal_inputs=())
         except BaseException:
@@ -321,6 +383,8 @@ class PktEngine:
         if handle == ffi.NULL:
             raise BricksError(f"{brick.kind.name}: {error_text(error)}")
         brick.handle, brick.engine = handle, self
+        if brick.kind.attach:
+            brick.kind.attach(brick, handle)
         child_depth = depth + 1 if brick.kind.balances else depth
         brick.transmit_drop_base = {}
         for index, output in enumerate(brick.outputs):
@@ -352,6 +416,8 @@ class PktEngine:
         error = error_buffer()
         if port.kind == "pcap":
             sink = lib.brk_sink_pcap_open(port.name.encode(), 262144, error, len(error))
+        elif linked.backend == "netmap":
+            sink = netmap.open_sink(_netmap_port(port, qid=-1))   # a pipe master: no veth to create
         else:
             name = port.name if port.kind == "interface" else f"{port.interface}{{{port.index}"
             if port.kind == "broker":
@@ -380,6 +446,11 @@ class PktEngine:
             files = [path.encode() for path in _pcap_files(port.name)]
             paths = [ffi.new("char[]", path) for path in files]
             source = lib.brk_source_pcap_open(ffi.new("char *[]", paths), len(paths), error, len(error))
+        elif linked.backend == "netmap":
+            if port.kind == "interface":
+                _link_call(_shared.quiet_input, port.interface)   # netmap forwards no offloaded frame either
+                linked.inputs_quieted.append(port.interface)
+            source = netmap.open_source(_netmap_port(port, linked.qid))
         else:
             name = port.name if port.kind == "interface" else f"{port.interface}}}{port.index}"
             info = _link_call(links.interface_info, name)
@@ -497,6 +568,17 @@ def _link_call(function, *args):
         return function(*args)
     except links.LinkError as error:
         raise BricksError(str(error)) from None
+
+
+def _netmap_port(port, qid):
+    """The netmap port a bricks port names: qid >= 0 reads that one NIC ring pair (SPEC §3)."""
+    if port.kind == "broker":
+        return netmap.NetmapPort(port.interface, lib.NR_REG_PIPE_MASTER, pipe=port.index)
+    if port.kind == "consumer":
+        return netmap.NetmapPort(port.interface, lib.NR_REG_PIPE_SLAVE, pipe=port.index)
+    if qid >= 0:
+        return netmap.NetmapPort(port.interface, lib.NR_REG_ONE_NIC, ring=qid)
+    return netmap.NetmapPort(port.interface, lib.NR_REG_ALL_NIC)
 
 
 def _fanout_group(ifindex):

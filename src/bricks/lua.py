@@ -8,7 +8,6 @@ so a daemon may share one runtime between clients; everything Lua prints goes
 to `output`, which a daemon may swap per client.
 """
 import importlib.resources
-import os
 import re
 import sys
 import threading
@@ -27,8 +26,6 @@ except ImportError:                           # a lupa wheel built without LuaJI
     except ImportError:
         import lupa as lupa_module
 
-BACKENDS = ("auto", "packet", "netmap")
-NETMAP_DEVICE = "/dev/netmap"
 CHUNK_NAME = "=stdin"
 _TOKEN_AT_END = re.compile(r"[A-Za-z_][\w.:]*$")
 
@@ -154,7 +151,6 @@ class LuaRuntime:
     def __init__(self, output=None):
         self.output = output or _write_stdout
         self.shutdown_requested = False
-        self.backend = "auto"
         self._lock = threading.RLock()
         self._lua = lupa_module.LuaRuntime(register_eval=False, register_builtins=False,
                                            unpack_returned_tuples=True)
@@ -238,19 +234,13 @@ class LuaRuntime:
 
     def set_backend(self, name):
         """Chooses the back-end (auto, packet, netmap); only before the first engine is created."""
-        if name not in BACKENDS:
-            raise BricksError(f"unknown back-end {_shown(name)} (one of {', '.join(BACKENDS)})")
-        if name == "netmap":
-            if not os.path.exists(NETMAP_DEVICE):
-                raise BricksError(f"the netmap back-end is not available here: {NETMAP_DEVICE} missing")
-            raise BricksError("the netmap back-end is not supported by this build: use packet")
-        if name != self.backend and engine.engines():
-            raise BricksError("the back-end must be chosen before the first engine is created")
-        self.backend = name
+        if not isinstance(name, str):
+            raise BricksError(f"unknown back-end {_shown(name)} (one of {', '.join(engine.BACKENDS)})")
+        engine.set_backend(name)
 
     def active_backend(self):
-        """The back-end engines use: auto means packet (AF_PACKET) on Linux."""
-        return "packet" if sys.platform.startswith("linux") else None
+        """The back-end engines use: netmap or packet."""
+        return engine.backend_name()
 
     # ---------------------------------------------------------------- internals
 
@@ -347,6 +337,7 @@ class LuaRuntime:
         def print_status():
             online = any(known.running for known in engine.engines())
             runtime._print("BRICKS is online." if online else "BRICKS is offline.")
+            runtime._print(f"Back-end: {engine.backend_name()} ({engine.backend_detail()})")
 
         def show_stats():
             runtime._print(stats_table(engine.engines()))

@@ -587,6 +587,7 @@ def run_daemon(options, runtime_factory=None):
         links.reclaim_stale_pipes()
         log.info("started: pid %d, socket %s", os.getpid(), options.socket_path)
         _run_start_up_script(service, options)
+        log.info("back-end: %s (%s)", engine.backend_name(), engine.backend_detail())
     except Exception as error:
         message = str(error) if isinstance(error, DaemonError) else _one_line(error)
         log.error("not started: %s", message)

@@ -80,7 +80,7 @@ def test_readme_walkthrough(testbed, lua):
     total = [line.split() for line in lua.output().splitlines() if line.startswith("Total")]
     assert total and int(total[0][1]) == len(sent) and int(total[0][3]) == 0
     shell.evaluate_line("BRICKS.print_status()")
-    assert lua.output() == "BRICKS is online.\n"
+    assert lua.output().startswith("BRICKS is online.\nBack-end: packet (")
     with pytest.raises(Exception) as refused:
         shell.evaluate_line('pe:link(Brick.new("Dummy"):connect_input(IF):connect_output(IF.."{5"))')
     assert "while it is running" in str(refused.value)
@@ -90,7 +90,7 @@ def test_readme_walkthrough(testbed, lua):
     captures = [reader.stop() for reader in readers]
     assert_balanced(captures, sent)
     shell.evaluate_line("BRICKS.print_status()")
-    assert lua.output() == "BRICKS is offline.\n"
+    assert lua.output().startswith("BRICKS is offline.\nBack-end: packet (")
     shell.evaluate_line("pe:unlink()")
     shell.evaluate_line("pe:delete()")
     assert not any(links.interface_exists(f"{host_if}{{{index}") for index in range(4))
@@ -242,7 +242,7 @@ def test_startup_multi_threads_two_engines_share_one_interface(testbed, lua, mon
     host_if, ns_if = testbed.add_input("in")
     monkeypatch.chdir(REPOSITORY)
     lua.runtime.execute_file("scripts/startup-multi-threads.lua", [host_if, "2"])
-    assert lua.output().endswith("BRICKS is online.\n")
+    assert "BRICKS is online.\nBack-end: " in lua.output()
     assert [engine.name for engine in engine_module.engines()] == ["e0", "e1"]
     readers = pipe_readers(testbed, host_if, (0, 1))
     sent = frame_builder.flow_frames(250, seed=13)
@@ -261,7 +261,7 @@ def test_startup_one_thread_from_another_directory(testbed, lua, monkeypatch, tm
     monkeypatch.setenv("BRICKS_IFACE", host_if)
     monkeypatch.setenv("BRICKS_EGRESS", "")
     lua.runtime.execute_file(os.path.join(REPOSITORY, "scripts", "startup-one-thread.lua"))
-    assert lua.output().endswith("BRICKS is online.\n")
+    assert "BRICKS is online.\nBack-end: " in lua.output()
     readers = pipe_readers(testbed, host_if, range(4))
     sent = frame_builder.flow_frames(150, seed=14)
     testbed.send(ns_if, sent, pps=SEND_RATE)

@@ -14,6 +14,8 @@
 #include "api/hash.h"
 #include "api/engine.h"
 #include "api/io.h"
+#include "api/filter.h"
+#include "api/netmap.h"
 
 #define BRK_LIKELY(x)   __builtin_expect(!!(x), 1)
 #define BRK_UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -26,6 +28,11 @@ struct brk_packet {
     uint32_t caplen;     /* bytes present at data */
     uint32_t wirelen;    /* length on the wire */
     uint64_t ts_nsec;    /* capture time, ns since the epoch */
+    /* netmap zero copy: the RX slot whose buffer holds data, and the region
+     * that buffer lives in. NULL (the other back-ends, or a push to several
+     * outputs) when the buffer must not change hands: sinks then copy. */
+    struct netmap_slot *swappable_slot;
+    const void *slot_region;
 };
 
 /* A brick kind, defined once in its own brick_<kind>.c (Click's element):
@@ -123,6 +130,13 @@ static inline void brk_output_push(struct brk_brick *brick, unsigned i,
 /* The two per-packet actions most kinds share: Click's Tee and a plain wire. */
 static inline void brk_push_to_every_output(struct brk_brick *brick, const struct brk_packet *packet)
 {
+    struct brk_packet shared;
+    if (BRK_UNLIKELY(packet->swappable_slot != NULL) && brick->outputs > 1) {
+        /* One buffer cannot be handed to several rings: each output copies. */
+        shared = *packet;
+        shared.swappable_slot = NULL;
+        packet = &shared;
+    }
     for (unsigned i = 0; i < brick->outputs; i++)
         brk_output_push(brick, i, packet);
 }

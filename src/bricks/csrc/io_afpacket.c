@@ -123,8 +123,11 @@ static void restore_vlan_tag(const struct tpacket3_hdr *header, struct brk_packe
 static unsigned afpacket_next_batch(struct brk_source *base, struct brk_packet *packets, unsigned max)
 {
     struct afpacket_source *source = (struct afpacket_source *)base;
+    /* Blocks stay ours until release(), after the batch went through the
+     * bricks: leave the kernel at least half the ring to fill meanwhile. */
+    unsigned most_blocks = source->block_count / 2;
     unsigned n = 0;
-    while (n < max && source->blocks_read < source->block_count) {
+    while (n < max && source->blocks_read < most_blocks) {
         struct tpacket_block_desc *block = rx_block(source, source->current_block);
         if (!source->packets_left) {
             if (!(__atomic_load_n(&block->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER))

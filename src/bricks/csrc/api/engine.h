@@ -24,6 +24,7 @@ struct brk_brick_stats {
     uint64_t received_bytes;
     uint64_t malformed;         /* truncated or unparsable headers (still forwarded) */
     uint64_t fragment_fallbacks;
+    uint64_t filtered;          /* dropped on purpose (Filter without a reject output) */
     unsigned outputs;
 };
 

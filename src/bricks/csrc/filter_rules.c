@@ -1,0 +1,614 @@
+/* The Filter brick's control side: keeps the rule list, builds an immutable
+ * rule set from it (one hash table per mask: exact 5-tuples and every prefix
+ * length alike), publishes it with one atomic pointer store and frees the old
+ * one once the engine thread can no longer hold it.
+ *
+ * Invariants, kept under table->lock:
+ * - table->current always points at a complete rule set built from exactly
+ *   the rules in table->rules (minus those marked removed while building);
+ * - a rule's counter slot is neither reused nor zeroed while a published set
+ *   may still point at it: slots return to the free list only after
+ *   wait_for_reader() following the publication that dropped them.
+ */
+#include "filter_rules.h"
+
+#include <errno.h>
+#include <linux/membarrier.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define COUNTERS_PER_CHUNK 4096u
+#define MIN_SLOTS 8u
+#define READER_SPINS 1000
+#define HUGE_PAGE_BYTES (2u << 20)
+
+struct stored_rule {
+    struct brk_filter_rule rule;
+    uint64_t expires_ns;                  /* 0 = never */
+    uint32_t counter_slot;
+    int removing;                         /* excluded from the set being built */
+};
+
+static pthread_once_t membarrier_once = PTHREAD_ONCE_INIT;
+static int membarrier_available;
+
+static void register_membarrier(void)
+{
+    membarrier_available =
+        syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+}
+
+/* ------------------------------------------------------------ rule keys */
+
+static uint32_t load_be32(const uint8_t *bytes)
+{
+    return (uint32_t)bytes[0] << 24 | (uint32_t)bytes[1] << 16 | (uint32_t)bytes[2] << 8 | bytes[3];
+}
+
+/* address words + mask words for prefix bits of a family's address. */
+static void address_words(const uint8_t *address, unsigned prefix, unsigned address_words_count,
+                          uint32_t *key, uint32_t *mask)
+{
+    for (unsigned w = 0; w < address_words_count; w++) {
+        unsigned bits = prefix > 32 * w ? prefix - 32 * w : 0;
+        uint32_t word_mask = bits >= 32 ? UINT32_MAX : bits ? UINT32_MAX << (32 - bits) : 0;
+        mask[w] = word_mask;
+        key[w] = load_be32(address + 4 * w) & word_mask;
+    }
+}
+
+/* The key and mask of rule for family, read forwards or with both ends swapped. */
+static void rule_key(const struct brk_filter_rule *rule, int family, int swapped,
+                     struct filter_key *key, struct filter_key *mask)
+{
+    unsigned words = family == FILTER_IPV4 ? 1 : 4;
+    const uint8_t *src = swapped ? rule->dst : rule->src, *dst = swapped ? rule->src : rule->dst;
+    unsigned src_prefix = swapped ? rule->dst_prefix : rule->src_prefix;
+    unsigned dst_prefix = swapped ? rule->src_prefix : rule->dst_prefix;
+    int has_sport = !!(rule->flags & (swapped ? BRK_FILTER_MATCH_DPORT : BRK_FILTER_MATCH_SPORT));
+    int has_dport = !!(rule->flags & (swapped ? BRK_FILTER_MATCH_SPORT : BRK_FILTER_MATCH_DPORT));
+    uint16_t sport = swapped ? rule->dport : rule->sport, dport = swapped ? rule->sport : rule->dport;
+
+    memset(key, 0, sizeof(*key));
+    memset(mask, 0, sizeof(*mask));
+    address_words(src, src_prefix, words, key->word, mask->word);
+    address_words(dst, dst_prefix, words, key->word + words, mask->word + words);
+    mask->word[2 * words] = (has_sport ? 0xFFFF0000u : 0) | (has_dport ? 0xFFFFu : 0);
+    key->word[2 * words] = ((uint32_t)sport << 16 | dport) & mask->word[2 * words];
+    if (rule->flags & BRK_FILTER_MATCH_PROTOCOL) {
+        mask->word[2 * words + 1] = 0xFF;
+        key->word[2 * words + 1] = family == FILTER_IPV4 ? rule->protocol : rule->protocol6;
+    }
+}
+
+static int rule_applies_to(const struct brk_filter_rule *rule, int family)
+{
+    return rule->family == BRK_FILTER_ANY_FAMILY
+        || rule->family == (family == FILTER_IPV4 ? BRK_FILTER_IPV4 : BRK_FILTER_IPV6);
+}
+
+/* Calls visit for every (key, mask) a rule occupies in family: once, or twice
+ * when it is bidirectional and its reverse differs. */
+typedef int (*key_visitor)(void *context, const struct filter_key *key, const struct filter_key *mask,
+                           uint32_t rule_index);
+
+static int visit_rule_keys(const struct brk_filter_rule *rule, int family, uint32_t rule_index,
+                           key_visitor visit, void *context)
+{
+    struct filter_key key, mask, reverse_key, reverse_mask;
+    unsigned words = filter_key_words(family);
+    rule_key(rule, family, 0, &key, &mask);
+    if (visit(context, &key, &mask, rule_index) != 0)
+        return -1;
+    if (!(rule->flags & BRK_FILTER_BIDIRECTIONAL))
+        return 0;
+    rule_key(rule, family, 1, &reverse_key, &reverse_mask);
+    if (memcmp(key.word, reverse_key.word, words * 4) == 0
+            && memcmp(mask.word, reverse_mask.word, words * 4) == 0)
+        return 0;
+    return visit(context, &reverse_key, &reverse_mask, rule_index);
+}
+
+/* ------------------------------------------------------------ rule sets */
+
+/* Zeroed memory for a shape's slots. Large tables go on huge pages: a probe
+ * lands on a random line, and with 4 KiB pages most probes would also miss
+ * the TLB (a page walk costs more than the lookup, twice so under a VM). */
+static uint32_t *allocate_slots(size_t bytes)
+{
+    if (bytes < HUGE_PAGE_BYTES)
+        return calloc(1, bytes);
+    bytes = (bytes + HUGE_PAGE_BYTES - 1) / HUGE_PAGE_BYTES * HUGE_PAGE_BYTES;
+    uint32_t *slots = aligned_alloc(HUGE_PAGE_BYTES, bytes);
+    if (slots) {
+        madvise(slots, bytes, MADV_HUGEPAGE);
+        memset(slots, 0, bytes);
+    }
+    return slots;
+}
+
+static void free_rule_set(struct filter_rule_set *set)
+{
+    if (!set)
+        return;
+    for (int family = 0; family < FILTER_FAMILIES; family++) {
+        struct filter_classifier *classifiers[2] = { &set->drop[family], &set->allow[family] };
+        for (int c = 0; c < 2; c++) {
+            for (unsigned s = 0; s < classifiers[c]->shape_count; s++)
+                free(classifiers[c]->shapes[s].slots);
+            free(classifiers[c]->shapes);
+            free(classifiers[c]->guard[0]);
+            free(classifiers[c]->guard[1]);
+        }
+    }
+    free(set->rules);
+    free(set);
+}
+
+/* Building one classifier: shapes first counted, then filled. */
+struct shape_builder {
+    struct filter_classifier *classifier;
+    unsigned words;
+    unsigned capacity;
+    uint32_t *counts;
+    unsigned last;                        /* rules come in runs of one shape */
+};
+
+static int find_shape(struct shape_builder *builder, const struct filter_key *mask)
+{
+    struct filter_classifier *classifier = builder->classifier;
+    size_t bytes = builder->words * sizeof(uint32_t);
+    if (builder->last < classifier->shape_count
+            && memcmp(classifier->shapes[builder->last].mask.word, mask->word, bytes) == 0)
+        return (int)builder->last;
+    for (unsigned s = 0; s < classifier->shape_count; s++)
+        if (memcmp(classifier->shapes[s].mask.word, mask->word, bytes) == 0)
+            return (int)(builder->last = s);
+    return -1;
+}
+
+static int count_key(void *context, const struct filter_key *key, const struct filter_key *mask,
+                     uint32_t rule_index)
+{
+    struct shape_builder *builder = context;
+    struct filter_classifier *classifier = builder->classifier;
+    int found = find_shape(builder, mask);
+    if (found >= 0) {
+        builder->counts[found]++;
+        return 0;
+    }
+    if (classifier->shape_count == builder->capacity) {
+        unsigned capacity = builder->capacity ? 2 * builder->capacity : 8;
+        struct filter_shape *shapes = realloc(classifier->shapes, capacity * sizeof(*shapes));
+        if (!shapes)
+            return -1;
+        classifier->shapes = shapes;
+        uint32_t *counts = realloc(builder->counts, capacity * sizeof(*counts));
+        if (!counts)
+            return -1;
+        builder->counts = counts;
+        builder->capacity = capacity;
+    }
+    struct filter_shape *shape = &classifier->shapes[classifier->shape_count];
+    memset(shape, 0, sizeof(*shape));
+    shape->mask = *mask;
+    for (unsigned w = 0; w < builder->words; w++)
+        shape->specificity += (unsigned)__builtin_popcount(mask->word[w]);
+    builder->counts[classifier->shape_count] = 1;
+    builder->last = classifier->shape_count++;
+    return 0;
+}
+
+/* A duplicate key keeps the earlier rule: it was added first. */
+static int insert_key(void *context, const struct filter_key *key, const struct filter_key *mask,
+                      uint32_t rule_index)
+{
+    struct shape_builder *builder = context;
+    unsigned words = builder->words, stride = words + 1;
+    struct filter_shape *shape = &builder->classifier->shapes[find_shape(builder, mask)];
+    uint32_t slot = filter_hash(key->word, words) & shape->slot_mask;
+    for (;;) {
+        uint32_t *entry = shape->slots + (size_t)slot * stride;
+        if (entry[0] == 0) {
+            entry[0] = rule_index + 1;
+            memcpy(entry + 1, key->word, words * sizeof(uint32_t));
+            return 0;
+        }
+        if (memcmp(entry + 1, key->word, words * sizeof(uint32_t)) == 0)
+            return 0;
+        slot = (slot + 1) & shape->slot_mask;
+    }
+}
+
+/* Marks, in each side's guard, the top-16-bit values under which key may match. */
+static int guard_key(void *context, const struct filter_key *key, const struct filter_key *mask,
+                     uint32_t rule_index)
+{
+    struct shape_builder *builder = context;
+    struct filter_classifier *classifier = builder->classifier;
+    unsigned shape = (unsigned)find_shape(builder, mask);
+    unsigned bit = shape < FILTER_GUARD_OVERFLOW ? shape : FILTER_GUARD_OVERFLOW;
+    for (int side = 0; side < 2; side++) {
+        unsigned word = side ? (builder->words - 2) / 2 : 0;
+        uint32_t top_mask = mask->word[word] >> 16;
+        if (!(classifier->open[side] >> bit & 1)) {
+            uint32_t first = key->word[word] >> 16, span = (~top_mask & 0xFFFFu) + 1;
+            for (uint32_t entry = first; entry < first + span; entry++)
+                classifier->guard[side][entry] |= 1ull << bit;
+        }
+    }
+    return 0;
+}
+
+static int build_guard(struct brk_filter_table *table, struct shape_builder *builder, int action, int family)
+{
+    struct filter_classifier *classifier = builder->classifier;
+    if (classifier->shape_count < FILTER_GUARD_MIN_SHAPES)
+        return 0;
+    for (int side = 0; side < 2; side++) {
+        unsigned word = side ? (builder->words - 2) / 2 : 0;
+        if (!(classifier->guard[side] = calloc(FILTER_GUARD_ENTRIES, sizeof(uint64_t))))
+            return -1;
+        /* A shape is open on a side when its mask leaves that side's top bits
+         * free; the overflow bit is always open. */
+        classifier->open[side] = 1ull << FILTER_GUARD_OVERFLOW;
+        for (unsigned s = 0; s < classifier->shape_count && s < FILTER_GUARD_OVERFLOW; s++)
+            if (!(classifier->shapes[s].mask.word[word] >> 16))
+                classifier->open[side] |= 1ull << s;
+    }
+    builder->last = 0;
+    for (unsigned i = 0; i < table->rule_count; i++) {
+        const struct stored_rule *stored = &table->rules[i];
+        if (!stored->removing && stored->rule.action == action && rule_applies_to(&stored->rule, family))
+            visit_rule_keys(&stored->rule, family, i, guard_key, builder);
+    }
+    return 0;
+}
+
+static int by_specificity(const void *a, const void *b)
+{
+    const struct filter_shape *left = a, *right = b;
+    return (int)right->specificity - (int)left->specificity;
+}
+
+static int build_classifier(struct brk_filter_table *table, struct filter_classifier *classifier,
+                            int action, int family)
+{
+    struct shape_builder builder = { .classifier = classifier, .words = filter_key_words(family) };
+    int result = -1;
+    for (unsigned i = 0; i < table->rule_count; i++) {
+        const struct stored_rule *stored = &table->rules[i];
+        if (!stored->removing && stored->rule.action == action && rule_applies_to(&stored->rule, family)
+                && visit_rule_keys(&stored->rule, family, i, count_key, &builder) != 0)
+            goto done;
+    }
+    for (unsigned s = 0; s < classifier->shape_count; s++) {
+        uint32_t slots = MIN_SLOTS;
+        while (slots < 2 * builder.counts[s])
+            slots *= 2;
+        classifier->shapes[s].slot_mask = slots - 1;
+        classifier->shapes[s].slots = allocate_slots((size_t)slots * (builder.words + 1) * sizeof(uint32_t));
+        if (!classifier->shapes[s].slots)
+            goto done;
+    }
+    /* Rule indexes are positions in table->rules; the set's rule array uses the same. */
+    for (unsigned i = 0; i < table->rule_count; i++) {
+        const struct stored_rule *stored = &table->rules[i];
+        if (!stored->removing && stored->rule.action == action && rule_applies_to(&stored->rule, family))
+            visit_rule_keys(&stored->rule, family, i, insert_key, &builder);
+    }
+    qsort(classifier->shapes, classifier->shape_count, sizeof(*classifier->shapes), by_specificity);
+    result = build_guard(table, &builder, action, family);
+done:
+    free(builder.counts);
+    return result;
+}
+
+static struct filter_rule_counter *counter_of(struct brk_filter_table *table, uint32_t slot)
+{
+    return &table->counter_chunks[slot / COUNTERS_PER_CHUNK][slot % COUNTERS_PER_CHUNK];
+}
+
+/* A rule set of the rules not marked removing, or NULL when out of memory. */
+static struct filter_rule_set *build_rule_set(struct brk_filter_table *table)
+{
+    struct filter_rule_set *set = calloc(1, sizeof(*set));
+    if (!set)
+        return NULL;
+    set->rule_count = table->rule_count;
+    if (table->rule_count && !(set->rules = calloc(table->rule_count, sizeof(*set->rules))))
+        goto fail;
+    for (unsigned i = 0; i < table->rule_count; i++) {
+        set->rules[i].expires_ns = table->rules[i].expires_ns;
+        set->rules[i].counter = counter_of(table, table->rules[i].counter_slot);
+    }
+    for (int family = 0; family < FILTER_FAMILIES; family++)
+        if (build_classifier(table, &set->drop[family], BRK_FILTER_DROP, family) != 0
+                || build_classifier(table, &set->allow[family], BRK_FILTER_ALLOW, family) != 0)
+            goto fail;
+    return set;
+fail:
+    free_rule_set(set);
+    return NULL;
+}
+
+/* Returns once the engine thread holds no rule set older than the current one. */
+static void wait_for_reader(struct brk_filter_table *table)
+{
+    if (membarrier_available)
+        syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+    else
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    uint64_t epoch = __atomic_load_n(&table->reader_epoch, __ATOMIC_ACQUIRE);
+    if (!(epoch & 1))
+        return;
+    for (int spins = 0; __atomic_load_n(&table->reader_epoch, __ATOMIC_ACQUIRE) == epoch; spins++) {
+        if (spins < READER_SPINS) {
+            sched_yield();
+        } else {
+            struct timespec pause = { 0, 100000 };
+            nanosleep(&pause, NULL);
+        }
+    }
+}
+
+static void publish(struct brk_filter_table *table, struct filter_rule_set *set)
+{
+    struct filter_rule_set *old = __atomic_exchange_n(&table->current, set, __ATOMIC_SEQ_CST);
+    table->publications++;
+    wait_for_reader(table);
+    free_rule_set(old);
+}
+
+/* ------------------------------------------------------------ the rule list */
+
+static int allocate_counter_slot(struct brk_filter_table *table, uint32_t *slot)
+{
+    if (table->free_slot_count) {
+        *slot = table->free_slots[--table->free_slot_count];
+    } else {
+        uint32_t chunk = table->next_slot / COUNTERS_PER_CHUNK;
+        if (chunk == table->chunk_count) {
+            struct filter_rule_counter **chunks =
+                realloc(table->counter_chunks, (table->chunk_count + 1) * sizeof(*chunks));
+            if (!chunks)
+                return -1;
+            table->counter_chunks = chunks;
+            if (!(chunks[chunk] = calloc(COUNTERS_PER_CHUNK, sizeof(**chunks))))
+                return -1;
+            table->chunk_count++;
+            /* Room to give every slot of the new chunk back later. */
+            uint32_t *free_slots = realloc(table->free_slots,
+                                           (size_t)table->chunk_count * COUNTERS_PER_CHUNK * sizeof(uint32_t));
+            if (!free_slots)
+                return -1;
+            table->free_slots = free_slots;
+        }
+        *slot = table->next_slot++;
+    }
+    *counter_of(table, *slot) = (struct filter_rule_counter){ 0, 0 };
+    return 0;
+}
+
+/* Drops the rules marked removing from the list, their slots to the free
+ * list: only after the set that still named them was replaced and waited out. */
+static void compact_removed(struct brk_filter_table *table)
+{
+    unsigned kept = 0;
+    for (unsigned i = 0; i < table->rule_count; i++) {
+        if (table->rules[i].removing)
+            table->free_slots[table->free_slot_count++] = table->rules[i].counter_slot;
+        else
+            table->rules[kept++] = table->rules[i];
+    }
+    table->rule_count = kept;
+}
+
+static int mark_expired(struct brk_filter_table *table, uint64_t now)
+{
+    int marked = 0;
+    for (unsigned i = 0; i < table->rule_count; i++) {
+        uint64_t expires = table->rules[i].expires_ns;
+        if (expires && now >= expires) {
+            table->rules[i].removing = 1;
+            marked = 1;
+        }
+    }
+    return marked;
+}
+
+static void unmark(struct brk_filter_table *table)
+{
+    for (unsigned i = 0; i < table->rule_count; i++)
+        table->rules[i].removing = 0;
+}
+
+/* Publishes the list minus what is marked, then forgets the marked rules.
+ * Out of memory: nothing changes. */
+static int republish(struct brk_filter_table *table)
+{
+    struct filter_rule_set *set = build_rule_set(table);
+    if (!set) {
+        unmark(table);
+        return -1;
+    }
+    publish(table, set);
+    compact_removed(table);
+    return 0;
+}
+
+static void prune_expired(struct brk_filter_table *table)
+{
+    if (mark_expired(table, filter_coarse_now_ns()))
+        republish(table);
+}
+
+/* ------------------------------------------------------------ the API */
+
+brk_filter_table *brk_filter_table_new(const char *expression, char *error, size_t error_size)
+{
+    struct brk_filter_table *table = aligned_alloc(FILTER_CACHE_LINE,
+                                                   (sizeof(*table) + FILTER_CACHE_LINE - 1)
+                                                   / FILTER_CACHE_LINE * FILTER_CACHE_LINE);
+    if (!table)
+        return brk_fail(error, error_size, "out of memory");
+    memset(table, 0, sizeof(*table));
+    pthread_mutex_init(&table->lock, NULL);
+    pthread_once(&membarrier_once, register_membarrier);
+    table->reader_needs_fence = !membarrier_available;
+    if (!(table->current = calloc(1, sizeof(*table->current)))) {
+        brk_filter_table_free(table);
+        return brk_fail(error, error_size, "out of memory");
+    }
+    if (expression && *expression) {
+        pcap_t *compiler = pcap_open_dead(DLT_EN10MB, 262144);
+        if (!compiler) {
+            brk_filter_table_free(table);
+            return brk_fail(error, error_size, "out of memory");
+        }
+        if (pcap_compile(compiler, &table->program, expression, 1, PCAP_NETMASK_UNKNOWN) != 0) {
+            brk_fail(error, error_size, "bad filter expression '%s': %s", expression, pcap_geterr(compiler));
+            pcap_close(compiler);
+            brk_filter_table_free(table);
+            return NULL;
+        }
+        pcap_close(compiler);
+        table->has_program = 1;
+    }
+    return table;
+}
+
+void brk_filter_table_free(brk_filter_table *table)
+{
+    if (!table)
+        return;
+    if (table->has_program)
+        pcap_freecode(&table->program);
+    free_rule_set(table->current);
+    for (unsigned c = 0; c < table->chunk_count; c++)
+        free(table->counter_chunks[c]);
+    free(table->counter_chunks);
+    free(table->free_slots);
+    free(table->rules);
+    pthread_mutex_destroy(&table->lock);
+    free(table);
+}
+
+static const char *rule_problem(const struct brk_filter_rule *rule)
+{
+    unsigned address_bits = rule->family == BRK_FILTER_IPV6 ? 128 : rule->family == BRK_FILTER_IPV4 ? 32 : 0;
+    if (rule->action != BRK_FILTER_DROP && rule->action != BRK_FILTER_ALLOW)
+        return "action must be drop or allow";
+    if (rule->family != BRK_FILTER_ANY_FAMILY && rule->family != BRK_FILTER_IPV4
+            && rule->family != BRK_FILTER_IPV6)
+        return "family must be 0, 4 or 6";
+    if (rule->src_prefix > address_bits || rule->dst_prefix > address_bits)
+        return "prefix longer than the address";
+    return NULL;
+}
+
+int brk_filter_add(brk_filter_table *table, const struct brk_filter_rule *rules, unsigned count,
+                   char *error, size_t error_size)
+{
+    uint64_t now = filter_coarse_now_ns();
+    unsigned added = 0;
+    for (unsigned i = 0; i < count; i++) {
+        const char *problem = rule_problem(&rules[i]);
+        if (problem) {
+            brk_fail(error, error_size, "rule %llu: %s", (unsigned long long)rules[i].id, problem);
+            return -1;
+        }
+    }
+    pthread_mutex_lock(&table->lock);
+    mark_expired(table, now);
+    if (table->rule_count + count > table->rule_capacity) {
+        unsigned capacity = table->rule_capacity ? table->rule_capacity : 64;
+        while (capacity < table->rule_count + count)
+            capacity *= 2;
+        struct stored_rule *grown = realloc(table->rules, capacity * sizeof(*grown));
+        if (!grown)
+            goto out_of_memory;
+        table->rules = grown;
+        table->rule_capacity = capacity;
+    }
+    for (; added < count; added++) {
+        struct stored_rule *stored = &table->rules[table->rule_count + added];
+        stored->rule = rules[added];
+        stored->expires_ns = rules[added].timeout_ns ? now + rules[added].timeout_ns : 0;
+        stored->removing = 0;
+        if (allocate_counter_slot(table, &stored->counter_slot) != 0)
+            goto out_of_memory;
+    }
+    table->rule_count += count;
+    if (republish(table) != 0) {
+        table->rule_count -= count;
+        goto out_of_memory;
+    }
+    pthread_mutex_unlock(&table->lock);
+    return 0;
+out_of_memory:
+    /* Nothing was published: the new slots were never visible to the engine. */
+    while (added--)
+        table->free_slots[table->free_slot_count++] = table->rules[table->rule_count + added].counter_slot;
+    unmark(table);
+    pthread_mutex_unlock(&table->lock);
+    brk_fail(error, error_size, "out of memory");
+    return -1;
+}
+
+int brk_filter_remove(brk_filter_table *table, uint64_t id)
+{
+    int found = 0;
+    pthread_mutex_lock(&table->lock);
+    int expired = mark_expired(table, filter_coarse_now_ns());
+    for (unsigned i = 0; i < table->rule_count; i++) {
+        if (table->rules[i].rule.id == id && !table->rules[i].removing) {
+            table->rules[i].removing = 1;
+            found = 1;
+        }
+    }
+    int result = found || expired ? republish(table) : 0;
+    result = found && result == 0 ? 0 : -1;
+    pthread_mutex_unlock(&table->lock);
+    return result;
+}
+
+void brk_filter_clear(brk_filter_table *table)
+{
+    pthread_mutex_lock(&table->lock);
+    for (unsigned i = 0; i < table->rule_count; i++)
+        table->rules[i].removing = 1;
+    republish(table);
+    pthread_mutex_unlock(&table->lock);
+}
+
+unsigned brk_filter_list(brk_filter_table *table, struct brk_filter_rule_state *out, unsigned max)
+{
+    pthread_mutex_lock(&table->lock);
+    prune_expired(table);
+    uint64_t now = filter_coarse_now_ns();
+    unsigned count = table->rule_count;
+    for (unsigned i = 0; i < count && i < max; i++) {
+        const struct stored_rule *stored = &table->rules[i];
+        const struct filter_rule_counter *counter = counter_of(table, stored->counter_slot);
+        out[i].id = stored->rule.id;
+        /* The engine thread counts on: a snapshot, each 64-bit load whole. */
+        out[i].hits = __atomic_load_n(&counter->hits, __ATOMIC_RELAXED);
+        out[i].bytes = __atomic_load_n(&counter->bytes, __ATOMIC_RELAXED);
+        out[i].remaining_ns = !stored->expires_ns ? -1
+                              : stored->expires_ns > now ? (int64_t)(stored->expires_ns - now) : 0;
+    }
+    pthread_mutex_unlock(&table->lock);
+    return count;
+}
+
+uint64_t brk_filter_publications(brk_filter_table *table)
+{
+    pthread_mutex_lock(&table->lock);
+    uint64_t publications = table->publications;
+    pthread_mutex_unlock(&table->lock);
+    return publications;
+}

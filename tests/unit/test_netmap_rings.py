@@ -1,0 +1,526 @@
+"""The netmap source and sink, without the kernel module: a memory region laid out as netmap lays it out (netmap_if,
+rings, buffers, at the offsets test_netmap_abi derives from netmap's headers) and a stand-in for the kernel that fills
+RX slots and advances tail, takes TX slots and gives them back, and checks every ownership rule, while the real C
+engine, bricks and back-end forward between them."""
+import collections
+import struct
+import threading
+
+import pytest
+
+from bricks import frames
+from bricks._native import ffi, lib
+
+from .test_netmap_abi import layout
+
+SLOT_SIZE, _, SLOT = layout("struct netmap_slot")
+_, _, RING = layout("struct netmap_ring")
+_, _, INTERFACE = layout("struct netmap_if")
+BUFFER_SIZE = 2048
+FIRST_BUFFER = 2                   # netmap never hands out buffers 0 and 1
+RING_AREA = 0x4000                 # netmap_if objects below, rings from here
+POISON = b"POISON-kernel-owned-slot"
+RUN_TIMEOUT = 20.0
+
+
+class Ring:
+    """One ring in the region, seen from the kernel's side: hwcur, the buffer it last saw in each slot."""
+
+    def __init__(self, region, offset, slots, direction):
+        self.region, self.offset, self.slots, self.direction = region, offset, slots, direction
+        self.hwcur = 0
+        self.known = []             # slot -> buffer index the kernel put or last took back there
+        self.wraps = 0
+
+    def field(self, name, value=None):
+        at = self.offset + RING[name]
+        if value is None:
+            return struct.unpack_from("<I", self.region.memory, at)[0]
+        struct.pack_into("<I", self.region.memory, at, value)
+
+    def slot(self, index):
+        return struct.unpack_from("<IHH", self.region.memory, self.offset + RING["slot"] + index * SLOT_SIZE)
+
+    def set_slot(self, index, buffer, length, flags):
+        struct.pack_into("<IHH", self.region.memory, self.offset + RING["slot"] + index * SLOT_SIZE,
+                         buffer, length, flags)
+
+    def advance(self, index):
+        return 0 if index + 1 == self.slots else index + 1
+
+    def walk(self, start, end):
+        while start != end:
+            yield start
+            start = self.advance(start)
+
+    def owned_by_user(self, start, end):
+        """Whether end lies in [start, tail]: the user may not move head past tail."""
+        return end in set(self.walk(start, self.field("tail"))) | {self.field("tail")}
+
+
+class Region:
+    """One memory allocator: its ports' netmap_if objects, rings and one buffer pool, as a region the C code maps."""
+
+    def __init__(self, buffers, ring_area=0x40000):
+        self.pool = RING_AREA + ring_area
+        self.size = self.pool + (FIRST_BUFFER + buffers) * BUFFER_SIZE
+        self.cdata = ffi.new("uint8_t[]", self.size)
+        self.memory = ffi.buffer(self.cdata)
+        self.next_interface, self.next_ring = 0x100, RING_AREA
+        self.next_buffer, self.last_buffer = FIRST_BUFFER, FIRST_BUFFER + buffers
+        self.rings = []
+
+    def buffer_offset(self, index):
+        return self.pool + index * BUFFER_SIZE
+
+    def write_buffer(self, index, data):
+        self.memory[self.buffer_offset(index):self.buffer_offset(index) + len(data)] = data
+
+    def read_buffer(self, index, length):
+        return bytes(self.memory[self.buffer_offset(index):self.buffer_offset(index) + length])
+
+    def new_ring(self, slots, direction, ring_id):
+        offset = self.next_ring
+        self.next_ring += RING["slot"] + slots * SLOT_SIZE
+        self.next_ring = (self.next_ring + 127) // 128 * 128
+        assert self.next_ring <= self.pool and self.next_buffer + slots <= self.last_buffer, "region too small"
+        ring = Ring(self, offset, slots, direction)
+        struct.pack_into("<q", self.memory, offset + RING["buf_ofs"], self.pool - offset)
+        struct.pack_into("<IIHH", self.memory, offset + RING["num_slots"], slots, BUFFER_SIZE, ring_id, direction)
+        for index in range(slots):
+            ring.set_slot(index, self.next_buffer, 0, 0)
+            ring.known.append(self.next_buffer)
+            if direction == lib.BRK_NETMAP_RX:
+                self.write_buffer(self.next_buffer, POISON)
+                ring.set_slot(index, self.next_buffer, 60, 0)   # a plausible frame: reading it would forward it
+            self.next_buffer += 1
+        ring.field("tail", slots - 1 if direction == lib.BRK_NETMAP_TX else 0)
+        self.rings.append(ring)
+        return ring
+
+    def new_interface(self, name, tx_rings, rx_rings, host_rings):
+        """A netmap_if listing NIC TX rings, host TX rings, NIC RX rings, host RX rings, in this order."""
+        offset = self.next_interface
+        self.next_interface += INTERFACE["ring_ofs"] + 8 * (len(tx_rings) + len(rx_rings) + 2 * host_rings)
+        assert self.next_interface <= RING_AREA
+        self.memory[offset:offset + len(name)] = name.encode()
+        struct.pack_into("<IIIIIII", self.memory, offset + INTERFACE["ni_version"], lib.NETMAP_API, 0,
+                         len(tx_rings), len(rx_rings), 0, host_rings, host_rings)
+        host_tx = [self.new_ring(4, lib.BRK_NETMAP_TX, len(tx_rings) + k) for k in range(host_rings)]
+        host_rx = [self.new_ring(4, lib.BRK_NETMAP_RX, len(rx_rings) + k) for k in range(host_rings)]
+        listed = tx_rings + host_tx + rx_rings + host_rx
+        struct.pack_into(f"<{len(listed)}q", self.memory, offset + INTERFACE["ring_ofs"],
+                         *[ring.offset - offset for ring in listed])
+        return offset
+
+    def buffer_owners(self):
+        return collections.Counter(ring.slot(index)[0] for ring in self.rings for index in range(ring.slots))
+
+    def check_every_buffer_owned_once(self):
+        owners = self.buffer_owners()
+        assert sorted(owners) == list(range(FIRST_BUFFER, self.next_buffer))
+        assert set(owners.values()) == {1}
+
+
+class Port:
+    """A bound port and the kernel's side of it: frames waiting to be received, frames transmitted."""
+
+    def __init__(self, kernel, region, name, tx_slots=(), rx_slots=(), host_rings=1):
+        self.kernel, self.region, self.name = kernel, region, name
+        self.tx = [region.new_ring(slots, lib.BRK_NETMAP_TX, k) for k, slots in enumerate(tx_slots)]
+        self.rx = [region.new_ring(slots, lib.BRK_NETMAP_RX, k) for k, slots in enumerate(rx_slots)]
+        self.interface = region.new_interface(name, self.tx, self.rx, host_rings)
+        self.pending = [collections.deque() for _ in self.rx]
+        self.transmitted = []          # (data, wire length, buffer index, buffer changed)
+        self.received_buffer = {}      # data -> the buffer it was received in
+        self.returned_changed = 0      # RX slots given back with a new buffer (NS_BUF_CHANGED)
+        self.stalled = False           # a consumer that takes nothing: TX slots never come back
+        self.handle = ffi.new_handle(self)
+
+    def binding(self):
+        binding = ffi.new("struct brk_netmap_binding *")
+        binding.region = self.region.cdata
+        binding.region_size = self.region.size
+        binding.interface_offset = self.interface
+        binding.fd = -1
+        binding.first_tx_ring, binding.tx_rings = 0, len(self.tx)
+        binding.first_rx_ring, binding.rx_rings = 0, len(self.rx)
+        binding.sync = self.kernel.sync_callback
+        binding.sync_context = self.handle
+        return binding
+
+    def receive(self, frame, ring=0):
+        """Queues frame (bytes, or a list of fragments) to arrive on RX ring `ring`."""
+        self.pending[ring].append(frame)
+
+    def rxsync(self):
+        for ring, pending in zip(self.rx, self.pending):
+            head = ring.field("head")
+            if ring.field("cur") != head or not ring.owned_by_user(ring.hwcur, head):
+                raise AssertionError(f"{self.name}: RX head {head} moved past tail {ring.field('tail')}")
+            for index in ring.walk(ring.hwcur, head):
+                buffer, _, flags = ring.slot(index)
+                if buffer != ring.known[index]:
+                    if not flags & lib.NS_BUF_CHANGED:
+                        raise AssertionError(f"{self.name}: RX slot {index} got a new buffer without NS_BUF_CHANGED")
+                    self.returned_changed += 1
+                ring.known[index] = buffer
+                self.region.write_buffer(buffer, POISON)
+                ring.set_slot(index, buffer, 60, 0)
+            ring.wraps += head < ring.hwcur
+            ring.hwcur = head
+            tail = ring.field("tail")
+            while pending and ring.advance(tail) != ring.hwcur:
+                fragments = pending[0] if isinstance(pending[0], list) else [pending[0]]
+                free = (ring.hwcur - tail - 1) % ring.slots
+                if len(fragments) > free:
+                    break
+                pending.popleft()
+                for number, fragment in enumerate(fragments):
+                    buffer = ring.slot(tail)[0]
+                    self.region.write_buffer(buffer, fragment)
+                    more = lib.NS_MOREFRAG if number + 1 < len(fragments) else 0
+                    ring.set_slot(tail, buffer, len(fragment), more)
+                    self.received_buffer[fragment] = buffer
+                    tail = ring.advance(tail)
+            ring.field("tail", tail)
+
+    def txsync(self):
+        for ring in self.tx:
+            head = ring.field("head")
+            if ring.field("cur") != head or not ring.owned_by_user(ring.hwcur, head):
+                raise AssertionError(f"{self.name}: TX head {head} moved past tail {ring.field('tail')}")
+            for index in ring.walk(ring.hwcur, head):
+                buffer, length, flags = ring.slot(index)
+                changed = buffer != ring.known[index]
+                if changed and not flags & lib.NS_BUF_CHANGED:
+                    raise AssertionError(f"{self.name}: TX slot {index} got a new buffer without NS_BUF_CHANGED")
+                self.transmitted.append((self.region.read_buffer(buffer, length), buffer, changed))
+                ring.known[index] = buffer
+                ring.set_slot(index, buffer, length, 0)
+            ring.wraps += head < ring.hwcur
+            ring.hwcur = head
+            if not self.stalled:
+                ring.field("tail", (head - 1) % ring.slots)
+
+    def drained(self):
+        return not any(self.pending) and all(ring.hwcur == ring.field("tail") for ring in self.rx)
+
+    def frames_out(self):
+        return [data for data, _, _ in self.transmitted]
+
+
+class FakeKernel:
+    """Plays netmap's part for every port: the sync callback the C code calls instead of NIOCTXSYNC / NIOCRXSYNC."""
+
+    def __init__(self):
+        self.ports = []
+        self.errors = []
+        self.done = threading.Event()
+        self.sync_callback = ffi.callback("int(void *, int, int)", self.sync)
+
+    def port(self, region, name, **rings):
+        port = Port(self, region, name, **rings)
+        self.ports.append(port)
+        return port
+
+    def sync(self, context, fd, direction):
+        port = ffi.from_handle(context)
+        try:
+            port.rxsync() if direction == lib.BRK_NETMAP_RX else port.txsync()
+        except Exception as error:   # noqa: BLE001 - reported by the test, not lost in a C callback
+            self.errors.append(str(error))
+            self.done.set()
+            return -5
+        if all(p.drained() for p in self.ports):
+            self.done.set()
+        return 0
+
+
+def udp_frames(count, flows=16):
+    """count frames over flows UDP flows; each carries its sequence number, so every frame is distinct."""
+    return [frames.pad(frames.udp_frame(f"10.0.{n % flows}.1", "10.1.0.1", 1000 + n % flows, 53,
+                                         struct.pack("!I", n) + bytes(8))) for n in range(count)]
+
+
+def expected_output(frame, outputs):
+    flags = ffi.new("uint32_t *")
+    return lib.brk_flow_hash(frame, len(frame), 4, 0, ffi.NULL, flags) % outputs
+
+
+def make_brick(kind, split=4):
+    config = ffi.new("struct brk_brick_config *", {"split": split, "depth": 0, "frag_slots": 0})
+    error = ffi.new("char[]", 256)
+    brick = lib.brk_brick_new(lib.brk_brick_kind_find(kind.encode()), config, error, len(error))
+    assert brick != ffi.NULL, ffi.string(error)
+    return brick
+
+
+def attach(opener, port):
+    error = ffi.new("char[]", 256)
+    handle = opener(port.binding(), error, len(error))
+    assert handle != ffi.NULL, ffi.string(error).decode()
+    return handle
+
+
+def forward(kernel, source_port, brick, sink_ports, batch=8):
+    """Runs the C engine over source_port -> brick -> sink_ports until the kernel has every RX slot back."""
+    source = attach(lib.brk_source_netmap_attach, source_port)
+    sinks = [attach(lib.brk_sink_netmap_attach, port) for port in sink_ports]
+    for sink in sinks:
+        assert lib.brk_brick_add_sink(brick, sink) == 0
+    engine = lib.brk_engine_new(batch, -1)
+    assert lib.brk_engine_add_source(engine, source, brick) == 0
+    runner = threading.Thread(target=lib.brk_engine_run, args=(engine,), daemon=True)
+    runner.start()
+    try:
+        assert kernel.done.wait(RUN_TIMEOUT), "the engine did not drain the RX rings in time"
+    finally:
+        lib.brk_engine_stop(engine)
+        runner.join(RUN_TIMEOUT)
+    assert not runner.is_alive()
+    stats = ffi.new("struct brk_engine_stats *")
+    lib.brk_engine_stats(engine, stats)
+    counters = []
+    for index in range(len(sinks)):
+        output = ffi.new("struct brk_counters *")
+        lib.brk_brick_output_stats(brick, index, output)
+        counters.append((output.packets, output.drops))
+    lib.brk_engine_free(engine)
+    lib.brk_source_close(source)
+    for sink in sinks:
+        lib.brk_sink_close(sink)
+    assert kernel.errors == []
+    return stats.received_packets, counters
+
+
+@pytest.fixture
+def kernel():
+    return FakeKernel()
+
+
+def test_load_balancer_swaps_buffers_into_pipes(kernel):
+    region = Region(buffers=200)
+    nic = kernel.port(region, "eth0", tx_slots=[8], rx_slots=[16, 16, 16])   # RX rings listed after TX + host TX
+    pipes = [kernel.port(region, f"eth0{{{k}", tx_slots=[16], host_rings=0) for k in range(4)]
+    sent = udp_frames(300, flows=64)
+    for number, frame in enumerate(sent):
+        nic.receive(frame, ring=(number % 64) % 3)           # a flow stays on one RX ring, as RSS keeps it
+    brick = make_brick("LoadBalancer")
+    try:
+        received, counters = forward(kernel, nic, brick, pipes)
+    finally:
+        lib.brk_brick_free(brick)
+
+    assert received == len(sent)
+    for index, pipe in enumerate(pipes):
+        wanted = [frame for frame in sent if expected_output(frame, len(pipes)) == index]
+        out = pipe.frames_out()
+        assert sorted(out) == sorted(wanted)
+        for flow in {frame[26:30] for frame in wanted}:       # per flow, in arrival order
+            assert [f for f in out if f[26:30] == flow] == [f for f in wanted if f[26:30] == flow]
+        assert counters[index] == (len(wanted), 0)
+        # Zero copy: each frame left in the very buffer it arrived in, marked NS_BUF_CHANGED.
+        assert all(changed for _, _, changed in pipe.transmitted)
+        assert all(buffer == nic.received_buffer[data] for data, buffer, _ in pipe.transmitted)
+    assert nic.returned_changed == len(sent)
+    assert all(ring.wraps >= 5 for ring in nic.rx) and sum(ring.wraps for p in pipes for ring in p.tx) >= 15
+    region.check_every_buffer_owned_once()
+
+
+def test_wrap_around_keeps_order_and_content(kernel):
+    region = Region(buffers=32)
+    nic = kernel.port(region, "eth1", tx_slots=[4], rx_slots=[4])
+    pipe = kernel.port(region, "eth1{0", tx_slots=[4], host_rings=0)
+    sent = udp_frames(50)
+    for frame in sent:
+        nic.receive(frame)
+    brick = make_brick("Dummy")
+    try:
+        received, counters = forward(kernel, nic, brick, [pipe], batch=3)
+    finally:
+        lib.brk_brick_free(brick)
+    assert received == 50 and counters == [(50, 0)]
+    assert pipe.frames_out() == sent
+    assert nic.rx[0].wraps >= 12 and pipe.tx[0].wraps >= 12
+    assert not any(POISON in data for data in pipe.frames_out())   # no slot read past tail
+    region.check_every_buffer_owned_once()
+
+
+def test_full_pipe_drops_and_counts_without_blocking(kernel):
+    region = Region(buffers=40)
+    nic = kernel.port(region, "eth2", tx_slots=[4], rx_slots=[8])
+    pipe = kernel.port(region, "eth2{0", tx_slots=[8], host_rings=0)
+    pipe.stalled = True
+    sent = udp_frames(30)
+    for frame in sent:
+        nic.receive(frame)
+    brick = make_brick("Merge")
+    try:
+        received, counters = forward(kernel, nic, brick, [pipe], batch=4)
+        stats = ffi.new("struct brk_brick_stats *")
+        lib.brk_brick_stats(brick, stats)
+    finally:
+        lib.brk_brick_free(brick)
+    usable = pipe.tx[0].slots - 1                 # one slot always stays the kernel's
+    assert counters == [(usable, len(sent) - usable)]
+    assert received == stats.received_packets == len(sent) == sum(counters[0])
+    assert pipe.frames_out() == sent[:usable]
+    assert nic.returned_changed == usable          # the dropped ones kept their RX buffer
+    region.check_every_buffer_owned_once()
+
+
+def test_duplicator_copies_into_every_pipe(kernel):
+    region = Region(buffers=60)
+    nic = kernel.port(region, "eth3", tx_slots=[4], rx_slots=[8, 8])
+    pipes = [kernel.port(region, f"eth3{{{k}", tx_slots=[8], host_rings=0) for k in range(3)]
+    sent = udp_frames(40)
+    for number, frame in enumerate(sent):
+        nic.receive(frame, ring=number % 2)
+    brick = make_brick("Duplicator")
+    try:
+        received, counters = forward(kernel, nic, brick, pipes)
+    finally:
+        lib.brk_brick_free(brick)
+    assert received == 40 and counters == [(40, 0)] * 3
+    for pipe in pipes:
+        assert sorted(pipe.frames_out()) == sorted(sent)
+        assert not any(changed for _, _, changed in pipe.transmitted)
+    assert nic.returned_changed == 0
+    region.check_every_buffer_owned_once()
+
+
+def test_internal_edges_and_one_output_duplicators_still_swap(kernel):
+    region = Region(buffers=60)
+    nic = kernel.port(region, "eth4", tx_slots=[4], rx_slots=[8])
+    pipes = [kernel.port(region, f"eth4{{{k}", tx_slots=[8], host_rings=0) for k in range(2)]
+    sent = udp_frames(40)
+    for frame in sent:
+        nic.receive(frame)
+    balancer, duplicator = make_brick("LoadBalancer", split=2), make_brick("Duplicator")
+    assert lib.brk_brick_add_child(balancer, duplicator) == 0   # an internal edge: still one ring per packet
+    inner_sink = attach(lib.brk_sink_netmap_attach, pipes[0])
+    try:
+        assert lib.brk_brick_add_sink(duplicator, inner_sink) == 0
+        received, counters = forward(kernel, nic, balancer, pipes[1:])
+    finally:
+        lib.brk_sink_close(inner_sink)
+        lib.brk_brick_free(balancer)
+        lib.brk_brick_free(duplicator)
+    assert received == 40
+    assert len(pipes[0].transmitted) + len(pipes[1].transmitted) == 40
+    assert all(changed for pipe in pipes for _, _, changed in pipe.transmitted)
+    region.check_every_buffer_owned_once()
+
+
+def test_ports_of_different_regions_copy(kernel):
+    nic_region, pipe_region = Region(buffers=30), Region(buffers=40)
+    nic = kernel.port(nic_region, "eth5", tx_slots=[4], rx_slots=[8])
+    pipes = [kernel.port(pipe_region, f"vale0:p{k}", tx_slots=[8], host_rings=0) for k in range(2)]
+    sent = udp_frames(60)
+    for frame in sent:
+        nic.receive(frame)
+    brick = make_brick("LoadBalancer")
+    try:
+        received, counters = forward(kernel, nic, brick, pipes)
+    finally:
+        lib.brk_brick_free(brick)
+    assert received == 60 and sum(packets for packets, _ in counters) == 60
+    assert sorted(pipes[0].frames_out() + pipes[1].frames_out()) == sorted(sent)
+    assert not any(changed for pipe in pipes for _, _, changed in pipe.transmitted)
+    nic_region.check_every_buffer_owned_once()
+    pipe_region.check_every_buffer_owned_once()
+
+
+def test_multi_slot_frame_is_copied_as_its_first_buffer(kernel):
+    region = Region(buffers=30)
+    nic = kernel.port(region, "eth6", tx_slots=[4], rx_slots=[8])
+    pipe = kernel.port(region, "eth6{0", tx_slots=[8], host_rings=0)
+    single, first, rest = udp_frames(3)[0], b"F" * 100, b"R" * 40
+    nic.receive(single)
+    nic.receive([first, rest])
+    nic.receive(udp_frames(3)[1])
+    brick = make_brick("Dummy")
+    try:
+        received, counters = forward(kernel, nic, brick, [pipe])
+        output = ffi.new("struct brk_counters *")
+        lib.brk_brick_output_stats(brick, 0, output)
+    finally:
+        lib.brk_brick_free(brick)
+    assert received == 3 and counters == [(3, 0)]
+    assert pipe.frames_out() == [single, first, udp_frames(3)[1]]
+    assert [changed for _, _, changed in pipe.transmitted] == [True, False, True]
+    assert output.bytes == len(single) + 140 + len(udp_frames(3)[1])   # counted at wire length
+    region.check_every_buffer_owned_once()
+
+
+def test_attach_refuses_a_binding_outside_its_region():
+    region = Region(buffers=16)
+    kernel = FakeKernel()
+    port = kernel.port(region, "eth7", tx_slots=[4], rx_slots=[4])
+    binding = port.binding()
+    binding.region_size = port.interface + 8
+    error = ffi.new("char[]", 256)
+    assert lib.brk_source_netmap_attach(binding, error, len(error)) == ffi.NULL
+    assert "outside" in ffi.string(error).decode()
+    binding = port.binding()
+    binding.rx_rings = 0
+    assert lib.brk_source_netmap_attach(binding, error, len(error)) == ffi.NULL
+    assert ffi.string(error).decode() == "netmap: the port has no RX ring bound"
+
+
+def test_engine_on_netmap_opens_pipes_by_name_and_creates_no_veth(kernel, monkeypatch):
+    from bricks import engine, links, netmap
+
+    region = Region(buffers=80)
+    nic = kernel.port(region, "nmtest0", tx_slots=[4], rx_slots=[8])
+    pipes = {f"nmtest0{{{k}": kernel.port(region, f"nmtest0{{{k}", tx_slots=[8], host_rings=0) for k in range(2)}
+    opened = []
+
+    def open_fake(opener, ports):
+        def open_port(port):
+            opened.append((port.request_name, port.register_mode, port.ring))
+            return attach(opener, ports[port.request_name])
+        return open_port
+
+    monkeypatch.setattr(netmap, "available", lambda: True)
+    monkeypatch.setattr(netmap, "probe", lambda port: None)
+    monkeypatch.setattr(netmap, "open_source", open_fake(lib.brk_source_netmap_attach, {"nmtest0": nic}))
+    monkeypatch.setattr(netmap, "open_sink", open_fake(lib.brk_sink_netmap_attach, pipes))
+    monkeypatch.setattr(engine._shared, "quiet_input", lambda interface: None)
+    monkeypatch.setattr(engine._shared, "release_input", lambda interface: None)
+    monkeypatch.setattr(links, "create_pipe", lambda *args: pytest.fail("a veth was created on netmap"))
+    engine.set_backend("auto")
+    sent = udp_frames(50)
+    for frame in sent:
+        nic.receive(frame)
+    made = engine.PktEngine.new("netmap-fake-kernel")
+    try:
+        made.link(engine.Brick("LoadBalancer", 4).connect_input("netmap:nmtest0").connect_outputs("nmtest0", 2))
+        assert engine.backend_name() == "netmap" and "netmap opens nmtest0" in engine.backend_detail()
+        made.start()
+        assert kernel.done.wait(RUN_TIMEOUT)
+        made.stop()
+        stats = made.stats()
+    finally:
+        made.delete()
+        engine.set_backend("auto")
+    assert kernel.errors == []
+    assert sorted(opened) == [("nmtest0", lib.NR_REG_ALL_NIC, 0),
+                              ("nmtest0{0", lib.NR_REG_ALL_NIC, 0), ("nmtest0{1", lib.NR_REG_ALL_NIC, 0)]
+    assert stats["packets"] == 50 and stats["drops"] == 0
+    assert sorted(pipes["nmtest0{0"].frames_out() + pipes["nmtest0{1"].frames_out()) == sorted(sent)
+    region.check_every_buffer_owned_once()
+
+
+@pytest.mark.parametrize("name, qid, request_name, mode, ring", [
+    ("eth3", -1, "eth3", "NR_REG_ALL_NIC", 0),
+    ("eth3", 2, "eth3", "NR_REG_ONE_NIC", 2),              # qid names one NIC ring pair
+    ("eth3{4", -1, "eth3{4", "NR_REG_PIPE_MASTER", 0),
+    ("netmap:eth3}4", -1, "eth3}4", "NR_REG_PIPE_SLAVE", 0),
+])
+def test_bricks_ports_become_netmap_ports(name, qid, request_name, mode, ring):
+    from bricks import engine, links
+
+    port = engine._netmap_port(links.parse_port_name(name), qid)
+    assert (port.request_name, port.mode, port.ring) == (request_name, getattr(lib, mode), ring)

@@ -215,11 +215,15 @@ class Brick:
                 "outputs": outputs}
 
 
+def _edge(output, port):
+    """Whether output `X{N` and input `X}N` are the two ends of one pipe: an internal edge."""
+    return output.kind == "broker" and port.kind == "consumer" and \
+        (output.interface, output.index) == (port.interface, port.index)
+
+
 def _feeds(output, child):
-    """Whether output (a `X{N` port) is an internal edge into child (which reads `X}N`)."""
-    return output.kind == "broker" and any(
-        port.kind == "consumer" and port.interface == output.interface and port.index == output.index
-        for port in child.inputs)
+    """Whether output is an internal edge into child."""
+    return any(_edge(output, port) for port in child.inputs)
 
 
 def _describe(port):
@@ -352,7 +356,7 @@ class PktEngine:
         self._check_tree(brick)
         linked = _Linked(brick, batch, qid, _settle_backend(brick))
         try:
-            self._open(linked, brick, depth=0, internal_inputs=())
+            self._open(linked, brick, depth=0)
         except BaseException:
             linked.close()
             raise
@@ -368,7 +372,7 @@ class PktEngine:
             if not brick.inputs:
                 raise BricksError(f"{brick.kind.name} has no input: connect_input first")
 
-    def _open(self, linked, brick, depth, internal_inputs):
+    def _open(self, linked, brick, depth):
         """Creates brick's C object, its sinks and children, then its external sources."""
         linked.bricks.append(brick)
         config = ffi.new("struct brk_brick_config *")
@@ -391,7 +395,7 @@ class PktEngine:
             child = next((c for c in brick.children if _feeds(output, c)), None)
             if child is not None:
                 if child.handle is None:
-                    self._open(linked, child, child_depth, internal_inputs + (child,))
+                    self._open(linked, child, child_depth)
                 lib.brk_brick_add_child(handle, child.handle)
             else:
                 sink = self._open_sink(linked, brick, output)
@@ -401,8 +405,7 @@ class PktEngine:
                     brick.transmit_drop_base[index] = (device, links.transmit_drops(device))
         parents = [parent for parent in linked.root.walk() if brick in parent.children]
         for port in brick.inputs:
-            if any(_feeds(output, brick) and output.interface == port.interface and output.index == port.index
-                   for parent in parents for output in parent.outputs):
+            if any(_edge(output, port) for parent in parents for output in parent.outputs):
                 continue   # an internal edge: fed by its parent, no kernel round trip
             source = self._open_source(linked, port)
             linked.sources.append((source, brick))

@@ -94,8 +94,8 @@ define("mrg_config", function(pe, iface, iface2)
 end)
 
 -- lbfilt_config: load-balances iface over pipes {0..{3 and filters the first
--- share into pipe {4. Needs the Filter brick: where this build has none,
--- Brick.new raises an error saying so, and nothing is linked.
+-- share into pipe {4. The Filter starts empty (everything passes); add rules
+-- from any shell: Filter.retrieve(iface .. "{4"):drop{src = "10.0.0.0/8"}.
 define("lbfilt_config", function(pe, iface)
    iface = interface_or_default(iface)
    local lb = Brick.new("LoadBalancer", 4)

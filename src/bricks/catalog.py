@@ -45,6 +45,9 @@ class BrickKind:
     register: Optional[Callable] = None    # register(brick) once the Brick exists
     attach: Optional[Callable] = None      # attach(brick, handle) after brk_brick_new, before any packet
     methods: Tuple[str, ...] = ()          # methods of brick.argument callable on the Brick itself
+    # Kinds with methods may also be found by name from any shell (Lua: `<Kind>.retrieve(name)`):
+    retrieve: Optional[Callable] = None    # retrieve(name) -> the Brick, or None
+    help: str = ""                         # `<Kind>.help()`: its methods
 
     def check_argument(self, argument):
         return self.parse_argument(self.name, argument)
@@ -66,7 +69,8 @@ KINDS = {kind.name: kind for kind in (
     BrickKind("Filter", "tcpdump expression, then drop/allow rules; output 0 passed, output 1 (if any) rejected",
               inputs=(1, 1), outputs=(1, 2), input_kinds=LIVE_INPUTS,
               output_kinds=LIVE_OUTPUTS + PCAP, parse_argument=filter_rules.parse_expression,
-              register=filter_rules.register, attach=filter_rules.attach, methods=filter_rules.METHODS),
+              register=filter_rules.register, attach=filter_rules.attach, methods=filter_rules.METHODS,
+              retrieve=filter_rules.retrieve, help=filter_rules.HELP),
     BrickKind("PcapReader", "reads pcap files as the source; several outputs are balanced by flow",
               inputs=(1, 1), outputs=(1, UNLIMITED), input_kinds=PCAP,
               output_kinds=LIVE_OUTPUTS + PCAP, parse_argument=_split, balances=True),

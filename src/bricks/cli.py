@@ -40,12 +40,19 @@ def _daemon_options(function):
     return _runtime_options(_socket_option(function))
 
 
+def _rules_option(function):
+    return click.option("--rules", "rules_path", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+                        help="Filter rules (JSON lines, as f:save writes with a `filter` key per line, the name "
+                             "of the Filter's first output) to load once SCRIPT has built the filters; a bad "
+                             "line and the daemon does not start.")(function)
+
+
 def _start_daemon(socket_path, pid_path, log_path, group, foreground, backend, batch,
-                  script=None, script_args=(), script_text=None):
+                  script=None, script_args=(), script_text=None, rules_path=None):
     from .server import DaemonError, DaemonOptions, run_daemon
     options = DaemonOptions(script=script, script_text=script_text, script_args=script_args,
                             socket_path=socket_path, pid_path=pid_path, log_path=log_path, group=group,
-                            backend=backend, batch=batch, foreground=foreground)
+                            backend=backend, batch=batch, foreground=foreground, rules_path=rules_path)
     try:
         sys.exit(run_daemon(options))
     except DaemonError as error:
@@ -58,10 +65,11 @@ def _start_daemon(socket_path, pid_path, log_path, group, foreground, backend, b
 @click.option("-d", "--daemon", is_flag=True, help="Run as a daemon serving remote shells.")
 @click.option("-s", "--shell", "remote", is_flag=True, help="Remote shell to a running daemon.")
 @click.option("-c", "--command", metavar="CHUNK", help="With -s: run one chunk and exit.")
+@_rules_option
 @_daemon_options
 @click.argument("script_args", nargs=-1)
-def main(script, daemon, remote, command, socket_path, pid_path, log_path, group, foreground, backend, batch,
-         script_args):
+def main(script, daemon, remote, command, rules_path, socket_path, pid_path, log_path, group, foreground, backend,
+         batch, script_args):
     """The bricks packet broker: without -d or -s, run SCRIPT then an interactive Lua shell."""
     if daemon and remote:
         _fail("-d (daemon) and -s (remote shell) cannot be used together", status=2)
@@ -69,9 +77,11 @@ def main(script, daemon, remote, command, socket_path, pid_path, log_path, group
         _fail("arguments given without -f SCRIPT", status=2)
     if command is not None and not remote:
         _fail("-c CHUNK needs -s (for the local shell, pipe the chunk into bricks)", status=2)
+    if rules_path is not None and not daemon:
+        _fail("--rules FILE needs -d (a local shell loads rules with f:load(path))", status=2)
     if daemon:
         _start_daemon(socket_path, pid_path, log_path, group, foreground, backend, batch,
-                      script=script, script_args=script_args)
+                      script=script, script_args=script_args, rules_path=rules_path)
     if remote:
         _remote(socket_path, command)
     from .shell import run_local
@@ -87,14 +97,16 @@ def _remote(socket_path, command):
 @click.command(context_settings=CONTEXT)
 @click.option("-f", "--script", type=click.Path(exists=True, dir_okay=False), metavar="SCRIPT",
               help="Lua script to run at start-up (extra arguments become its arg table).")
+@_rules_option
 @_daemon_options
 @click.argument("script_args", nargs=-1)
-def server_main(script, socket_path, pid_path, log_path, group, foreground, backend, batch, script_args):
+def server_main(script, rules_path, socket_path, pid_path, log_path, group, foreground, backend, batch,
+                script_args):
     """Start the bricks daemon (= bricks -d): one Lua state served over a Unix socket."""
     if script_args and script is None:
         _fail("arguments given without -f SCRIPT", status=2)
     _start_daemon(socket_path, pid_path, log_path, group, foreground, backend, batch,
-                  script=script, script_args=script_args)
+                  script=script, script_args=script_args, rules_path=rules_path)
 
 
 @click.command(context_settings=CONTEXT)

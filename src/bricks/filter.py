@@ -24,6 +24,24 @@ MAX_TIMEOUT = 10 * 365 * 86400
 ACTIONS = {"drop": lib.BRK_FILTER_DROP, "allow": lib.BRK_FILTER_ALLOW}
 METHODS = ("drop", "allow", "rules", "remove", "clear", "save", "load", "filter_stats")
 
+HELP = """\
+Filter commands (f = Brick.new("Filter" [, "tcpdump expression"]), or Filter.retrieve(name)):
+  f:drop{src=, dst=, sport=, dport=, proto=, bidirectional=, timeout=}
+                             a drop rule (any of the fields; src/dst an address or
+                             CIDR, IPv4 or IPv6; proto tcp, udp, icmp or a number;
+                             bidirectional default true; timeout in seconds, absent
+                             = forever); returns its id
+  f:allow{...}               the same fields; an allow rule wins over a drop rule
+  f:rules()                  the live rules: id, action, fields, hits, bytes, time_left
+  f:remove(id)               removes one rule
+  f:clear()                  removes every rule
+  f:save(path)               writes the rules as JSON lines
+  f:load(path)               adds the rules of a JSON lines file; returns their ids
+  f:filter_stats()           passed, expression_rejected, rule_dropped, rule_allowed
+  Filter.retrieve(name)      the Filter whose first output is name (e.g. "eth3{4"), or nil
+  Filter.help()              this list
+"""
+
 RuleState = namedtuple("RuleState", "id hits bytes remaining_ns")
 
 _filters = weakref.WeakSet()       # every Filter Brick, for retrieve()
@@ -38,7 +56,7 @@ class Rule:
             raise BricksError(f"{where}: action must be drop or allow, got {action!r}")
         if not isinstance(fields, dict):
             raise BricksError(f"{where}: expected a table of fields ({', '.join(FIELDS)}), "
-                              f"got {type(fields).__name__}")
+                              f"got {_type_name(fields)}")
         for name in fields:
             if name not in FIELDS:
                 raise BricksError(f"{where}: unknown field {name!r} (fields: {', '.join(FIELDS)})")
@@ -106,6 +124,17 @@ class Rule:
             flags |= lib.BRK_FILTER_MATCH_PROTOCOL
         native.flags = flags
         native.timeout_ns = int(self.timeout * 1e9) if self.timeout else 0
+
+
+def _type_name(value):
+    """The type a Lua user would name: string, number, boolean, or the Python type."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return type(value).__name__
 
 
 def _whole(value):
@@ -265,10 +294,14 @@ class FilterRules:
 
     # -- JSON lines --
     def save(self, path=None):
-        """Writes the live rules, one JSON object a line; a timed rule keeps its wall-clock expiry."""
+        """Writes the live rules, one JSON object a line; a timed rule keeps its wall-clock expiry. Each line
+        names the filter (its first output) when it has one, so the file also serves as a daemon's --rules."""
         if not isinstance(path, str) or not path:
             raise BricksError(f"save: expected a file path, got {path!r}")
-        return _write_lines(path, [json.dumps(entry, sort_keys=True) for entry in self.saved_entries()], "save")
+        brick = self.brick() if self.brick is not None else None
+        named = {"filter": brick.outputs[0].name} if brick is not None and brick.outputs else {}
+        return _write_lines(path, [json.dumps({**named, **entry}, sort_keys=True)
+                                   for entry in self.saved_entries()], "save")
 
     def saved_entries(self):
         """The live rules as save() writes them."""

@@ -40,6 +40,7 @@ BRICKS commands:
 Subsystems, each with its own help():
   pkteng   PktEngine.help()  packet engines: create, link, start, stop
   brick    Brick.help()      bricks: LoadBalancer, Duplicator, Merge, PcapReader, ...
+  filter   Filter.help()     a Filter's drop/allow rules, from any shell
 """
 
 PKTENGINE_HELP = """\
@@ -63,6 +64,8 @@ PktEngine commands:
 
 def _brick_help():
     kinds = "\n".join(f"    {name:<14}{kind.summary}" for name, kind in KINDS.items())
+    kinds += "".join(f"\n  {name} bricks also have: {', '.join(kind.methods)} (see {name}.help())"
+                     for name, kind in KINDS.items() if kind.methods)
     return f"""\
 Brick commands:
   b = Brick.new(kind [, arg])  a new brick; LoadBalancer's arg is its split:
@@ -120,6 +123,15 @@ def _number(value, what, default):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BricksError(f"{what} must be a number, got {_shown(value)}")
     return int(value) if float(value).is_integer() else value
+
+
+def _from_lua(value):
+    """A Lua argument as Python: a table becomes a dict (nested too), a whole number an int."""
+    if lupa_module.lua_type(value) == "table":
+        return {_from_lua(key): _from_lua(item) for key, item in value.items()}
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def _prefixed(prefix, error):
@@ -258,6 +270,14 @@ class LuaRuntime:
             return result
         return [result[index] for index in range(1, result["n"] + 1)]
 
+    def _to_lua(self, value):
+        """A method's Python result as Lua sees it: dicts and lists become tables, tuples stay several values."""
+        if isinstance(value, tuple):
+            return tuple(self._to_lua(item) for item in value)
+        if isinstance(value, (dict, list)):
+            return self._lua.table_from(value, recursive=True)
+        return value
+
     def _print(self, text):
         self.output(text if text.endswith("\n") else text + "\n")
 
@@ -295,21 +315,28 @@ class LuaRuntime:
 
         def brick_new(kind=None, argument=None):
             kind = _text(kind, "Brick.new: brick kind")
-            if kind == "Filter" and kind not in KINDS:
-                raise BricksError("Brick.new: the Filter brick is not available yet in this build "
-                                  f"(kinds: {', '.join(KINDS)})")
             if argument is not None and not isinstance(argument, (str, int, float, bool)):
                 raise BricksError(f"Brick.new: {kind} argument must be a number or a string, "
                                   f"got {_shown(argument)}")
             if isinstance(argument, float) and argument.is_integer():
                 argument = int(argument)
             try:
-                return Brick(kind, argument)
+                created = Brick(kind, argument)
             except BricksError as error:
                 raise BricksError(_prefixed("Brick.new", error)) from None
+            return created, runtime._lua.table_from(list(created.kind.methods))
 
         def brick_call(handle, method, *args):
             where = f"{handle.kind.name}:{method}"
+            if method in handle.kind.methods:
+                try:
+                    results = getattr(handle, method)(*[_from_lua(value) for value in args])
+                except BricksError as error:
+                    message = str(error)
+                    # The table's own messages start with the method ("drop: unknown field ...").
+                    named = message.startswith((f"{method}:", f"{method} "))
+                    raise BricksError(f"{handle.kind.name}:{message}" if named else f"{where}: {message}") from None
+                return runtime._to_lua(results)
             if method == "connect_outputs":
                 interface = _text(args[0] if args else None, f"{where}: interface")
                 count = _number(args[1] if len(args) > 1 else None, f"{where}: count", None)
@@ -324,6 +351,13 @@ class LuaRuntime:
                     _text(value, f"{where}: argument {position} (a port name)")
             getattr(handle, method)(*args)
 
+        def kind_retrieve(kind_name, name=None):
+            found = KINDS[kind_name].retrieve(_text(name, f"{kind_name}.retrieve: name"))
+            return (found, runtime._lua.table_from(list(found.kind.methods))) if found is not None else (None, None)
+
+        def kinds_with_methods():
+            return runtime._lua.table_from([name for name, kind in KINDS.items() if kind.retrieve])
+
         def describe(handle):
             if isinstance(handle, PktEngine):
                 return _describe_engine(handle)
@@ -332,6 +366,10 @@ class LuaRuntime:
             return _lua_type(handle)
 
         def help_text(topic):
+            kind = KINDS.get(topic)
+            if kind is not None and kind.help:
+                runtime._print(kind.help)
+                return
             runtime._print({"BRICKS": BRICKS_HELP, "PktEngine": PKTENGINE_HELP}.get(topic) or _brick_help())
 
         def print_status():
@@ -362,7 +400,8 @@ class LuaRuntime:
         def output(text):
             runtime.output(text)
 
-        natives = [engine_new, engine_retrieve, engine_call, brick_new, brick_call, describe,
+        natives = [engine_new, engine_retrieve, engine_call, brick_new, brick_call, kind_retrieve,
+                   kinds_with_methods, describe,
                    print_status, show_stats, shutdown, set_backend, backend, sleep]
         table = {function.__name__: _answer(function) for function in natives}
         table["help"] = _answer(help_text)

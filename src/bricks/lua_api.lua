@@ -65,9 +65,10 @@ local members = setmetatable({}, {__mode = "k"})
 -- Builds the object type `type_name`: a read-only object with bound methods,
 -- tostring() from Python, unknown fields a clear error. With returns_self, a
 -- successful method returns its object, for chaining
--- (b:connect_input(x):connect_output(y)).
+-- (b:connect_input(x):connect_output(y)). An object may have more methods
+-- than its type (a Filter's drop, allow...: `extra_names`, a Lua array);
+-- those return their own results.
 local function object_type(type_name, method_names, invoke_method, returns_self)
-   local method_list = table.concat(method_names, ", ")
    local metatable = {
       __metatable = type_name,
       __tostring = function(obj)
@@ -78,7 +79,8 @@ local function object_type(type_name, method_names, invoke_method, returns_self)
          local method = members[obj][key]
          if method == nil then
             error(string.format("%s has no field %s (methods: %s)", type_name,
-                                type(key) == "string" and "'" .. key .. "'" or tostring(key), method_list), 2)
+                                type(key) == "string" and "'" .. key .. "'" or tostring(key),
+                                table.concat(sorted_keys(members[obj]), ", ")), 2)
          end
          return method
       end,
@@ -86,16 +88,22 @@ local function object_type(type_name, method_names, invoke_method, returns_self)
          error(type_name .. " objects are read-only", 2)
       end,
    }
-   return function(handle)
+   local function add_method(obj, methods, name, chains)
+      methods[name] = bound_method(obj, function(self, ...)
+         local results = pack(invoke_method(handles[self], name, unwrap_all(...)))
+         if results[1] and chains then
+            return true, self
+         end
+         return unpack(results, 1, results.n)
+      end)
+   end
+   return function(handle, extra_names)
       local obj, methods = {}, {}
       for _, name in ipairs(method_names) do
-         methods[name] = bound_method(obj, function(self, ...)
-            local results = pack(invoke_method(handles[self], name, unwrap_all(...)))
-            if results[1] and returns_self then
-               return true, self
-            end
-            return unpack(results, 1, results.n)
-         end)
+         add_method(obj, methods, name, returns_self)
+      end
+      for _, name in ipairs(extra_names or {}) do
+         add_method(obj, methods, name, false)
       end
       handles[obj] = handle
       members[obj] = methods
@@ -152,12 +160,41 @@ local new_brick_object = object_type("Brick", {"connect_input", "connect_output"
                                      native.brick_call, true)
 
 function Brick.new(...)
-   local handle = check(native.brick_new(without_class(Brick, ...)))
-   return new_brick_object(handle)
+   local handle, kind_methods = check(native.brick_new(without_class(Brick, ...)))
+   return new_brick_object(handle, kind_methods)
 end
 
 function Brick.help()
    check(native.help("Brick"))
+end
+
+-- The Lua object already standing for a Python brick, so that a brick found
+-- by name is the very object its creator holds (==, same methods).
+local function brick_object(handle, kind_methods)
+   for obj, known in pairs(handles) do
+      if native.same(known, handle) then
+         return obj
+      end
+   end
+   return new_brick_object(handle, kind_methods)
+end
+
+-- A global per brick kind with methods (Filter): Kind.retrieve(name) finds a
+-- brick of that kind by the name of its first output, from any shell of this
+-- Lua state; Kind.help() lists its methods.
+for _, kind in ipairs(check(native.kinds_with_methods())) do
+   local class = {}
+   function class.retrieve(...)
+      local handle, kind_methods = check(native.kind_retrieve(kind, without_class(class, ...)))
+      if handle == nil then
+         return nil
+      end
+      return brick_object(handle, kind_methods)
+   end
+   function class.help()
+      check(native.help(kind))
+   end
+   _G[kind] = class
 end
 
 ---------------------------------------------------------------- BRICKS

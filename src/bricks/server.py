@@ -440,8 +440,9 @@ class DaemonOptions:
     """Everything `bricks -d` / `bricks-server` was told."""
 
     def __init__(self, script=None, script_text=None, script_args=(), socket_path=None, pid_path=None,
-                 log_path=None, group=None, backend="auto", batch=None, foreground=False):
+                 log_path=None, group=None, backend="auto", batch=None, foreground=False, rules_path=None):
         self.script = script
+        self.rules_path = rules_path        # Filter rules (JSON lines) loaded once the script built the filters
         self.script_text = script_text      # a generated chunk (bricks-load-balance) instead of a file
         self.script_args = tuple(script_args)
         self.socket_path = socket_path or default_socket_path()
@@ -587,6 +588,7 @@ def run_daemon(options, runtime_factory=None):
         links.reclaim_stale_pipes()
         log.info("started: pid %d, socket %s", os.getpid(), options.socket_path)
         _run_start_up_script(service, options)
+        _load_rule_file(service, options)
         log.info("back-end: %s (%s)", engine.backend_name(), engine.backend_detail())
     except Exception as error:
         message = str(error) if isinstance(error, DaemonError) else _one_line(error)
@@ -623,6 +625,19 @@ def _run_start_up_script(service, options):
         raise DaemonError(result["error"])
     if result["shutdown"]:
         raise DaemonError("the start-up script called BRICKS.shutdown()")
+
+
+def _load_rule_file(service, options):
+    """--rules FILE: every line's rule added to the Filter it names; any bad line and the daemon does not start."""
+    if options.rules_path is None:
+        return
+    from .filter import load_rule_file
+    added = []
+    result = service.call(lambda runtime: added.append(load_rule_file(options.rules_path)))
+    if result["error"]:
+        message = result["error"]
+        raise DaemonError(message if message.startswith(options.rules_path) else f"{options.rules_path}: {message}")
+    log.info("rules: %d loaded from %s", added[0], options.rules_path)
 
 
 def _stop_cleanly(service, daemon, pid_file):

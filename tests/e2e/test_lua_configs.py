@@ -13,7 +13,6 @@ import pytest
 from bricks import engine as engine_module
 from bricks import frames as frame_builder
 from bricks import links
-from bricks.catalog import KINDS
 from bricks.testbed import parse_pcap, wait_for_total
 from tests.unit.test_lua_api import REPOSITORY, Console, write_pcap
 
@@ -189,15 +188,29 @@ def test_dummy_config(testbed, lua):
 
 
 def test_lbfilt_config(testbed, lua):
-    if "Filter" in KINDS:
-        pytest.skip("this build has a Filter brick: its behaviour is tested with the Filter")
-    host_if, _ = testbed.add_input("in")
-    lua.run(f'setups = dofile("{SINGLE_SETUPS}"); pe = PktEngine.new("e0")')
-    with pytest.raises(Exception) as refused:
-        lua.run(f'setups:lbfilt_config(pe, "{host_if}")')
-    assert "Filter brick is not available yet" in str(refused.value)
-    assert lua.run("return tostring(pe)") == ["PktEngine e0 (stopped, 0 brick trees)"]
-    assert not links.interface_exists(f"{host_if}{{0")
+    """Share 0 goes through a Filter into pipe {4; a drop-everything rule added from Lua empties it, counted."""
+    host_if, ns_if = testbed.add_input("in")
+    sent = frame_builder.flow_frames(150, seed=15)
+
+    def balancer_outputs():
+        return engine_module.PktEngine.retrieve("e0").stats()["bricks"][0]["outputs"]
+
+    call = (f'setups:lbfilt_config(pe, "{host_if}"); '
+            f'Filter.retrieve("{host_if}{{4"):drop{{src = "0.0.0.0/0"}}')
+    captures = run_setup(testbed, lua, call, lambda: pipe_readers(testbed, host_if, (1, 2, 3, 4)),
+                         [(ns_if, sent)], lambda: sum(output["packets"] for output in balancer_outputs()[1:]),
+                         engine_packets=len(sent))
+    *shares, filtered_pipe = captures
+    bricks = engine_module.PktEngine.retrieve("e0").stats()["bricks"]
+    filter_stats = next(brick for brick in bricks if brick["kind"] == "Filter")
+    assert filtered_pipe == []
+    assert filter_stats["received"] == balancer_outputs()[0]["packets"] > 0
+    assert filter_stats["filtered"] == filter_stats["received"]
+    assert sum(len(share) for share in shares) + filter_stats["filtered"] == len(sent)
+    owner = {}
+    for index, share in enumerate(shares):
+        for frame in share:
+            assert owner.setdefault(frame_builder.flow_key(frame), index) == index, "a flow was split"
 
 
 def test_lbmrgpcap_config(testbed, lua, tmp_path):

@@ -11,7 +11,6 @@ import pytest
 
 from bricks import engine as engine_module
 from bricks import frames
-from bricks.catalog import KINDS
 from bricks.engine import PktEngine
 from bricks.lua import LuaError, LuaRuntime
 
@@ -227,10 +226,107 @@ def test_objects_are_read_only(lua):
     assert lua.run("return type(pe.start)") == ["function"]
 
 
-def test_filter_reports_it_is_not_available_yet(lua):
-    if "Filter" in KINDS:
-        pytest.skip("this build has a Filter brick")
-    assert "Filter brick is not available yet" in lua.error('Brick.new("Filter")')
+# ---------------------------------------------------------------- the Filter's methods
+
+FILTER_BRICK = 'f = Brick.new("Filter"); f:connect_input("eth9"); f:connect_output("eth9{4")'
+
+
+def test_filter_rules_from_lua_tables(lua):
+    lua.run(FILTER_BRICK)
+    assert lua.run('return f:drop{src="10.0.0.0/8", dport=80, proto="tcp", timeout=30}') == [1]
+    assert lua.run('return f:allow{src="10.1.0.1", bidirectional=false}') == [2]
+    assert lua.run('return f:drop{dst="2001:db8::/32", proto=17}') == [3]
+    listed = lua.run("""
+        local out = {}
+        for _, r in ipairs(f:rules()) do
+            out[#out + 1] = string.format("%d %s %s %s %s %s %s %s", r.id, r.action, tostring(r.src),
+                tostring(r.dst), tostring(r.dport), tostring(r.bidirectional), r.hits, r.bytes)
+        end
+        return table.concat(out, "|"), f:rules()[1].time_left, f:rules()[2].time_left""")
+    assert listed[0] == ("1 drop 10.0.0.0/8 nil 80 true 0 0|2 allow 10.1.0.1 nil nil false 0 0|"
+                         "3 drop nil 2001:db8::/32 nil true 0 0")
+    assert 29 < listed[1] <= 30 and listed[2] is None
+    lua.run("f:remove(2)")
+    assert lua.run("local ids = {}; for _, r in ipairs(f:rules()) do ids[#ids + 1] = r.id end; "
+                   "return table.concat(ids, ',')") == ["1,3"]
+    lua.run("f:clear()")
+    assert lua.run("return #f:rules()") == [0]
+
+
+def test_filter_is_found_by_name_as_the_same_object(lua):
+    lua.run(FILTER_BRICK)
+    assert lua.run('return Filter.retrieve("eth9{4") == f, Filter:retrieve("eth9{4") == f, '
+                   'Filter.retrieve("eth9{5")') == [True, True, None]
+    lua.run('Filter.retrieve("eth9{4"):drop{sport=53, proto="udp"}')
+    assert lua.run("return #f:rules()") == [1]
+    assert lua.run('return type(Filter.retrieve), type(f.drop)') == ["function", "function"]
+    assert "methods: allow, clear, connect_input" in lua.error("local x = f.nothing")
+    lua.run('d = Brick.new("Dummy")')
+    assert "Brick has no field 'drop'" in lua.error('d:drop{src="10.0.0.1"}')
+    lua.run("Filter.help()")
+    assert "f:drop{src=" in lua.output()
+
+
+def test_filter_save_and_load_from_lua(lua, tmp_path):
+    lua.run(FILTER_BRICK)
+    lua.run('f:drop{src="10.0.0.1", timeout=100}; f:allow{dst="10.0.0.2", dport=22, proto="tcp"}')
+    lua.run(f'f:save("{tmp_path}/rules.jsonl"); f:clear()')
+    assert lua.run(f'local ids = f:load("{tmp_path}/rules.jsonl"); return #ids, #f:rules()') == [2, 2]
+    assert lua.run("local r = f:rules(); return r[1].src, r[1].time_left > 98, r[2].action, r[2].dport") == \
+        ["10.0.0.1", True, "allow", 22]
+    assert '"filter": "eth9{4"' in (tmp_path / "rules.jsonl").read_text()
+
+
+@pytest.mark.parametrize("chunk, culprit", [
+    ('f:drop{src="10.0.0.1/33"}', "src: '10.0.0.1/33' is not an address or CIDR"),
+    ('f:drop{src="10.0.0.1/8"}', "has host bits set"),
+    ('f:drop{dport=70000}', "dport must be a port number from 1 to 65535, got 70000"),
+    ('f:drop{sport=0}', "sport must be a port number"),
+    ('f:drop{sport=1.5}', "got 1.5"),
+    ('f:drop{proto="xtp"}', "unknown protocol 'xtp'"),
+    ('f:drop{proto=256}', "proto must be a protocol name or a number from 0 to 255"),
+    ('f:drop{dport=80, proto="icmp"}', "ports need proto tcp, udp or sctp"),
+    ('f:drop{source="10.0.0.1"}', "unknown field 'source'"),
+    ('f:drop{"10.0.0.1"}', "unknown field 1"),
+    ('f:drop{}', "needs at least one of src, dst"),
+    ('f:drop("10.0.0.1")', "expected a table of fields"),
+    ('f:allow{src="10.0.0.1", dst="::1"}', "src is IPv4 but dst is IPv6"),
+    ('f:drop{src="10.0.0.1", bidirectional="yes"}', "bidirectional must be true or false"),
+    ('f:drop{src="10.0.0.1", timeout=-1}', "timeout must be a number of seconds above 0"),
+    ("f:remove(99)", "no rule 99"),
+    ('f:remove("one")', "expected a rule id, got 'one'"),
+    ('f:load("/nonexistent/rules")', "/nonexistent/rules: No such file or directory"),
+    ("f:save()", "save: expected a file path"),
+    ("Filter.retrieve(4)", "Filter.retrieve: name must be a string, got 4"),
+    ('Brick.new("Filter", "tcp port")', "bad filter expression 'tcp port'"),
+])
+def test_filter_bad_input_is_one_line_and_changes_nothing(lua, chunk, culprit):
+    lua.run(FILTER_BRICK + '; f:drop{src="192.168.0.0/16"}')
+    message = lua.error(f"local ignored = {chunk}")
+    assert culprit in message, message
+    assert lua.run("return #f:rules(), f:rules()[1].src") == [1, "192.168.0.0/16"]
+
+
+def test_filter_rules_act_on_packets_from_lua(lua, tmp_path):
+    """A pcap file through PcapReader -> Filter -> pcap file; rules set from Lua before and while linked."""
+    flows = [frames.tcp_frame("10.0.0.1", "10.0.0.2", 1000 + i, 80) for i in range(5)] + \
+            [frames.tcp_frame("10.0.0.3", "10.0.0.2", 1000 + i, 443) for i in range(7)]
+    write_pcap(tmp_path / "in.pcap", flows)
+    lua.run(f"""
+        r = Brick.new("PcapReader"); r:connect_input("{tmp_path}/in.pcap"); r:connect_output("pf{{0")
+        f = Brick.new("Filter"); f:connect_input("pf}}0"); f:connect_output("{tmp_path}/out.pcap")
+        r:link(f)
+        pe = PktEngine.new("e0"); pe:link(r)
+        drop = f:drop{{src="10.0.0.1"}}
+        f:drop{{dport=443, proto="tcp"}}
+        f:allow{{src="10.0.0.3", sport=1003, proto="tcp"}}
+        pe:start()
+    """)
+    assert PktEngine.retrieve("e0").wait(10)
+    assert read_pcap_count(tmp_path / "out.pcap") == 1          # only 10.0.0.3:1003, allowed
+    assert lua.run("local r = f:rules(); return r[1].hits, r[1].bytes, r[2].hits, r[3].hits") == \
+        [5, sum(len(frame) for frame in flows[:5]), 6, 1]
+    assert lua.run("local s = f:filter_stats(); return s.passed, s.rule_dropped, s.rule_allowed") == [1, 11, 1]
 
 
 # ---------------------------------------------------------------- printing and statistics
@@ -421,8 +517,4 @@ def test_config_errors_link_nothing(lua, monkeypatch):
     with pytest.raises(LuaError) as caught:
         lua.run('single:lbconfig(pe, "eth0", 65)')
     assert "65" in str(caught.value) and "single-threaded-setups.lua:" in str(caught.value)
-    if "Filter" not in KINDS:
-        with pytest.raises(LuaError) as caught:
-            lua.run('single.lbfilt_config(pe, "eth0")')
-        assert "Filter brick is not available yet" in str(caught.value)
     assert lua.run("return tostring(pe)") == ["PktEngine e0 (stopped, 0 brick trees)"]

@@ -274,6 +274,31 @@ static void pin_to_cpu(int cpu)
     pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
 }
 
+/* Hands a source's batch to its brick tree: whole to a kind that takes
+ * batches (it prefetches ahead itself), else packet by packet. */
+static inline void push_to_target(struct brk_engine *engine, struct brk_brick *target,
+                                  const struct brk_packet *packets, unsigned n)
+{
+    if (target->kind->push_batch) {
+        for (unsigned i = 0; i < n; i++) {
+            target->stats.received_bytes += packets[i].wirelen;
+            engine->stats.received_bytes += packets[i].wirelen;
+        }
+        target->stats.received_packets += n;
+        if (n)
+            target->kind->push_batch(target, packets, n);
+        return;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if (BRK_LIKELY(i + 1 < n))
+            __builtin_prefetch(packets[i + 1].data);
+        target->stats.received_packets++;
+        target->stats.received_bytes += packets[i].wirelen;
+        engine->stats.received_bytes += packets[i].wirelen;
+        target->kind->push(target, &packets[i]);
+    }
+}
+
 int brk_engine_run(brk_engine *engine)
 {
     uint64_t next_stats = now_ns() + BRK_STATS_INTERVAL_NS;
@@ -289,14 +314,7 @@ int brk_engine_run(brk_engine *engine)
             struct brk_source *source = engine->source[s];
             struct brk_brick *target = engine->target[s];
             unsigned n = source->ops->next_batch(source, packets, engine->batch);
-            for (unsigned i = 0; i < n; i++) {
-                if (BRK_LIKELY(i + 1 < n))
-                    __builtin_prefetch(packets[i + 1].data);
-                target->stats.received_packets++;
-                target->stats.received_bytes += packets[i].wirelen;
-                engine->stats.received_bytes += packets[i].wirelen;
-                target->kind->push(target, &packets[i]);
-            }
+            push_to_target(engine, target, packets, n);
             engine->stats.received_packets += n;
             if (n)
                 source->ops->release(source);

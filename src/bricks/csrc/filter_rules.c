@@ -119,12 +119,12 @@ static int visit_rule_keys(const struct brk_filter_rule *rule, int family, uint3
  * the TLB (a page walk costs more than the lookup, twice so under a VM). */
 static uint32_t *allocate_slots(size_t bytes)
 {
-    if (bytes < HUGE_PAGE_BYTES)
-        return calloc(1, bytes);
-    bytes = (bytes + HUGE_PAGE_BYTES - 1) / HUGE_PAGE_BYTES * HUGE_PAGE_BYTES;
-    uint32_t *slots = aligned_alloc(HUGE_PAGE_BYTES, bytes);
+    size_t alignment = bytes < HUGE_PAGE_BYTES ? FILTER_CACHE_LINE : HUGE_PAGE_BYTES;
+    bytes = (bytes + alignment - 1) / alignment * alignment;
+    uint32_t *slots = aligned_alloc(alignment, bytes);
     if (slots) {
-        madvise(slots, bytes, MADV_HUGEPAGE);
+        if (alignment == HUGE_PAGE_BYTES)
+            madvise(slots, bytes, MADV_HUGEPAGE);
         memset(slots, 0, bytes);
     }
     return slots;
@@ -207,7 +207,7 @@ static int insert_key(void *context, const struct filter_key *key, const struct 
                       uint32_t rule_index)
 {
     struct shape_builder *builder = context;
-    unsigned words = builder->words, stride = words + 1;
+    unsigned words = builder->words, stride = filter_slot_words(words);
     struct filter_shape *shape = &builder->classifier->shapes[find_shape(builder, mask)];
     uint32_t slot = filter_hash(key->word, words) & shape->slot_mask;
     for (;;) {
@@ -290,7 +290,8 @@ static int build_classifier(struct brk_filter_table *table, struct filter_classi
         while (slots < 2 * builder.counts[s])
             slots *= 2;
         classifier->shapes[s].slot_mask = slots - 1;
-        classifier->shapes[s].slots = allocate_slots((size_t)slots * (builder.words + 1) * sizeof(uint32_t));
+        classifier->shapes[s].slots = allocate_slots((size_t)slots * filter_slot_words(builder.words)
+                                                      * sizeof(uint32_t));
         if (!classifier->shapes[s].slots)
             goto done;
     }

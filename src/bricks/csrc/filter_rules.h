@@ -35,8 +35,9 @@ struct filter_active_rule {
 
 /* One mask over the key (tuple space search): every rule of one action and
  * family with this exact mask sits in one open-addressing hash table keyed by
- * the masked key. A slot is key_words + 1 words: rule index + 1 (0 = empty),
- * then the masked key. */
+ * the masked key. A slot is rule index + 1 (0 = empty), then the masked key,
+ * padded to a power of two (IPv4 32 bytes, IPv6 64) in a 64-byte aligned
+ * array: a slot never straddles two cache lines, so one prefetch brings it. */
 struct filter_shape {
     struct filter_key mask;
     unsigned specificity;                 /* bits in mask: most specific first */
@@ -97,6 +98,12 @@ struct brk_filter_table {
 static inline unsigned filter_key_words(int family)
 {
     return family == FILTER_IPV4 ? FILTER_IPV4_KEY_WORDS : FILTER_KEY_WORDS;
+}
+
+/* Words of a slot for keys of key_words: IPv4 8, IPv6 16. */
+static inline unsigned filter_slot_words(unsigned key_words)
+{
+    return key_words == FILTER_IPV4_KEY_WORDS ? 8 : 16;
 }
 
 /* Multiply-xorshift over 64-bit pairs of the masked key: a few cycles, and

@@ -44,6 +44,9 @@ struct brk_brick_kind {
     size_t state_size;
     int (*init)(struct brk_brick *brick, char *error, size_t error_size);
     void (*push)(struct brk_brick *brick, const struct brk_packet *packet);
+    /* Optional: a whole batch from a source at once (the engine counted it
+     * as received), so that the kind may prefetch ahead. */
+    void (*push_batch)(struct brk_brick *brick, const struct brk_packet *packets, unsigned count);
     void (*fini)(struct brk_brick *brick);
 };
 

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from bricks import links
+from bricks import engine as bricks_engine
 from bricks.engine import Brick, PktEngine, install_signal_handlers
 from bricks.testbed import Testbed
 
@@ -205,14 +206,21 @@ class Forwarder:
 
 
 class BricksForwarder(Forwarder):
-    """bricks: LoadBalancer(4) from the input veth to the pipes IN{0..3 on an engine pinned to cpu."""
+    """bricks: LoadBalancer(4) from the input veth to the pipes IN{0..3 on an engine pinned to cpu.
 
-    label = "bricks LB(4)"
+    steered: BRICKS_STEER_PIPES=1, the pipes' consumer-end receive work goes by
+    RPS to the other CPUs (here CPU 0, the generator's).
+    """
 
-    def __init__(self, input_interface: str, cpu: int, realtime: bool, buffer_slots: int, batch: int):
+    base_label = "bricks LB(4)"
+
+    def __init__(self, input_interface: str, cpu: int, realtime: bool, buffer_slots: int, batch: int,
+                 steered: bool = False):
         super().__init__(input_interface, cpu, realtime)
         self.buffer_slots = buffer_slots
         self.batch = batch
+        self.steered = steered
+        self.label = self.base_label + (" rps" if steered else "")
         self.engine: PktEngine | None = None
         self.per_output_packets: list[int] = []
 
@@ -220,10 +228,17 @@ class BricksForwarder(Forwarder):
         self.engine = PktEngine.new(f"veth-bench-{os.getpid()}", self.buffer_slots, self.cpu)
         balancer = Brick("LoadBalancer", OUTPUTS).connect_input(self.input_interface)
         balancer.connect_outputs(self.input_interface, OUTPUTS)
-        self.engine.link(balancer, self.batch)
+        previous = os.environ.pop(bricks_engine.STEER_PIPES_ENVIRONMENT, None)
+        if self.steered:
+            os.environ[bricks_engine.STEER_PIPES_ENVIRONMENT] = "1"
+        try:
+            self.engine.link(balancer, self.batch)
+        finally:
+            os.environ.pop(bricks_engine.STEER_PIPES_ENVIRONMENT, None)
+            if previous is not None:
+                os.environ[bricks_engine.STEER_PIPES_ENVIRONMENT] = previous
+        bricks_engine.set_realtime_priority(REALTIME_PRIORITY if self.realtime else None)
         self.engine.start()
-        if self.realtime:
-            os.sched_setscheduler(self.engine.thread.native_id, os.SCHED_FIFO, os.sched_param(REALTIME_PRIORITY))
         self.consumers = [links.consumer_name(self.input_interface, index) for index in range(OUTPUTS)]
 
     def cpu_ns(self) -> int | None:
@@ -524,19 +539,23 @@ def print_ratios(trials: list[Trial]) -> None:
                           if size in alone else "")
                 print(f"  {size:>5} B  {trial.mode:<18} delivered/generated {trial.delivered / trial.generated:.5f}"
                       f"{versus}")
-        bricks = next((trial for trial in forwarded if trial.mode == BricksForwarder.label), None)
-        for other in forwarded:
-            if other is bricks or not (bricks and bricks.forwarder_ns_per_packet and other.forwarder_ns_per_packet):
-                continue
-            print(f"  {size:>5} B  bricks / {other.mode} CPU per packet: "
-                  f"{bricks.forwarder_ns_per_packet / other.forwarder_ns_per_packet:.2f} (thread vs process), "
-                  f"{bricks.forwarder_core_ns_per_packet / other.forwarder_core_ns_per_packet:.2f} (whole core)")
+        bricks_trials = [trial for trial in forwarded if trial.mode.startswith(BricksForwarder.base_label)]
+        for bricks in bricks_trials:
+            for other in forwarded:
+                if other in bricks_trials or not (bricks.forwarder_ns_per_packet and other.forwarder_ns_per_packet):
+                    continue
+                whole_core = (f", {bricks.forwarder_core_ns_per_packet / other.forwarder_core_ns_per_packet:.2f} "
+                              "(whole core)" if bricks.forwarder_core_ns_per_packet
+                              and other.forwarder_core_ns_per_packet else "")
+                print(f"  {size:>5} B  {bricks.mode} / {other.mode} CPU per packet: "
+                      f"{bricks.forwarder_ns_per_packet / other.forwarder_ns_per_packet:.2f} (thread vs process)"
+                      + whole_core)
 
 
 def parse_modes(text: str) -> list[str]:
     modes = text.split(",")
     for mode in modes:
-        if not re.fullmatch(r"alone|bricks|tc|netsniff(-k[1-9][0-9]*)?", mode):
+        if not re.fullmatch(r"alone|bricks|bricks-rps|tc|netsniff(-k[1-9][0-9]*)?", mode):
             raise argparse.ArgumentTypeError(f"unknown mode {mode!r}")
     return modes
 
@@ -558,8 +577,9 @@ def parse_arguments():
                         help="run the forwarder (bricks engine thread, netsniff-ng) SCHED_FIFO: for a machine "
                              "where other work shares the forwarder's CPU")
     parser.add_argument("--modes", default="alone,bricks,netsniff,netsniff-k100,tc", type=parse_modes,
-                        help="comma-separated, from alone, bricks, netsniff, netsniff-kN (netsniff-ng --kernel-pull "
-                             "N us instead of its 10 us TX flush timer), tc")
+                        help="comma-separated, from alone, bricks, bricks-rps (BRICKS_STEER_PIPES=1: the pipes' "
+                             "receive work on the other CPU, the generator's), netsniff, netsniff-kN "
+                             "(netsniff-ng --kernel-pull N us instead of its 10 us TX flush timer), tc")
     arguments = parser.parse_args()
     if arguments.cpu == GENERATOR_CPU:
         parser.error(f"--cpu {GENERATOR_CPU} is where trafgen runs: pick another CPU")
@@ -586,6 +606,8 @@ def main() -> int:
             "alone": lambda: Forwarder(input_host, arguments.cpu),
             "bricks": lambda: BricksForwarder(input_host, arguments.cpu, arguments.realtime,
                                               arguments.buffer_slots, arguments.batch),
+            "bricks-rps": lambda: BricksForwarder(input_host, arguments.cpu, arguments.realtime,
+                                                  arguments.buffer_slots, arguments.batch, steered=True),
             "netsniff": lambda kernel_pull=None: NetsniffForwarder(
                 input_host, arguments.cpu, arguments.realtime, pipe_base,
                 arguments.netsniff_ring, kernel_pull),

@@ -28,6 +28,10 @@ STOP_TIMEOUT = 5.0
 _engines = {}                   # name -> PktEngine, in creation order
 _engines_lock = threading.RLock()
 
+REALTIME_ENVIRONMENT = "BRICKS_REALTIME"        # SCHED_FIFO priority of engine threads, 1..99; unset: normal
+STEER_PIPES_ENVIRONMENT = "BRICKS_STEER_PIPES"   # 1: pipe consumers' receive work off pinned engines' CPUs
+MAX_REALTIME_PRIORITY = 99
+
 BACKENDS = ("auto", "netmap", "packet")
 _backend_chosen = "auto"
 _backend_active = None          # "netmap" or "packet" once chosen, or settled by the first link
@@ -79,6 +83,41 @@ def _settle_backend(root):
         _backend_active = "packet" if reason else "netmap"
         _backend_detail = f"auto: packet ({reason})" if reason else f"auto: netmap opens {', '.join(interfaces)}"
         return _backend_active
+
+
+_realtime_priority = None       # SCHED_FIFO priority set by set_realtime_priority, else from the environment
+_realtime_chosen = False
+
+
+def set_realtime_priority(priority):
+    """Engines started from now on run SCHED_FIFO at priority (1..99), or normally with None.
+
+    Without a call, the environment variable BRICKS_REALTIME decides (unset or empty: normally).
+    A real-time engine keeps its CPU against any other normal-priority load there; an idle one sleeps.
+    """
+    global _realtime_priority, _realtime_chosen
+    _realtime_priority = None if priority is None else _realtime_value(priority, "realtime priority")
+    _realtime_chosen = True
+
+
+def realtime_priority():
+    """The SCHED_FIFO priority engine threads get at start, or None."""
+    if _realtime_chosen:
+        return _realtime_priority
+    text = os.environ.get(REALTIME_ENVIRONMENT, "").strip()
+    if not text:
+        return None
+    return _realtime_value(int(text) if text.isdigit() else text, REALTIME_ENVIRONMENT)
+
+
+def _realtime_value(priority, what):
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 1 <= priority <= MAX_REALTIME_PRIORITY:
+        raise BricksError(f"{what} must be a whole number from 1 to {MAX_REALTIME_PRIORITY}, got {priority!r}")
+    return priority
+
+
+def _steering_pipes():
+    return os.environ.get(STEER_PIPES_ENVIRONMENT, "").strip() not in ("", "0")
 
 
 def _port(name, side):
@@ -441,7 +480,9 @@ class PktEngine:
         for other in _engines.values():
             if other is not self and name in other.pipes:
                 return   # another engine's pipe: share it, it owns its removal
-        self.pipes[name] = _link_call(links.create_pipe, port.interface, port.index, mtu)
+        pipe = self.pipes[name] = _link_call(links.create_pipe, port.interface, port.index, mtu)
+        if _steering_pipes() and self.cpu >= 0:
+            _link_call(links.steer_receive, pipe.consumer, self.cpu)
 
     def _open_source(self, linked, port):
         error = error_buffer()
@@ -487,10 +528,22 @@ class PktEngine:
             for linked in self.linked:
                 for source, target in linked.sources:
                     lib.brk_engine_add_source(self.handle, source, target.handle)
+        priority = realtime_priority()
         self.run_error = None
         lib.brk_engine_rearm(self.handle)
         self.thread = threading.Thread(target=self._run, name=f"bricks-{self.name}", daemon=True)
         self.thread.start()
+        if priority is not None:
+            self._make_realtime(priority)
+
+    def _make_realtime(self, priority):
+        """SCHED_FIFO for the running thread; the engine is stopped again if the kernel refuses."""
+        try:
+            os.sched_setscheduler(self.thread.native_id, os.SCHED_FIFO, os.sched_param(priority))
+        except OSError as error:
+            self.stop()
+            raise BricksError(f"engine {self.name}: cannot run at real-time priority {priority}: "
+                              f"{error.strerror}") from None
 
     def _run(self):
         result = lib.brk_engine_run(self.handle)
@@ -606,11 +659,27 @@ def shutdown_all():
 
 
 def install_signal_handlers():
-    """SIGTERM and SIGINT shut down in order (pipes removed) instead of killing."""
+    """SIGTERM and SIGINT shut down in order (pipes removed) instead of killing.
+
+    Only in the process that installs them: a child forked without exec
+    (pyroute2 forks helpers to enter namespaces, and stops them with SIGTERM)
+    exits at once instead of unwinding its copy of this process's stack, whose
+    clean-ups would remove what this process still uses.
+    """
+    owner = os.getpid()
+
     def handle(signum, frame):
+        if os.getpid() != owner:
+            os._exit(128 + signum)
         raise SystemExit(128 + signum)
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
 
 
+def _forget_inherited_engines():
+    """A forked child owns none of its parent's engines: its exit must not delete their pipes."""
+    _engines.clear()
+
+
 atexit.register(shutdown_all)
+os.register_at_fork(after_in_child=_forget_inherited_engines)

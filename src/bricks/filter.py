@@ -44,7 +44,7 @@ Filter commands (f = Brick.new("Filter" [, "tcpdump expression"]), or Filter.ret
 
 RuleState = namedtuple("RuleState", "id hits bytes remaining_ns")
 
-_filters = weakref.WeakSet()       # every Filter Brick, for retrieve()
+_filters = []                      # weak references to every Filter Brick, oldest first, for retrieve()
 _filters_lock = threading.Lock()
 
 
@@ -384,7 +384,8 @@ def attach(brick, handle):
 def register(brick):
     brick.argument.brick = weakref.ref(brick)
     with _filters_lock:
-        _filters.add(brick)
+        _filters[:] = [reference for reference in _filters if reference() is not None]
+        _filters.append(weakref.ref(brick))
 
 
 def retrieve(name):
@@ -392,19 +393,21 @@ def retrieve(name):
     if not isinstance(name, str):
         raise BricksError(f"Filter.retrieve: expected an output name, got {name!r}")
     name = name[len("netmap:"):] if name.startswith("netmap:") else name
+    named = [brick for brick in _live_filters() if brick.outputs and brick.outputs[0].name == name]
+    # A name is bound like a variable: the linked filter, else the newest one, wins over an abandoned one.
+    linked = [brick for brick in named if brick.engine is not None]
+    return (linked or named or [None])[-1]
+
+
+def _live_filters():
     with _filters_lock:
-        candidates = list(_filters)
-    for brick in candidates:
-        if brick.outputs and brick.outputs[0].name == name:
-            return brick
-    return None
+        return [brick for brick in (reference() for reference in _filters) if brick is not None]
 
 
 def save_all(path):
     """Writes the rules of every Filter reachable by name to one JSON lines file, each line naming its
     filter (what load_rule_file reads back)."""
-    with _filters_lock:
-        bricks = [brick for brick in _filters if brick.outputs]
+    bricks = [brick for brick in _live_filters() if brick.outputs]
     lines = [json.dumps({"filter": brick.outputs[0].name, **entry}, sort_keys=True)
              for brick in bricks for entry in brick.argument.saved_entries()]
     return _write_lines(path, lines, "save")

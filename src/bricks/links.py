@@ -276,6 +276,39 @@ def _write_proc_sys(path: str, value: str) -> None:
         pass    # IPv6 disabled at boot: the setting does not exist and is not needed
 
 
+def steer_receive(consumer: str, engine_cpu: int) -> Optional[str]:
+    """Have the receive work of a pipe's consumer end done on the CPUs other than engine_cpu (RPS).
+
+    veth delivers to its peer in the sender's context: without this, every
+    packet's trip through the consumer end's receive path (and into the
+    consumer's socket) runs on the engine's CPU. RPS hands it to the backlog
+    of another CPU, chosen per flow (so a flow stays in order). Returns the
+    mask written, or None when there is no other CPU to use.
+    """
+    cpus = sorted(os.sched_getaffinity(0) - {engine_cpu})
+    if not cpus:
+        return None
+    mask = rps_mask(cpus)
+    try:
+        with open(f"/sys/class/net/{consumer}/queues/rx-0/rps_cpus", "w") as setting:
+            setting.write(mask)
+    except OSError as error:
+        raise LinkError(f"{consumer}: cannot set receive CPUs {mask}: {error.strerror}") from None
+    return mask
+
+
+def rps_mask(cpus: List[int]) -> str:
+    """The sysfs spelling of a CPU set: hex, in comma-separated 32-bit groups, highest first."""
+    bits = sum(1 << cpu for cpu in cpus)
+    groups = []
+    while True:
+        groups.append(f"{bits & 0xFFFFFFFF:08x}")
+        bits >>= 32
+        if not bits:
+            break
+    return ",".join(reversed(groups))
+
+
 def delete_pipe(pair: PipePair) -> None:
     """Delete both ends of a pipe (deleting one veth end removes its peer); gone already is fine."""
     with IPRoute() as ipr:

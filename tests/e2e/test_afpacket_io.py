@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from bricks import engine as engine_module
 from bricks._native import ffi, lib
+from bricks.errors import BricksError
 from bricks.frames import ETHERTYPE_QINQ, ETHERTYPE_VLAN, pad, udp_frame
 
 ETH_P_ALL = 0x0003
@@ -356,14 +358,17 @@ def test_fanout_gives_disjoint_complete_flow_consistent_shares():
 
 
 @pytest.mark.root
-@pytest.mark.parametrize("consumer_up", [True, False], ids=["nobody-reads", "consumer-down"])
-def test_small_tx_ring_never_blocks(consumer_up):
+# The ring has exactly `slots` frames whatever its block layout (8 and 100 slots:
+# blocks of 8 and 4 frames; 512: the default, blocks of 64 frames a cache line apart).
+@pytest.mark.parametrize("consumer_up, slots", [(True, 8), (False, 8), (False, 100), (False, 512)],
+                         ids=["nobody-reads", "consumer-down", "consumer-down-100", "consumer-down-512"])
+def test_small_tx_ring_never_blocks(consumer_up, slots):
     with VethTestbed("s") as bed:
         broker_end, consumer_end = bed.pipe_ends[0]
         if not consumer_up:
             ip("link", "set", consumer_end, "down")
         frames = distinct_udp_frames(2000, seed=3)
-        with running(Engine(bed.input_host, broker_end, slots=8)) as (engine,):
+        with running(Engine(bed.input_host, broker_end, slots=slots)) as (engine,):
             assert bed.send(frames) == len(frames)
             deadline = time.monotonic() + SETTLE_TIMEOUT_S
             while engine.stats().received_packets < len(frames) and time.monotonic() < deadline:
@@ -378,8 +383,8 @@ def test_small_tx_ring_never_blocks(consumer_up):
         # veth sends synchronously: a full ring empties on request, nothing is lost.
         assert output.packets == len(frames)
     else:
-        # Nothing leaves a down link: the 8 frames stay requested, the rest is dropped.
-        assert output.packets == 8
+        # Nothing leaves a down link: a ring of frames stays requested, the rest is dropped.
+        assert output.packets == slots
 
 
 @pytest.mark.root
@@ -444,3 +449,89 @@ def test_without_privileges_fails_with_message():
                           cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["lo: AF_PACKET socket: Operation not permitted"] * 2
+
+
+def dummy_engine(testbed, tag):
+    """A PktEngine forwarding a testbed input to one pipe, linked, not started."""
+    host_if, _ = testbed.add_input(tag)
+    engine = engine_module.PktEngine.new(f"{tag}-{os.getpid()}")
+    engine.link(engine_module.Brick("Dummy").connect_input(host_if).connect_outputs(host_if, 1))
+    return engine
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("setting", ["environment", "call"])
+def test_realtime_priority_runs_the_engine_thread_sched_fifo(testbed, monkeypatch, setting):
+    monkeypatch.setattr(engine_module, "_realtime_chosen", False)
+    monkeypatch.setattr(engine_module, "_realtime_priority", None)
+    if setting == "environment":
+        monkeypatch.setenv(engine_module.REALTIME_ENVIRONMENT, "7")
+    else:
+        engine_module.set_realtime_priority(7)
+    engine = dummy_engine(testbed, "rt")
+    try:
+        engine.start()
+        thread = engine.thread.native_id
+        assert os.sched_getscheduler(thread) == os.SCHED_FIFO
+        assert os.sched_getparam(thread).sched_priority == 7
+    finally:
+        engine.stop()
+        engine.delete()
+
+
+@pytest.mark.root
+def test_engine_threads_run_normally_without_realtime_priority(testbed, monkeypatch):
+    monkeypatch.setattr(engine_module, "_realtime_chosen", False)
+    monkeypatch.delenv(engine_module.REALTIME_ENVIRONMENT, raising=False)
+    engine = dummy_engine(testbed, "nrt")
+    try:
+        engine.start()
+        assert os.sched_getscheduler(engine.thread.native_id) == os.SCHED_OTHER
+    finally:
+        engine.stop()
+        engine.delete()
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("value", ["0", "100", "high"])
+def test_a_bad_realtime_priority_is_a_one_line_error_and_nothing_runs(testbed, monkeypatch, value):
+    monkeypatch.setattr(engine_module, "_realtime_chosen", False)
+    monkeypatch.setenv(engine_module.REALTIME_ENVIRONMENT, value)
+    engine = dummy_engine(testbed, "brt")
+    try:
+        with pytest.raises(BricksError, match=engine_module.REALTIME_ENVIRONMENT) as raised:
+            engine.start()
+        assert "\n" not in str(raised.value)
+        assert not engine.running
+    finally:
+        engine.stop()
+        engine.delete()
+
+
+# A process with an engine and its pipe forks a child without exec (as pyroute2
+# does for its namespace helpers) and stops it with SIGTERM: the child must
+# exit at once, without the parent's clean-ups (the pipe stays).
+FORKED_CHILD = """
+import os, signal, sys, time
+from bricks import engine, links
+engine.install_signal_handlers()
+pe = engine.PktEngine.new("forker")
+pe.link(engine.Brick("Dummy").connect_input(sys.argv[1]).connect_outputs(sys.argv[1], 1))
+child = os.fork()
+if child == 0:
+    while True:
+        time.sleep(0.01)
+time.sleep(0.2)
+os.kill(child, signal.SIGTERM)
+_, status = os.waitpid(child, 0)
+print(os.waitstatus_to_exitcode(status), links.interface_exists(sys.argv[1] + "{0"))
+pe.delete()
+"""
+
+
+@pytest.mark.root
+def test_a_forked_child_stopped_by_sigterm_leaves_the_parents_pipes(testbed):
+    host_if, _ = testbed.add_input("fk")
+    done = subprocess.run([sys.executable, "-c", FORKED_CHILD, host_if], capture_output=True, text=True,
+                          timeout=30, check=True)
+    assert done.stdout.split() == ["143", "True"]

@@ -11,6 +11,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_MULTICAST, IFF_NOARP, IFF_UP
 
 from bricks import links
+from bricks.frames import random_tcp_frames
 from bricks.testbed import Reader, send_frames
 
 pytestmark = pytest.mark.root
@@ -174,3 +175,26 @@ def test_testbed_reader_in_namespace_sees_what_the_host_end_gets(testbed):
     reader = testbed.reader(ns_if)
     send_frames(host_if, frames)
     assert reader.wait_for(len(frames)) == frames
+
+
+def test_rps_mask_spells_cpu_sets_as_sysfs_does():
+    assert links.rps_mask([0]) == "00000001"
+    assert links.rps_mask([1, 2]) == "00000006"
+    assert links.rps_mask([0, 33]) == "00000002,00000001"
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs a CPU besides the engine's")
+def test_steer_receive_sends_the_consumer_end_receive_work_to_the_other_cpus(testbed):
+    pair = links.create_pipe(testbed.host_name("r"), 0, 1500)
+    engine_cpu = min(os.sched_getaffinity(0))
+    try:
+        assert links.steer_receive(pair.consumer, engine_cpu) is not None
+        with open(f"/sys/class/net/{pair.consumer}/queues/rx-0/rps_cpus") as setting:
+            written = int(setting.read().strip().replace(",", ""), 16)
+        assert written == sum(1 << cpu for cpu in os.sched_getaffinity(0) - {engine_cpu})
+        frames = random_tcp_frames(200, seed=5)    # IP flows: RPS hashes them (it leaves hashless frames alone)
+        with Reader(pair.consumer) as reader:
+            send_frames(pair.broker, frames)
+            assert sorted(reader.wait_for(len(frames))) == sorted(frames), "steered frames all arrive"
+    finally:
+        pair.delete()

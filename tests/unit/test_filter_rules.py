@@ -367,3 +367,11 @@ def test_random_rules_agree_with_a_plain_python_model():
     verdicts = [passes(rules, pad(builder[proto](src, dst, sport, dport))) for src, dst, sport, dport, proto in packets]
     assert 50 < sum(expected) < 350           # both verdicts well represented
     assert verdicts == expected
+
+
+def test_retrieve_binds_a_name_to_the_newest_filter():
+    older = Brick("Filter").connect_input("eth9").connect_output("eth9{7")
+    newer = Brick("Filter").connect_input("eth9").connect_output("eth9{7")
+    assert retrieve("eth9{7") is newer
+    del newer
+    assert retrieve("eth9{7") is older

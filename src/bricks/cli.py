@@ -1,4 +1,5 @@
 """Command-line glue for bricks, bricks-server, bricks-shell, bricks-load-balance, bricks-duplicate, bricks-kill-server."""
+import os
 import sys
 
 import click
@@ -19,7 +20,16 @@ def _socket_option(function):
                              "else /run/bricks/bricks.sock].")(function)
 
 
+def _export_realtime(context, parameter, priority):
+    # The engines read it when they start, in this process or the daemon it becomes.
+    if priority is not None:
+        os.environ["BRICKS_REALTIME"] = str(priority)
+
+
 def _runtime_options(function):
+    function = click.option("--realtime", type=click.IntRange(1, 99), metavar="PRIORITY", envvar="BRICKS_REALTIME",
+                            expose_value=False, callback=_export_realtime,
+                            help="Run engine threads SCHED_FIFO at this priority [default: normal].")(function)
     function = click.option("-b", "--batch", type=click.IntRange(1, 65536), metavar="BATCH",
                             help="Default packets per read for pe:link() [default: 1024].")(function)
     return click.option("--backend", type=click.Choice(BACKENDS), default="auto", envvar="BRICKS_BACKEND",

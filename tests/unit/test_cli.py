@@ -300,3 +300,15 @@ def test_batch_option_sets_the_default_batch_of_link(tmp_path, monkeypatch):
         assert [linked.batch for linked in engine.PktEngine.retrieve("batch-test").linked] == [64, 8]
     finally:
         engine.shutdown_all()
+
+
+def test_realtime_option_reaches_the_engines():
+    """--realtime exports BRICKS_REALTIME, which engine.realtime_priority() reads when engines start."""
+    environment = {key: value for key, value in os.environ.items() if key != "BRICKS_REALTIME"}
+    result = subprocess.run([sys.executable, "-m", "bricks", "bricks", "--realtime", "7"],
+                            input='print(os.getenv("BRICKS_REALTIME"))\n', capture_output=True, text=True,
+                            env=environment, timeout=60)
+    assert (result.returncode, result.stdout) == (0, "7\n"), result.stderr
+    refused = subprocess.run([sys.executable, "-m", "bricks", "bricks", "--realtime", "0"], input="",
+                             capture_output=True, text=True, env=environment, timeout=60)
+    assert refused.returncode == 2 and "--realtime" in refused.stderr

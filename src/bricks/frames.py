@@ -1,4 +1,4 @@
-"""Byte-exact Ethernet frame builders (VLAN, IPv4, IPv6, TCP, UDP, fragments), random flows and flow keys: for the demo, the benchmarks and the tests.
+"""Byte-exact Ethernet frame builders (VLAN, IPv4, IPv6, TCP, UDP, fragments), random flows, flow keys and pcap files: for the demo, the benchmarks and the tests.
 
 Pure `struct`, no scapy, so tests control every byte (truncation, odd headers).
 Addresses are strings ("10.0.0.1", "2001:db8::1") or integers; every
@@ -10,6 +10,7 @@ builder returns bytes. Outer layers take the inner one as `payload`:
 import ipaddress
 import random
 import struct
+from typing import List, NamedTuple, Sequence, Tuple
 
 ETHERTYPE_IPV4 = 0x0800
 ETHERTYPE_ARP = 0x0806
@@ -29,6 +30,14 @@ GRE = 47
 AH = 51
 ICMPV6 = 58
 DESTINATION_OPTIONS = 60
+
+PCAP_MICROSECOND_MAGIC = 0xA1B2C3D4
+PCAP_NANOSECOND_MAGIC = 0xA1B23C4D
+PCAP_SNAPLEN = 262144
+LINKTYPE_ETHERNET = 1
+PCAP_HEADER = struct.Struct("IHHiIII")      # magic, version 2.4, zone, sigfigs, snaplen, link type
+PCAP_RECORD = struct.Struct("IIII")         # seconds, micro- or nanoseconds, caplen, wirelen
+PCAP_FIRST_SECOND = 1_700_000_000
 
 DEFAULT_DESTINATION_MAC = bytes.fromhex("020000000002")
 DEFAULT_SOURCE_MAC = bytes.fromhex("020000000001")
@@ -232,3 +241,53 @@ def flow_frames(flows, packets_per_direction=1, seed=1):
             frames.append(pad(build(destination, source, destination_port, source_port)))
     rng.shuffle(frames)
     return frames
+
+
+PcapRecord = Tuple[int, int, int, bytes]    # (seconds, fraction of a second, wirelen, captured bytes)
+
+
+class PcapFile(NamedTuple):
+    magic: int
+    snaplen: int
+    linktype: int
+    records: List[PcapRecord]
+    cut_bytes: int                          # bytes of a last record cut short (a capture still being written)
+
+    @property
+    def frames(self) -> List[bytes]:
+        return [data for _, _, _, data in self.records]
+
+
+def pcap_bytes(records: Sequence[PcapRecord], magic=PCAP_MICROSECOND_MAGIC, linktype=LINKTYPE_ETHERNET,
+               snaplen=PCAP_SNAPLEN) -> bytes:
+    """A little-endian pcap file of `records`."""
+    out = [struct.pack("<" + PCAP_HEADER.format, magic, 2, 4, 0, 0, snaplen, linktype)]
+    for seconds, fraction, wirelen, data in records:
+        out.append(struct.pack("<" + PCAP_RECORD.format, seconds, fraction, len(data), wirelen) + data)
+    return b"".join(out)
+
+
+def write_pcap(path, frames: Sequence[bytes]) -> None:
+    """A pcap file at `path` of whole `frames`, the n-th stamped PCAP_FIRST_SECOND + n seconds and n microseconds."""
+    with open(path, "wb") as out:
+        out.write(pcap_bytes([(PCAP_FIRST_SECOND + index, index, len(frame), frame)
+                              for index, frame in enumerate(frames)]))
+
+
+def read_pcap(data: bytes) -> PcapFile:
+    """The header and records of a pcap file (micro- or nanosecond, either byte order)."""
+    for order in ("<", ">"):
+        magic, _, _, _, _, snaplen, linktype = struct.unpack_from(order + PCAP_HEADER.format, data, 0)
+        if magic in (PCAP_MICROSECOND_MAGIC, PCAP_NANOSECOND_MAGIC):
+            break
+    else:
+        raise ValueError(f"not a pcap file (magic {data[:4].hex()})")
+    records, offset = [], PCAP_HEADER.size
+    while offset + PCAP_RECORD.size <= len(data):
+        seconds, fraction, caplen, wirelen = struct.unpack_from(order + PCAP_RECORD.format, data, offset)
+        end = offset + PCAP_RECORD.size + caplen
+        if end > len(data):
+            break
+        records.append((seconds, fraction, wirelen, data[offset + PCAP_RECORD.size:end]))
+        offset = end
+    return PcapFile(magic, snaplen, linktype, records, len(data) - offset)

@@ -23,6 +23,7 @@ from typing import List, Optional, Sequence, Tuple
 from pyroute2 import IPRoute, NetlinkError, netns
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP
 
+from bricks.frames import PCAP_HEADER, read_pcap
 from bricks.links import quiet_link
 
 NAMESPACE_PREFIX = "bkt-"
@@ -232,22 +233,9 @@ def send_frames(interface: str, frames: Sequence[bytes], pps: Optional[float] = 
 
 def parse_pcap(data: bytes) -> List[bytes]:
     """The frames of a pcap file (micro- or nanosecond, either byte order); a cut last record is ignored."""
-    if len(data) < 24:
+    if len(data) < PCAP_HEADER.size:
         return []
-    for order in ("<", ">"):
-        (magic,) = struct.unpack_from(order + "I", data, 0)
-        if magic in (0xA1B2C3D4, 0xA1B23C4D):
-            break
-    else:
-        raise ValueError(f"not a pcap file (magic {data[:4].hex()})")
-    frames, offset = [], 24
-    while offset + 16 <= len(data):
-        _, _, caplen, _ = struct.unpack_from(order + "IIII", data, offset)
-        if offset + 16 + caplen > len(data):
-            break
-        frames.append(data[offset + 16: offset + 16 + caplen])
-        offset += 16 + caplen
-    return frames
+    return read_pcap(data).frames
 
 
 def remove_veths(prefix: str) -> List[str]:

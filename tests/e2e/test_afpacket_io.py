@@ -5,18 +5,19 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
+from pyroute2 import IPRoute, netns
 
 from bricks import engine as engine_module
 from bricks._native import ffi, lib
 from bricks.errors import BricksError
-from bricks.frames import ETHERTYPE_QINQ, ETHERTYPE_VLAN, pad, udp_frame
+from bricks.frames import ETHERTYPE_QINQ, ETHERTYPE_VLAN, pad, read_pcap, udp_frame
+from tests.native import Graph, opened, output_counters
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
@@ -31,99 +32,26 @@ TX_SLOTS = 1024
 BATCH = 256
 SETTLE_TIMEOUT_S = 10
 STOP_TIMEOUT_S = 2
-SENDER_TIMEOUT_S = 60
-
-# Runs inside the namespace: sends the length-prefixed frames of a file on an
-# interface through a raw socket, then prints how many it sent.
-SENDER = """
-import socket, struct, sys
-interface, path = sys.argv[1], sys.argv[2]
-blob = open(path, "rb").read()
-sender = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-sender.bind((interface, 0))
-offset = sent = 0
-while offset < len(blob):
-    (length,) = struct.unpack_from("!I", blob, offset)
-    sender.send(blob[offset + 4:offset + 4 + length])
-    offset += 4 + length
-    sent += 1
-print(sent)
-"""
 
 
-def ip(*arguments, namespace=None):
-    prefix = ["ip", "netns", "exec", namespace] if namespace else []
-    subprocess.run(prefix + ["ip", *arguments], check=True, capture_output=True, timeout=10)
-
-
-def quiet(interface, namespace=None, mtu=None):
-    """Up, no ARP, no IPv6: the link carries only the test's frames."""
-    command = f"echo 1 > /proc/sys/net/ipv6/conf/'{interface}'/disable_ipv6"
-    prefix = ["ip", "netns", "exec", namespace] if namespace else []
-    subprocess.run(prefix + ["sh", "-c", command], check=True, capture_output=True, timeout=10)
-    if mtu:
-        ip("link", "set", interface, "mtu", str(mtu), namespace=namespace)
-    ip("link", "set", interface, "arp", "off", "up", namespace=namespace)
-
-
-class VethTestbed:
-    """A namespace that sends into the host end of an input veth, and output pipes X{N / X}N.
-
-    Names carry the pid and a per-test tag, so concurrent runs never collide.
-    """
-
-    def __init__(self, tag, pipes=1, mtu=None):
-        pid = os.getpid()
-        self.namespace = f"bricks-afp-{pid}-{tag}"
-        self.input_host = f"bk{tag}{pid}h"
-        self.input_namespace = f"bk{tag}{pid}n"
-        self.pipe_ends = [(f"bk{tag}{pid}{{{n}", f"bk{tag}{pid}}}{n}") for n in range(pipes)]
-        self.mtu = mtu
-
-    def __enter__(self):
-        try:
-            ip("netns", "add", self.namespace)
-            ip("link", "add", self.input_host, "type", "veth", "peer", "name", self.input_namespace,
-               "netns", self.namespace)
-            quiet(self.input_host, mtu=self.mtu)
-            quiet(self.input_namespace, namespace=self.namespace, mtu=self.mtu)
-            for broker_end, consumer_end in self.pipe_ends:
-                ip("link", "add", broker_end, "type", "veth", "peer", "name", consumer_end)
-                quiet(broker_end, mtu=self.mtu)
-                quiet(consumer_end, mtu=self.mtu)
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *exception):
-        for broker_end, _ in self.pipe_ends:
-            subprocess.run(["ip", "link", "del", broker_end], capture_output=True, timeout=10)
-        subprocess.run(["ip", "link", "del", self.input_host], capture_output=True, timeout=10)
-        subprocess.run(["ip", "netns", "del", self.namespace], capture_output=True, timeout=10)
-
-    def send(self, frames):
-        """Sends frames from the namespace end, in order; returns how many were sent."""
-        with tempfile.NamedTemporaryFile(prefix="bricks-afp-", suffix=".frames") as blob:
-            blob.write(b"".join(struct.pack("!I", len(frame)) + frame for frame in frames))
-            blob.flush()
-            done = subprocess.run(["ip", "netns", "exec", self.namespace, sys.executable, "-c", SENDER,
-                                   self.input_namespace, blob.name],
-                                  check=True, capture_output=True, text=True, timeout=SENDER_TIMEOUT_S)
-        return int(done.stdout)
+def wait_until(condition, timeout=SETTLE_TIMEOUT_S):
+    """Polls condition() until it holds or timeout passes."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 class Reader:
-    """Collects every frame arriving at an interface (a consumer reading X}N).
+    """Collects every frame arriving at an interface of a namespace (a consumer reading X}N), in order.
 
     The kernel hands a VLAN tag over beside the frame; like libpcap, the reader
     puts it back so that frames compare byte for byte with what was sent.
     """
 
-    def __init__(self, interface):
+    def __init__(self, interface, namespace):
         # Protocol 0 until bind(): an ETH_P_ALL socket would queue frames of every
         # interface in between.
-        self.socket = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        self.socket = netns.create_socket(namespace, socket.AF_PACKET, socket.SOCK_RAW, 0)
         self.socket.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 64 << 20)
         self.socket.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
         self.socket.bind((interface, ETH_P_ALL))   # Python converts to network order
@@ -132,6 +60,12 @@ class Reader:
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exception_info):
+        self.close()
 
     def _run(self):
         while not self.stopping.is_set():
@@ -149,11 +83,9 @@ class Reader:
                         frame = frame[:12] + struct.pack("!HH", tpid, tci) + frame[12:]
             self.frames.append(frame)
 
-    def wait_for(self, count, timeout=SETTLE_TIMEOUT_S):
+    def wait_for(self, count):
         """Waits until count frames arrived (or timeout), then a little longer for extras."""
-        deadline = time.monotonic() + timeout
-        while len(self.frames) < count and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: len(self.frames) >= count)
         time.sleep(0.2)
         return self.frames
 
@@ -163,70 +95,23 @@ class Reader:
         self.socket.close()
 
 
-def check(pointer, error):
-    assert pointer != ffi.NULL, ffi.string(error).decode()
-    return pointer
-
-
-class Engine:
-    """Source -> Dummy -> sink in one engine, run by a thread (cffi releases the GIL)."""
-
-    def __init__(self, source_interface, sink_interface=None, fanout_group=-1, slots=TX_SLOTS, mtu=1500,
-                 ring_bytes=RING_BYTES, batch=BATCH, pcap_path=None):
-        error = ffi.new("char[256]")
-        self.source = check(lib.brk_source_afpacket_open(source_interface.encode(), ring_bytes,
-                                                         fanout_group, error, len(error)), error)
-        if pcap_path:
-            self.sink = check(lib.brk_sink_pcap_open(str(pcap_path).encode(), 65535, error, len(error)), error)
-        else:
-            self.sink = check(lib.brk_sink_afpacket_open(sink_interface.encode(), slots, mtu, error,
-                                                         len(error)), error)
-        config = ffi.new("struct brk_brick_config *", {"split": 4})
-        self.brick = check(lib.brk_brick_new(lib.brk_brick_kind_find(b"Dummy"), config, error, len(error)),
-                           error)
-        assert lib.brk_brick_add_sink(self.brick, self.sink) == 0
-        self.engine = lib.brk_engine_new(batch, -1)
-        assert lib.brk_engine_add_source(self.engine, self.source, self.brick) == 0
-        self.thread = threading.Thread(target=lib.brk_engine_run, args=(self.engine,), daemon=True)
-
-    def start(self):
-        self.thread.start()
-        return self
-
-    def stop(self):
-        """Stops the loop; returns how long the thread took to end."""
-        began = time.monotonic()
-        lib.brk_engine_stop(self.engine)
-        self.thread.join(timeout=STOP_TIMEOUT_S)
-        assert not self.thread.is_alive(), "the engine did not stop"
-        return time.monotonic() - began
-
-    def stats(self):
-        stats = ffi.new("struct brk_engine_stats *")
-        lib.brk_engine_stats(self.engine, stats)
-        return stats
-
-    def output(self):
-        counters = ffi.new("struct brk_counters *")
-        assert lib.brk_brick_output_stats(self.brick, 0, counters) == 0
-        return counters
-
-    def free(self):
-        if self.thread.is_alive():
-            self.stop()
-        lib.brk_engine_free(self.engine)
-        lib.brk_brick_free(self.brick)
-        lib.brk_sink_close(self.sink)
-        lib.brk_source_close(self.source)
+def afpacket_sink(interface, slots=TX_SLOTS, mtu=1500):
+    return opened(lib.brk_sink_afpacket_open, interface.encode(), slots, mtu)
 
 
 @contextmanager
-def running(*engines):
-    try:
-        yield [engine.start() for engine in engines]
-    finally:
-        for engine in engines:
-            engine.free()
+def forwarding(source_interface, sink, fanout_group=-1):
+    """AF_PACKET source on source_interface -> Dummy -> sink, running in a thread: yields (graph, dummy)."""
+    with Graph(BATCH) as graph:
+        dummy = graph.brick("Dummy", split=4)
+        graph.sink(dummy, sink)
+        graph.source(opened(lib.brk_source_afpacket_open, source_interface.encode(), RING_BYTES, fanout_group),
+                     dummy)
+        yield graph.start(), dummy
+
+
+def wait_for_received(graph, count):
+    wait_until(lambda: graph.stats().received_packets >= count)
 
 
 def distinct_udp_frames(count, seed, size=None):
@@ -244,19 +129,18 @@ def distinct_udp_frames(count, seed, size=None):
 
 
 @pytest.mark.root
-def test_forwards_every_packet_byte_exact_in_order():
-    with VethTestbed("f") as bed, running(Engine(bed.input_host, bed.pipe_ends[0][0])) as (engine,):
-        reader = Reader(bed.pipe_ends[0][1])
-        try:
+def test_forwards_every_packet_byte_exact_in_order(testbed):
+    input_host, input_namespace = testbed.add_input("in")
+    broker_end, consumer_end = testbed.add_egress("p0")
+    with forwarding(input_host, afpacket_sink(broker_end)) as (graph, dummy):
+        with Reader(consumer_end, testbed.namespace) as reader:
             frames = distinct_udp_frames(2000, seed=1)
             began = time.monotonic()
-            assert bed.send(frames) == len(frames)
+            testbed.send(input_namespace, frames)
             received = reader.wait_for(len(frames))
             elapsed = time.monotonic() - began
-        finally:
-            reader.close()
-        engine.stop()
-        stats, output = engine.stats(), engine.output()
+        graph.stop()
+        stats, output = graph.stats(), output_counters(dummy)
     assert len(received) == len(frames), f"{len(received)} of {len(frames)} arrived"
     assert received == frames
     assert stats.received_packets == len(frames)
@@ -267,46 +151,41 @@ def test_forwards_every_packet_byte_exact_in_order():
 
 
 @pytest.mark.root
-def test_only_arriving_packets_are_read():
+def test_only_arriving_packets_are_read(testbed):
     """Frames leaving the input interface (another program sending there) are not input."""
-    with VethTestbed("o") as bed, running(Engine(bed.input_host, bed.pipe_ends[0][0])) as (engine,):
+    input_host, input_namespace = testbed.add_input("in")
+    broker_end, _ = testbed.add_egress("p0")
+    with forwarding(input_host, afpacket_sink(broker_end)) as (graph, _):
         outgoing = distinct_udp_frames(300, seed=7)
         with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0) as sender:
-            sender.bind((bed.input_host, 0))
+            sender.bind((input_host, 0))
             for frame in outgoing:
                 sender.send(frame)
         incoming = distinct_udp_frames(200, seed=9)
-        assert bed.send(incoming) == len(incoming)
-        deadline = time.monotonic() + SETTLE_TIMEOUT_S
-        while engine.stats().received_packets < len(incoming) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        testbed.send(input_namespace, incoming)
+        wait_for_received(graph, len(incoming))
         time.sleep(0.3)
-        engine.stop()
-        stats = engine.stats()
+        graph.stop()
+        stats = graph.stats()
     assert stats.received_packets == len(incoming)
     assert stats.received_bytes == sum(map(len, incoming))
 
 
 @pytest.mark.root
-def test_capture_timestamps_are_the_arrival_time(tmp_path):
+def test_capture_timestamps_are_the_arrival_time(testbed, tmp_path):
     path = tmp_path / "out.pcap"
-    with VethTestbed("t") as bed, running(Engine(bed.input_host, pcap_path=path)) as (engine,):
+    input_host, input_namespace = testbed.add_input("in")
+    with forwarding(input_host, opened(lib.brk_sink_pcap_open, str(path).encode(), 65535)) as (graph, _):
         frames = distinct_udp_frames(50, seed=8)
         before = time.time()
-        assert bed.send(frames) == len(frames)
+        testbed.send(input_namespace, frames)
         after = time.time()
-        deadline = time.monotonic() + SETTLE_TIMEOUT_S
-        while engine.stats().received_packets < len(frames) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        engine.stop()
-    blob = path.read_bytes()
-    offset, stamps, received = 24, [], []
-    while offset < len(blob):
-        seconds, microseconds, caplen, _ = struct.unpack_from("<IIII", blob, offset)
-        stamps.append(seconds + microseconds / 1e6)
-        received.append(blob[offset + 16:offset + 16 + caplen])
-        offset += 16 + caplen
-    assert received == frames
+        wait_for_received(graph, len(frames))
+        graph.stop()
+    capture = read_pcap(path.read_bytes())
+    stamps = [seconds + microseconds / 1e6 for seconds, microseconds, _, _ in capture.records]
+    assert capture.cut_bytes == 0
+    assert capture.frames == frames
     assert all(before - 0.001 <= stamp <= after + 0.001 for stamp in stamps)
     assert stamps == sorted(stamps)
 
@@ -319,7 +198,7 @@ def flow_key(frame):
 
 
 @pytest.mark.root
-def test_fanout_gives_disjoint_complete_flow_consistent_shares():
+def test_fanout_gives_disjoint_complete_flow_consistent_shares(testbed):
     rng = random.Random(2)
     flows = [(f"10.1.{n}.{rng.randrange(1, 255)}", f"10.2.{n}.{rng.randrange(1, 255)}",
               rng.randrange(1024, 65536), rng.randrange(1, 1024)) for n in range(200)]
@@ -327,22 +206,19 @@ def test_fanout_gives_disjoint_complete_flow_consistent_shares():
     for n, (client, server, client_port, server_port) in enumerate(flows):
         frames.append(pad(udp_frame(client, server, client_port, server_port, struct.pack("!I", 2 * n))))
         frames.append(pad(udp_frame(server, client, server_port, client_port, struct.pack("!I", 2 * n + 1))))
-    with VethTestbed("h", pipes=2) as bed:
-        engines = [Engine(bed.input_host, broker_end, fanout_group=0x4b1d) for broker_end, _ in bed.pipe_ends]
-        with running(*engines):
-            readers = [Reader(consumer_end) for _, consumer_end in bed.pipe_ends]
-            try:
-                assert bed.send(frames) == len(frames)
-                deadline = time.monotonic() + SETTLE_TIMEOUT_S
-                while sum(len(reader.frames) for reader in readers) < len(frames) and time.monotonic() < deadline:
-                    time.sleep(0.01)
-                time.sleep(0.2)
-            finally:
-                for reader in readers:
-                    reader.close()
-            for engine in engines:
-                engine.stop()
-            received = [engine.stats().received_packets for engine in engines]
+    input_host, input_namespace = testbed.add_input("in")
+    pipes = [testbed.add_egress(f"p{n}") for n in range(2)]
+    with ExitStack() as running:
+        graphs = [running.enter_context(forwarding(input_host, afpacket_sink(broker_end), fanout_group=0x4b1d))[0]
+                  for broker_end, _ in pipes]
+        with ExitStack() as reading:
+            readers = [reading.enter_context(Reader(consumer_end, testbed.namespace)) for _, consumer_end in pipes]
+            testbed.send(input_namespace, frames)
+            wait_until(lambda: sum(len(reader.frames) for reader in readers) >= len(frames))
+            time.sleep(0.2)
+        for graph in graphs:
+            graph.stop()
+        received = [graph.stats().received_packets for graph in graphs]
     shares = [reader.frames for reader in readers]
     assert sorted(shares[0] + shares[1]) == sorted(frames), "not a complete, duplicate-free split"
     assert all(shares), f"one engine got nothing: {list(map(len, shares))}"
@@ -362,19 +238,18 @@ def test_fanout_gives_disjoint_complete_flow_consistent_shares():
 # blocks of 8 and 4 frames; 512: the default, blocks of 64 frames a cache line apart).
 @pytest.mark.parametrize("consumer_up, slots", [(True, 8), (False, 8), (False, 100), (False, 512)],
                          ids=["nobody-reads", "consumer-down", "consumer-down-100", "consumer-down-512"])
-def test_small_tx_ring_never_blocks(consumer_up, slots):
-    with VethTestbed("s") as bed:
-        broker_end, consumer_end = bed.pipe_ends[0]
-        if not consumer_up:
-            ip("link", "set", consumer_end, "down")
-        frames = distinct_udp_frames(2000, seed=3)
-        with running(Engine(bed.input_host, broker_end, slots=slots)) as (engine,):
-            assert bed.send(frames) == len(frames)
-            deadline = time.monotonic() + SETTLE_TIMEOUT_S
-            while engine.stats().received_packets < len(frames) and time.monotonic() < deadline:
-                time.sleep(0.01)
-            stop_time = engine.stop()
-            stats, output = engine.stats(), engine.output()
+def test_small_tx_ring_never_blocks(testbed, consumer_up, slots):
+    input_host, input_namespace = testbed.add_input("in")
+    broker_end, consumer_end = testbed.add_egress("p0")
+    if not consumer_up:
+        with IPRoute(netns=testbed.namespace) as ipr:
+            ipr.link("set", index=ipr.link_lookup(ifname=consumer_end)[0], state="down")
+    frames = distinct_udp_frames(2000, seed=3)
+    with forwarding(input_host, afpacket_sink(broker_end, slots=slots)) as (graph, dummy):
+        testbed.send(input_namespace, frames)
+        wait_for_received(graph, len(frames))
+        stop_time = graph.stop()
+        stats, output = graph.stats(), output_counters(dummy)
     assert stats.received_packets == len(frames)
     assert stop_time < 0.5
     assert output.packets + output.drops == len(frames)
@@ -387,38 +262,32 @@ def test_small_tx_ring_never_blocks(consumer_up, slots):
         assert output.packets == slots
 
 
+def forward_through_jumbo_veths(testbed, frames, sink_mtu, expected_count):
+    """frames sent over veths of MTU 9000 into a sink of sink_mtu; returns (frames received, output counters)."""
+    input_host, input_namespace = testbed.add_input("in", mtu=9000)
+    broker_end, consumer_end = testbed.add_egress("p0", mtu=9000)
+    with forwarding(input_host, afpacket_sink(broker_end, mtu=sink_mtu)) as (graph, dummy):
+        with Reader(consumer_end, testbed.namespace) as reader:
+            testbed.send(input_namespace, frames)
+            received = reader.wait_for(expected_count)
+        graph.stop()
+        return received, output_counters(dummy)
+
+
 @pytest.mark.root
-def test_jumbo_frames_pass():
-    with VethTestbed("j", mtu=9000) as bed, \
-            running(Engine(bed.input_host, bed.pipe_ends[0][0], mtu=9000)) as (engine,):
-        reader = Reader(bed.pipe_ends[0][1])
-        try:
-            frames = distinct_udp_frames(100, seed=4, size=8000)
-            assert bed.send(frames) == len(frames)
-            received = reader.wait_for(len(frames))
-        finally:
-            reader.close()
-        engine.stop()
-        output = engine.output()
+def test_jumbo_frames_pass(testbed):
+    frames = distinct_udp_frames(100, seed=4, size=8000)
+    received, output = forward_through_jumbo_veths(testbed, frames, 9000, len(frames))
     assert {len(frame) for frame in frames} == {8000}
     assert received == frames
     assert output.packets == len(frames) and output.drops == 0
 
 
 @pytest.mark.root
-def test_frames_over_the_sink_mtu_are_dropped_and_counted():
-    with VethTestbed("m", mtu=9000) as bed, \
-            running(Engine(bed.input_host, bed.pipe_ends[0][0], mtu=1500)) as (engine,):
-        reader = Reader(bed.pipe_ends[0][1])
-        try:
-            big = distinct_udp_frames(10, seed=5, size=1515)
-            fitting = distinct_udp_frames(10, seed=6, size=1514)
-            assert bed.send(big + fitting) == 20
-            received = reader.wait_for(len(fitting))
-        finally:
-            reader.close()
-        engine.stop()
-        output = engine.output()
+def test_frames_over_the_sink_mtu_are_dropped_and_counted(testbed):
+    big = distinct_udp_frames(10, seed=5, size=1515)
+    fitting = distinct_udp_frames(10, seed=6, size=1514)
+    received, output = forward_through_jumbo_veths(testbed, big + fitting, 1500, len(fitting))
     # Tagged frames may carry 4 bytes more than MTU + 14, untagged ones not.
     expected = [frame for frame in big if frame[12:14] in (b"\x81\x00", b"\x88\xa8")] + fitting
     assert received == expected

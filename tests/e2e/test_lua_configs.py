@@ -14,7 +14,7 @@ from bricks import engine as engine_module
 from bricks import frames as frame_builder
 from bricks import links
 from bricks.testbed import parse_pcap, wait_for_total
-from tests.unit.test_lua_api import REPOSITORY, Console, write_pcap
+from tests.unit.test_lua_api import REPOSITORY, Console
 
 pytestmark = pytest.mark.root
 
@@ -243,7 +243,7 @@ def test_pcapw_config(testbed, lua, tmp_path):
 def test_pcapr_config(testbed, lua, tmp_path):
     host_if, _ = testbed.add_input("in")
     sent = frame_builder.flow_frames(150, seed=12)
-    write_pcap(tmp_path / "capture.pcap", sent)
+    frame_builder.write_pcap(tmp_path / "capture.pcap", sent)
     captures = run_setup(testbed, lua, f'setups:pcapr_config(pe, "{host_if}", "{tmp_path}")',
                          lambda: pipe_readers(testbed, host_if, (0,)), [], len(sent))
     assert captures[0] == sent

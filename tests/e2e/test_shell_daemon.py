@@ -12,6 +12,7 @@ import stat
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 
 import pexpect
 import pytest
@@ -36,11 +37,34 @@ def send_flows(testbed, ns_if, count):
     return frames
 
 
+@contextmanager
+def ended_by_ctrl_d(shell):
+    """The spawned shell for the block; after it, Ctrl-D must end the shell with status 0. Closed even on failure."""
+    try:
+        yield shell
+        shell.sendeof()
+        shell.expect(pexpect.EOF)
+    finally:
+        shell.close(force=True)
+    assert shell.exitstatus == 0
+
+
+def shut_down_from(shell):
+    """Types BRICKS.shutdown() at the shell's prompt: it must say goodbye and exit with status 0."""
+    try:
+        shell.expect_exact(PROMPT)
+        shell.sendline("BRICKS.shutdown()")
+        shell.expect_exact("Goodbye!")
+        shell.expect(pexpect.EOF)
+    finally:
+        shell.close(force=True)
+    assert shell.exitstatus == 0
+
+
 # ---------------------------------------------------------------- the local shell
 
 def test_interactive_shell_prompt_completion_multiline_errors_and_ctrl_d(paths):
-    shell = paths.spawn("bricks")
-    try:
+    with ended_by_ctrl_d(paths.spawn("bricks")) as shell:
         shell.expect_exact(PROMPT)
         shell.send("BRICKS.print_sta\t")
         shell.expect_exact("tus")                   # Tab completed the name in place
@@ -68,43 +92,24 @@ def test_interactive_shell_prompt_completion_multiline_errors_and_ctrl_d(paths):
         shell.sendline('"NoSuchKind")')
         shell.expect(r"NoSuchKind[^\r\n]*\r\n")
         shell.expect_exact(PROMPT)
-        shell.sendeof()
-        shell.expect(pexpect.EOF)
-    finally:
-        shell.close(force=True)
-    assert shell.exitstatus == 0
     with open(os.path.join(paths.home, ".bricks_history")) as history:
         assert "=double(21)" in history.read().splitlines()
 
 
 def test_ctrl_d_removes_the_pipes_the_shell_made(paths, testbed):
     host_if, _ = testbed.add_input("in")
-    shell = paths.spawn("bricks")
-    try:
+    with ended_by_ctrl_d(paths.spawn("bricks")) as shell:
         shell.expect_exact(PROMPT)
         shell.sendline(f'pe = PktEngine.new("e0"); lb = Brick.new("LoadBalancer"); lb:connect_input("{host_if}"); '
                        f'lb:connect_outputs("{host_if}", 2); pe:link(lb); pe:start(); BRICKS.print_status()')
         shell.expect_exact("BRICKS is online.")
         shell.expect_exact(PROMPT)
         assert sorted(veths_named(host_if + "{")) == [host_if + "{0", host_if + "{1"]
-        shell.sendeof()
-        shell.expect(pexpect.EOF)
-    finally:
-        shell.close(force=True)
-    assert shell.exitstatus == 0
     assert veths_named(host_if + "{") == [] and veths_named(host_if + "}") == []
 
 
 def test_shutdown_leaves_the_local_shell(paths):
-    shell = paths.spawn("bricks")
-    try:
-        shell.expect_exact(PROMPT)
-        shell.sendline("BRICKS.shutdown()")
-        shell.expect_exact("Goodbye!")
-        shell.expect(pexpect.EOF)
-    finally:
-        shell.close(force=True)
-    assert shell.exitstatus == 0
+    shut_down_from(paths.spawn("bricks"))
 
 
 def test_piped_stdin_is_a_script(paths):
@@ -211,8 +216,7 @@ def test_two_remote_shells_each_see_only_their_own_output(paths):
 
 def test_ctrl_c_in_a_remote_shell_keeps_later_output_in_order(paths):
     paths.start_daemon()
-    shell = paths.spawn("bricks-shell")
-    try:
+    with ended_by_ctrl_d(paths.spawn("bricks-shell")) as shell:
         shell.expect_exact(PROMPT)
         shell.sendline('bricks_sleep(0.5); print("late")')
         time.sleep(0.2)
@@ -223,11 +227,6 @@ def test_ctrl_c_in_a_remote_shell_keeps_later_output_in_order(paths):
         shell.expect_exact("next\r\n")
         assert "late" not in shell.before
         shell.expect_exact(PROMPT)
-        shell.sendeof()
-        shell.expect(pexpect.EOF)
-    finally:
-        shell.close(force=True)
-    assert shell.exitstatus == 0
 
 
 def test_a_client_killed_mid_command_harms_nothing(paths):
@@ -317,15 +316,7 @@ def test_shutdown_from_a_remote_shell_stops_the_daemon(paths, testbed):
     paths.remote(f'pe = PktEngine.new("e0"); b = Brick.new("Duplicator"); b:connect_input("{host_if}"); '
                  f'b:connect_outputs("{host_if}", 2); pe:link(b); pe:start()')
     assert len(veths_named(host_if + "{")) == 2
-    shell = paths.spawn("bricks-shell")
-    try:
-        shell.expect_exact(PROMPT)
-        shell.sendline("BRICKS.shutdown()")
-        shell.expect_exact("Goodbye!")
-        shell.expect(pexpect.EOF)
-    finally:
-        shell.close(force=True)
-    assert shell.exitstatus == 0
+    shut_down_from(paths.spawn("bricks-shell"))
     assert wait_until(lambda: not alive(pid), 10)
     assert veths_named(host_if + "{") == []
     assert not os.path.exists(paths.socket) and not os.path.exists(paths.pid_file)

@@ -1,7 +1,6 @@
 """Commands without root: argument rules, the socket protocol, pid-file locking and the daemon's service loop (fake Lua)."""
 import os
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -14,6 +13,7 @@ from click.testing import CliRunner
 from bricks import cli, server
 from bricks.client import ClientError, RemoteSession
 from bricks.errors import BricksError
+from bricks.frames import pcap_bytes
 
 WAIT = 10.0
 
@@ -288,8 +288,7 @@ def test_batch_option_sets_the_default_batch_of_link(tmp_path, monkeypatch):
     from bricks.lua import LuaRuntime
     monkeypatch.setattr(engine, "DEFAULT_BATCH", engine.DEFAULT_BATCH)
     capture = tmp_path / "in.pcap"
-    capture.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
-                        + struct.pack("<IIII", 0, 0, 60, 60) + bytes(60))
+    capture.write_bytes(pcap_bytes([(0, 0, 60, bytes(60))], snaplen=65535))
     runtime = LuaRuntime(output=lambda text: None)
     server.configure_runtime(runtime, batch=64)
     try:

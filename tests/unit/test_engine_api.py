@@ -10,6 +10,7 @@ import pytest
 from bricks import engine as engine_module
 from bricks.engine import Brick, PktEngine
 from bricks.errors import BricksError
+from bricks.frames import read_pcap, write_pcap
 
 
 @pytest.fixture(autouse=True)
@@ -17,13 +18,6 @@ def no_engines_left():
     yield
     engine_module.shutdown_all()
     assert engine_module.engines() == []
-
-
-def write_pcap(path, frames):
-    with open(path, "wb") as out:
-        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
-        for index, frame in enumerate(frames):
-            out.write(struct.pack("<IIII", 1_700_000_000 + index, index, len(frame), len(frame)) + frame)
 
 
 def udp_frame(source_port, destination_port=53):
@@ -171,19 +165,17 @@ def test_pcap_reader_balancer_writers_round_trip(tmp_path):
     assert received == [3000, 3000, stats["bricks"][2]["received"], stats["bricks"][3]["received"]]
     assert received[2] + received[3] == 3000 and min(received[2:]) > 0
     engine.delete()
+    original = (tmp_path / "in.pcap").read_bytes()
     records = {}
     for index in range(2):
         blob = (tmp_path / f"{index}.pcap").read_bytes()
-        assert blob[:24] == (tmp_path / "in.pcap").read_bytes()[:24]
-        offset, previous = 24, -1
-        while offset < len(blob):
-            seconds, micros, caplen, length = struct.unpack_from("<IIII", blob, offset)
-            assert micros > previous   # order kept within an output
-            previous = micros
-            records[micros] = blob[offset:offset + 16 + caplen]
-            offset += 16 + caplen
-    original = (tmp_path / "in.pcap").read_bytes()[24:]
-    assert b"".join(records[index] for index in range(len(frames))) == original
+        assert blob[:24] == original[:24]
+        capture = read_pcap(blob)
+        assert capture.cut_bytes == 0
+        stamps = [micros for _, micros, _, _ in capture.records]
+        assert stamps == sorted(set(stamps))   # order kept within an output
+        records.update((record[1], record) for record in capture.records)
+    assert [records[index] for index in range(len(frames))] == read_pcap(original).records
 
 
 def test_start_stop_restart_and_link_while_running(tmp_path):

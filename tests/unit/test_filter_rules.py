@@ -1,6 +1,5 @@
 """Filter brick without a kernel: rule validation, matching semantics and counters on in-memory frames through the C engine."""
 import json
-import threading
 import time
 
 import pytest
@@ -11,42 +10,29 @@ from bricks.errors import BricksError
 from bricks.filter import FilterRules, load_rule_file, retrieve, save_all
 from bricks.frames import (ETHERTYPE_IPV4, ETHERTYPE_VLAN, FRAGMENT, ICMP, ICMPV6, ether, fragment_header_body,
                            ip_frame, ipv4, ipv4_fragments, ipv6, pad, tcp_frame, udp_frame)
+from tests.native import Graph, brick_stats, memory_source, output_packets
 
 
 def run(rules, frames, rounds=1, reject_output=False):
-    """Pushes frames through a C Filter brick using rules' table; returns (passed frames' indexes per output,
-    brick stats, filter stats) from the output counters of one-frame runs, plus totals."""
-    error = ffi.new("char[256]")
-    kind = lib.brk_brick_kind_find(b"Filter")
-    config = ffi.new("struct brk_brick_config *")
-    brick = lib.brk_brick_new(kind, config, error, len(error))
-    sinks = [lib.brk_sink_null_new() for _ in range(2 if reject_output else 1)]
-    engine = lib.brk_engine_new(256, -1)
-    lengths = ffi.new("uint32_t[]", [len(frame) for frame in frames])
-    source = lib.brk_source_memory_new(b"".join(frames), lengths, len(frames), rounds)
-    try:
+    """Pushes frames through a C Filter brick using rules' table; returns (packets per output, packets filtered,
+    filter stats)."""
+    with Graph() as graph:
+        brick = graph.brick("Filter")
         rules.attach(brick)
-        for sink in sinks:
-            assert lib.brk_brick_add_sink(brick, sink) == 0
-        assert lib.brk_engine_add_source(engine, source, brick) == 0
-        assert lib.brk_engine_run(engine) == 0
-        counters = ffi.new("struct brk_counters *")
-        outputs = []
-        for index in range(len(sinks)):
-            lib.brk_brick_output_stats(brick, index, counters)
-            outputs.append(counters.packets)
-        brick_stats = ffi.new("struct brk_brick_stats *")
-        lib.brk_brick_stats(brick, brick_stats)
-        filter_stats = ffi.new("struct brk_filter_stats *")
-        lib.brk_filter_stats(brick, filter_stats)
-        assert brick_stats.received_packets == sum(outputs) + brick_stats.filtered
-        return outputs, brick_stats.filtered, filter_stats
-    finally:
-        lib.brk_engine_free(engine)
-        lib.brk_source_close(source)
-        lib.brk_brick_free(brick)
-        for sink in sinks:
-            lib.brk_sink_close(sink)
+        outputs = 2 if reject_output else 1
+        graph.null_sinks(brick, outputs)
+        graph.source(memory_source(frames, rounds), brick)
+        graph.run()
+        passed = output_packets(brick, outputs)
+        counted = brick_stats(brick)
+        assert counted.received_packets == sum(passed) + counted.filtered
+        return passed, counted.filtered, filter_stats(brick)
+
+
+def filter_stats(brick):
+    stats = ffi.new("struct brk_filter_stats *")
+    lib.brk_filter_stats(brick, stats)
+    return stats
 
 
 def passes(rules, frame):
@@ -267,47 +253,28 @@ def test_retrieve_by_first_output_and_daemon_rule_file(tmp_path):
 def test_many_rules_while_traffic_flows_counters_exact():
     """Rules published one by one while the engine runs: packets no rule drops are never lost."""
     rules = FilterRules()
-    error = ffi.new("char[256]")
-    brick = lib.brk_brick_new(lib.brk_brick_kind_find(b"Filter"), ffi.new("struct brk_brick_config *"),
-                              error, len(error))
-    sink = lib.brk_sink_null_new()
-    engine = lib.brk_engine_new(64, -1)
     kept, dropped = pad(tcp_frame(A, B, 1000, 80)), pad(tcp_frame(C, B, 1000, 80))
-    frames = [kept, dropped]
-    lengths = ffi.new("uint32_t[]", [len(frame) for frame in frames])
-    source = lib.brk_source_memory_new(b"".join(frames), lengths, 2, 1 << 40)
-    try:
+    with Graph(batch=64) as graph:
+        brick = graph.brick("Filter")
         rules.attach(brick)
-        lib.brk_brick_add_sink(brick, sink)
-        lib.brk_engine_add_source(engine, source, brick)
-        runner = threading.Thread(target=lib.brk_engine_run, args=(engine,))
-        runner.start()
+        graph.null_sinks(brick, 1)
+        graph.source(memory_source([kept, dropped], rounds=1 << 40), brick)
+        graph.start()
         try:
             for index in range(2000):
                 rules.drop({"src": f"172.16.{index // 256}.{index % 256}"})
             rules.drop({"src": C})
             time.sleep(0.05)
         finally:
-            lib.brk_engine_stop(engine)
-            runner.join(10)
-        assert not runner.is_alive()
-        counters = ffi.new("struct brk_counters *")
-        lib.brk_brick_output_stats(brick, 0, counters)
-        brick_stats = ffi.new("struct brk_brick_stats *")
-        lib.brk_brick_stats(brick, brick_stats)
-        stats = ffi.new("struct brk_filter_stats *")
-        lib.brk_filter_stats(brick, stats)
-        received = brick_stats.received_packets
+            graph.stop()
+        (passed,) = output_packets(brick, 1)
+        counted, stats = brick_stats(brick), filter_stats(brick)
+        received, filtered = counted.received_packets, counted.filtered
         assert stats.rule_dropped > 0
-        assert counters.packets == received - stats.rule_dropped == stats.passed
-        assert counters.packets >= received // 2           # every frame from A, whatever was published when
-        assert stats.rule_dropped == brick_stats.filtered == rules.rules()[-1]["hits"]
+        assert passed == received - stats.rule_dropped == stats.passed
+        assert passed >= received // 2           # every frame from A, whatever was published when
+        assert stats.rule_dropped == filtered == rules.rules()[-1]["hits"]
         assert len(rules.rules()) == 2001
-    finally:
-        lib.brk_engine_free(engine)
-        lib.brk_source_close(source)
-        lib.brk_brick_free(brick)
-        lib.brk_sink_close(sink)
 
 
 def test_random_rules_agree_with_a_plain_python_model():

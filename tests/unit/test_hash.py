@@ -14,6 +14,7 @@ from bricks.frames import (
     ipv4, ipv4_fragments, ipv6, ipv6_fragments, pad, random_flows, random_tcp_frames, tcp, tcp_frame, udp,
     udp_frame,
 )
+from tests.native import Graph, memory_source, output_packets
 
 NON_IP = lib.BRK_HASH_NON_IP
 TRUNCATED = lib.BRK_HASH_TRUNCATED
@@ -386,6 +387,14 @@ def assert_halves(counts, total):
         assert abs(count / total - 0.5) <= 0.05, counts
 
 
+def assert_split_in_half(members, split, depth):
+    """The hash at `depth` sends half of `members` to each of two outputs."""
+    halves = [0, 0]
+    for frame in members:
+        halves[flow_hash(frame, split, depth)[0] % 2] += 1
+    assert_halves(halves, len(members))
+
+
 @pytest.mark.parametrize("version", [4, 6])
 def test_second_level_splits_each_first_level_output_in_half(version):
     frames = random_tcp_frames(4000, seed=18, version=version)
@@ -394,68 +403,32 @@ def test_second_level_splits_each_first_level_output_in_half(version):
         groups[flow_hash(frame, 4, 0)[0] % 4].append(frame)
     for output, members in groups.items():
         assert abs(len(members) / len(frames) - 0.25) <= 0.05
-        halves = [0, 0]
-        for frame in members:
-            halves[flow_hash(frame, 2, 1)[0] % 2] += 1
-        assert_halves(halves, len(members))
+        assert_split_in_half(members, 2, 1)
 
 
 def test_third_level_is_decorrelated_from_the_second():
     frames = random_tcp_frames(4000, seed=19)
     for second in range(2):
         members = [f for f in frames if flow_hash(f, 4, 1)[0] % 2 == second]
-        halves = [0, 0]
-        for frame in members:
-            halves[flow_hash(frame, 4, 2)[0] % 2] += 1
-        assert_halves(halves, len(members))
+        assert_split_in_half(members, 4, 2)
 
 
 def test_engine_cascade_lb4_then_lb2_on_each_output():
     frames = random_tcp_frames(2000, seed=20)
     rounds = 3
-    error = ffi.new("char[256]")
-    kind = lib.brk_brick_kind_find(b"LoadBalancer")
-    assert kind != ffi.NULL
+    with Graph() as graph:
+        root = graph.brick("LoadBalancer", split=4, depth=0, frag_slots=256)
+        children = [graph.child(root, "LoadBalancer", split=4, depth=1, frag_slots=256) for _ in range(4)]
+        for child in children:
+            graph.null_sinks(child, 2)
+        graph.source(memory_source(frames, rounds), root)
+        graph.run()
 
-    def balancer(depth):
-        config = ffi.new("struct brk_brick_config *", {"split": 4, "depth": depth, "frag_slots": 256})
-        brick = lib.brk_brick_new(kind, config, error, len(error))
-        assert brick != ffi.NULL, ffi.string(error)
-        return brick
-
-    lengths = ffi.new("uint32_t[]", [len(f) for f in frames])
-    source = lib.brk_source_memory_new(b"".join(frames), lengths, len(frames), rounds)
-    root, children, sinks = balancer(0), [], []
-    engine = lib.brk_engine_new(256, -1)
-    try:
-        for _ in range(4):
-            child = balancer(1)
-            children.append(child)
-            assert lib.brk_brick_add_child(root, child) == 0
-            for _ in range(2):
-                sinks.append(lib.brk_sink_null_new())
-                assert lib.brk_brick_add_sink(child, sinks[-1]) == 0
-        assert lib.brk_engine_add_source(engine, source, root) == 0
-        assert lib.brk_engine_run(engine) == 0
-
-        counters = ffi.new("struct brk_counters *")
         sent = len(frames) * rounds
         delivered = 0
         for child in children:
-            halves = []
-            for output in range(2):
-                assert lib.brk_brick_output_stats(child, output, counters) == 0
-                halves.append(counters.packets)
+            halves = output_packets(child, 2)
             assert_halves(halves, sum(halves))
             delivered += sum(halves)
         assert delivered == sent
-        stats = ffi.new("struct brk_engine_stats *")
-        lib.brk_engine_stats(engine, stats)
-        assert stats.received_packets == sent
-    finally:
-        lib.brk_engine_free(engine)
-        lib.brk_source_close(source)
-        for brick in [root] + children:
-            lib.brk_brick_free(brick)
-        for sink in sinks:
-            lib.brk_sink_close(sink)
+        assert graph.stats().received_packets == sent

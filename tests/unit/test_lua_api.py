@@ -4,7 +4,6 @@ No root needed: engines that must move packets read and write pcap files.
 """
 import os
 import shutil
-import struct
 import time
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from bricks import engine as engine_module
 from bricks import frames
 from bricks.engine import PktEngine
+from bricks.frames import read_pcap, write_pcap
 from bricks.lua import LuaError, LuaRuntime
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -49,22 +49,11 @@ def lua():
     assert engine_module.engines() == []
 
 
-def write_pcap(path, frame_list):
-    with open(path, "wb") as out:
-        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
-        for index, frame in enumerate(frame_list):
-            out.write(struct.pack("<IIII", 1_700_000_000 + index, index, len(frame), len(frame)) + frame)
-
-
 def read_pcap_count(path):
     with open(path, "rb") as capture:
-        data = capture.read()
-    count, offset = 0, 24
-    while offset + 16 <= len(data):
-        (length,) = struct.unpack_from("<I", data, offset + 8)
-        offset += 16 + length
-        count += 1
-    return count
+        written = read_pcap(capture.read())
+    assert written.cut_bytes == 0
+    return len(written.records)
 
 
 def run_pcap_engine(lua, tmp_path, name, packets):

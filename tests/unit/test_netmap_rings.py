@@ -11,6 +11,8 @@ import pytest
 from bricks import frames
 from bricks._native import ffi, lib
 
+from tests.native import Graph, brick_stats, opened, output_counters
+
 from .test_netmap_abi import layout
 
 SLOT_SIZE, _, SLOT = layout("struct netmap_slot")
@@ -21,6 +23,7 @@ FIRST_BUFFER = 2                   # netmap never hands out buffers 0 and 1
 RING_AREA = 0x4000                 # netmap_if objects below, rings from here
 POISON = b"POISON-kernel-owned-slot"
 RUN_TIMEOUT = 20.0
+BATCH = 8                          # small: the rings wrap many times
 
 
 class Ring:
@@ -248,50 +251,24 @@ def expected_output(frame, outputs):
     return lib.brk_flow_hash(frame, len(frame), 4, 0, ffi.NULL, flags) % outputs
 
 
-def make_brick(kind, split=4):
-    config = ffi.new("struct brk_brick_config *", {"split": split, "depth": 0, "frag_slots": 0})
-    error = ffi.new("char[]", 256)
-    brick = lib.brk_brick_new(lib.brk_brick_kind_find(kind.encode()), config, error, len(error))
-    assert brick != ffi.NULL, ffi.string(error)
-    return brick
-
-
 def attach(opener, port):
-    error = ffi.new("char[]", 256)
-    handle = opener(port.binding(), error, len(error))
-    assert handle != ffi.NULL, ffi.string(error).decode()
-    return handle
+    return opened(opener, port.binding())
 
 
-def forward(kernel, source_port, brick, sink_ports, batch=8):
-    """Runs the C engine over source_port -> brick -> sink_ports until the kernel has every RX slot back."""
-    source = attach(lib.brk_source_netmap_attach, source_port)
-    sinks = [attach(lib.brk_sink_netmap_attach, port) for port in sink_ports]
-    for sink in sinks:
-        assert lib.brk_brick_add_sink(brick, sink) == 0
-    engine = lib.brk_engine_new(batch, -1)
-    assert lib.brk_engine_add_source(engine, source, brick) == 0
-    runner = threading.Thread(target=lib.brk_engine_run, args=(engine,), daemon=True)
-    runner.start()
+def forward(kernel, graph, source_port, brick, sink_ports):
+    """Runs graph's engine over source_port -> brick -> sink_ports until the kernel has every RX slot back;
+    returns (packets received, (packets, drops) of each of the first len(sink_ports) outputs of brick)."""
+    for port in sink_ports:
+        graph.sink(brick, attach(lib.brk_sink_netmap_attach, port))
+    graph.source(attach(lib.brk_source_netmap_attach, source_port), brick)
+    graph.start()
     try:
         assert kernel.done.wait(RUN_TIMEOUT), "the engine did not drain the RX rings in time"
     finally:
-        lib.brk_engine_stop(engine)
-        runner.join(RUN_TIMEOUT)
-    assert not runner.is_alive()
-    stats = ffi.new("struct brk_engine_stats *")
-    lib.brk_engine_stats(engine, stats)
-    counters = []
-    for index in range(len(sinks)):
-        output = ffi.new("struct brk_counters *")
-        lib.brk_brick_output_stats(brick, index, output)
-        counters.append((output.packets, output.drops))
-    lib.brk_engine_free(engine)
-    lib.brk_source_close(source)
-    for sink in sinks:
-        lib.brk_sink_close(sink)
+        graph.stop()
     assert kernel.errors == []
-    return stats.received_packets, counters
+    counters = [output_counters(brick, index) for index in range(len(sink_ports))]
+    return graph.stats().received_packets, [(output.packets, output.drops) for output in counters]
 
 
 @pytest.fixture
@@ -306,11 +283,9 @@ def test_load_balancer_swaps_buffers_into_pipes(kernel):
     sent = udp_frames(300, flows=64)
     for number, frame in enumerate(sent):
         nic.receive(frame, ring=(number % 64) % 3)           # a flow stays on one RX ring, as RSS keeps it
-    brick = make_brick("LoadBalancer")
-    try:
-        received, counters = forward(kernel, nic, brick, pipes)
-    finally:
-        lib.brk_brick_free(brick)
+    with Graph(batch=BATCH) as graph:
+        brick = graph.brick("LoadBalancer", split=4)
+        received, counters = forward(kernel, graph, nic, brick, pipes)
 
     assert received == len(sent)
     for index, pipe in enumerate(pipes):
@@ -335,11 +310,9 @@ def test_wrap_around_keeps_order_and_content(kernel):
     sent = udp_frames(50)
     for frame in sent:
         nic.receive(frame)
-    brick = make_brick("Dummy")
-    try:
-        received, counters = forward(kernel, nic, brick, [pipe], batch=3)
-    finally:
-        lib.brk_brick_free(brick)
+    with Graph(batch=3) as graph:
+        brick = graph.brick("Dummy", split=4)
+        received, counters = forward(kernel, graph, nic, brick, [pipe])
     assert received == 50 and counters == [(50, 0)]
     assert pipe.frames_out() == sent
     assert nic.rx[0].wraps >= 12 and pipe.tx[0].wraps >= 12
@@ -355,13 +328,10 @@ def test_full_pipe_drops_and_counts_without_blocking(kernel):
     sent = udp_frames(30)
     for frame in sent:
         nic.receive(frame)
-    brick = make_brick("Merge")
-    try:
-        received, counters = forward(kernel, nic, brick, [pipe], batch=4)
-        stats = ffi.new("struct brk_brick_stats *")
-        lib.brk_brick_stats(brick, stats)
-    finally:
-        lib.brk_brick_free(brick)
+    with Graph(batch=4) as graph:
+        brick = graph.brick("Merge", split=4)
+        received, counters = forward(kernel, graph, nic, brick, [pipe])
+        stats = brick_stats(brick)
     usable = pipe.tx[0].slots - 1                 # one slot always stays the kernel's
     assert counters == [(usable, len(sent) - usable)]
     assert received == stats.received_packets == len(sent) == sum(counters[0])
@@ -377,11 +347,9 @@ def test_duplicator_copies_into_every_pipe(kernel):
     sent = udp_frames(40)
     for number, frame in enumerate(sent):
         nic.receive(frame, ring=number % 2)
-    brick = make_brick("Duplicator")
-    try:
-        received, counters = forward(kernel, nic, brick, pipes)
-    finally:
-        lib.brk_brick_free(brick)
+    with Graph(batch=BATCH) as graph:
+        brick = graph.brick("Duplicator", split=4)
+        received, counters = forward(kernel, graph, nic, brick, pipes)
     assert received == 40 and counters == [(40, 0)] * 3
     for pipe in pipes:
         assert sorted(pipe.frames_out()) == sorted(sent)
@@ -397,16 +365,11 @@ def test_internal_edges_and_one_output_duplicators_still_swap(kernel):
     sent = udp_frames(40)
     for frame in sent:
         nic.receive(frame)
-    balancer, duplicator = make_brick("LoadBalancer", split=2), make_brick("Duplicator")
-    assert lib.brk_brick_add_child(balancer, duplicator) == 0   # an internal edge: still one ring per packet
-    inner_sink = attach(lib.brk_sink_netmap_attach, pipes[0])
-    try:
-        assert lib.brk_brick_add_sink(duplicator, inner_sink) == 0
-        received, counters = forward(kernel, nic, balancer, pipes[1:])
-    finally:
-        lib.brk_sink_close(inner_sink)
-        lib.brk_brick_free(balancer)
-        lib.brk_brick_free(duplicator)
+    with Graph(batch=BATCH) as graph:
+        balancer = graph.brick("LoadBalancer", split=2)
+        duplicator = graph.child(balancer, "Duplicator", split=4)   # an internal edge: still one ring per packet
+        graph.sink(duplicator, attach(lib.brk_sink_netmap_attach, pipes[0]))
+        received, counters = forward(kernel, graph, nic, balancer, pipes[1:])
     assert received == 40
     assert len(pipes[0].transmitted) + len(pipes[1].transmitted) == 40
     assert all(changed for pipe in pipes for _, _, changed in pipe.transmitted)
@@ -420,11 +383,9 @@ def test_ports_of_different_regions_copy(kernel):
     sent = udp_frames(60)
     for frame in sent:
         nic.receive(frame)
-    brick = make_brick("LoadBalancer")
-    try:
-        received, counters = forward(kernel, nic, brick, pipes)
-    finally:
-        lib.brk_brick_free(brick)
+    with Graph(batch=BATCH) as graph:
+        brick = graph.brick("LoadBalancer", split=4)
+        received, counters = forward(kernel, graph, nic, brick, pipes)
     assert received == 60 and sum(packets for packets, _ in counters) == 60
     assert sorted(pipes[0].frames_out() + pipes[1].frames_out()) == sorted(sent)
     assert not any(changed for pipe in pipes for _, _, changed in pipe.transmitted)
@@ -440,13 +401,10 @@ def test_multi_slot_frame_is_copied_as_its_first_buffer(kernel):
     nic.receive(single)
     nic.receive([first, rest])
     nic.receive(udp_frames(3)[1])
-    brick = make_brick("Dummy")
-    try:
-        received, counters = forward(kernel, nic, brick, [pipe])
-        output = ffi.new("struct brk_counters *")
-        lib.brk_brick_output_stats(brick, 0, output)
-    finally:
-        lib.brk_brick_free(brick)
+    with Graph(batch=BATCH) as graph:
+        brick = graph.brick("Dummy", split=4)
+        received, counters = forward(kernel, graph, nic, brick, [pipe])
+        output = output_counters(brick)
     assert received == 3 and counters == [(3, 0)]
     assert pipe.frames_out() == [single, first, udp_frames(3)[1]]
     assert [changed for _, _, changed in pipe.transmitted] == [True, False, True]

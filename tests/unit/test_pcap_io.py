@@ -1,40 +1,24 @@
 """The pcap back-end through the C engine: files in, files out, errors, truncation, flushing."""
 import random
 import struct
-import threading
+from contextlib import contextmanager
 
 import pytest
 
 from bricks._native import ffi, lib
+from bricks.frames import (LINKTYPE_ETHERNET, PCAP_MICROSECOND_MAGIC, PCAP_NANOSECOND_MAGIC, PCAP_SNAPLEN,
+                           pcap_bytes, read_pcap)
+from tests.native import Graph, memory_source, output_counters
 
-USEC_MAGIC = 0xA1B2C3D4
-NSEC_MAGIC = 0xA1B23C4D
-LINKTYPE_ETHERNET = 1
 LINKTYPE_RAW = 101
-SNAPLEN = 262144
 RUN_TIMEOUT_S = 20
 
 
-def pcap_bytes(records, magic=USEC_MAGIC, linktype=LINKTYPE_ETHERNET, snaplen=SNAPLEN):
-    """A little-endian pcap file; records are (seconds, fraction, wirelen, data)."""
-    out = [struct.pack("<IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype)]
-    for seconds, fraction, wirelen, data in records:
-        out.append(struct.pack("<IIII", seconds, fraction, len(data), wirelen))
-        out.append(data)
-    return b"".join(out)
-
-
 def parse_pcap(blob):
-    """(magic, snaplen, linktype, records) of a little-endian pcap file."""
-    magic, _, _, _, _, snaplen, linktype = struct.unpack_from("<IHHiIII", blob, 0)
-    offset, records = 24, []
-    while offset < len(blob):
-        seconds, fraction, caplen, wirelen = struct.unpack_from("<IIII", blob, offset)
-        offset += 16
-        records.append((seconds, fraction, wirelen, blob[offset:offset + caplen]))
-        offset += caplen
-    assert offset == len(blob), "trailing partial record"
-    return magic, snaplen, linktype, records
+    """(magic, snaplen, linktype, records) of a whole pcap file."""
+    capture = read_pcap(blob)
+    assert capture.cut_bytes == 0, "trailing partial record"
+    return capture.magic, capture.snaplen, capture.linktype, capture.records
 
 
 def varied_records(count, seed, start_second=1_700_000_000, fraction_limit=1_000_000):
@@ -67,50 +51,26 @@ def open_source(paths):
     return source, error
 
 
-def open_sink(path, snaplen=SNAPLEN):
+def open_sink(path, snaplen=PCAP_SNAPLEN):
     error = error_buffer()
     sink = lib.brk_sink_pcap_open(str(path).encode(), snaplen, error, len(error))
     return sink, error
 
 
-class Pipeline:
-    """source -> Dummy -> sink on one engine; frees everything it was given."""
+@contextmanager
+def ran_to_end(source, sink, batch):
+    """source -> Dummy -> sink, run until the source is exhausted (bounded in time), then all freed on exit.
 
-    def __init__(self, source, sink, batch):
-        assert source != ffi.NULL and sink != ffi.NULL
-        self.source, self.sink = source, sink
-        error = error_buffer()
-        config = ffi.new("struct brk_brick_config *")
-        self.dummy = lib.brk_brick_new(lib.brk_brick_kind_find(b"Dummy"), config, error, len(error))
-        assert self.dummy != ffi.NULL, message(error)
-        assert lib.brk_brick_add_sink(self.dummy, sink) == 0
-        self.engine = lib.brk_engine_new(batch, -1)
-        assert self.engine != ffi.NULL
-        assert lib.brk_engine_add_source(self.engine, source, self.dummy) == 0
-
-    def run(self):
-        """Runs until the source is exhausted (bounded in time); returns the engine stats."""
-        thread = threading.Thread(target=lib.brk_engine_run, args=(self.engine,))
-        thread.start()
-        thread.join(RUN_TIMEOUT_S)
-        if thread.is_alive():
-            lib.brk_engine_stop(self.engine)
-            thread.join(RUN_TIMEOUT_S)
+    Yields (engine stats, output counters) while the sink is still open.
+    """
+    assert source != ffi.NULL and sink != ffi.NULL
+    with Graph(batch) as graph:
+        dummy = graph.brick("Dummy")
+        graph.sink(dummy, sink)
+        graph.source(source, dummy)
+        if not graph.start().finished(RUN_TIMEOUT_S):
             pytest.fail("engine did not finish on an exhausted source")
-        stats = ffi.new("struct brk_engine_stats *")
-        lib.brk_engine_stats(self.engine, stats)
-        return stats
-
-    def output_counters(self):
-        counters = ffi.new("struct brk_counters *")
-        assert lib.brk_brick_output_stats(self.dummy, 0, counters) == 0
-        return counters
-
-    def close(self):
-        lib.brk_engine_free(self.engine)
-        lib.brk_brick_free(self.dummy)
-        lib.brk_sink_close(self.sink)
-        lib.brk_source_close(self.source)
+        yield graph.stats(), output_counters(dummy)
 
 
 def copy_through_engine(inputs, output, batch=256):
@@ -119,12 +79,8 @@ def copy_through_engine(inputs, output, batch=256):
     assert source != ffi.NULL, message(error)
     sink, error = open_sink(output)
     assert sink != ffi.NULL, message(error)
-    pipeline = Pipeline(source, sink, batch)
-    try:
-        stats = pipeline.run()
-        return stats, pipeline.output_counters()
-    finally:
-        pipeline.close()
+    with ran_to_end(source, sink, batch) as (stats, counters):
+        return stats, counters
 
 
 @pytest.mark.parametrize("batch", [1, 37, 1024])
@@ -171,12 +127,12 @@ def test_several_files_are_read_in_order(tmp_path):
 
 def test_nanosecond_input_keeps_microseconds(tmp_path):
     records = varied_records(500, seed=3, fraction_limit=1_000_000_000)
-    (tmp_path / "in.pcap").write_bytes(pcap_bytes(records, magic=NSEC_MAGIC))
+    (tmp_path / "in.pcap").write_bytes(pcap_bytes(records, magic=PCAP_NANOSECOND_MAGIC))
 
     copy_through_engine([tmp_path / "in.pcap"], tmp_path / "out.pcap")
 
     magic, snaplen, linktype, written = parse_pcap((tmp_path / "out.pcap").read_bytes())
-    assert (magic, snaplen, linktype) == (USEC_MAGIC, SNAPLEN, LINKTYPE_ETHERNET)
+    assert (magic, snaplen, linktype) == (PCAP_MICROSECOND_MAGIC, PCAP_SNAPLEN, LINKTYPE_ETHERNET)
     assert written == [(s, nsec // 1000, wirelen, data) for s, nsec, wirelen, data in records]
 
 
@@ -185,11 +141,8 @@ def test_sink_cuts_packets_to_its_snaplen(tmp_path):
     (tmp_path / "in.pcap").write_bytes(pcap_bytes(records))
     source, _ = open_source([tmp_path / "in.pcap"])
     sink, _ = open_sink(tmp_path / "out.pcap", snaplen=128)
-    pipeline = Pipeline(source, sink, 64)
-    try:
-        pipeline.run()
-    finally:
-        pipeline.close()
+    with ran_to_end(source, sink, 64):
+        pass
     _, snaplen, _, written = parse_pcap((tmp_path / "out.pcap").read_bytes())
     assert snaplen == 128
     assert written == [(s, us, wirelen, data[:128]) for s, us, wirelen, data in records]
@@ -258,19 +211,11 @@ def test_output_is_valid_after_each_batch_before_close(tmp_path):
     frames = [bytes([i]) * length for i, length in enumerate((60, 1514, 300, 61, 999))]
     rounds, batch = 700, 64   # 3500 packets: the stdio buffer alone would not hold them
     blob = b"".join(frames)
-    source = lib.brk_source_memory_new(
-        ffi.from_buffer("uint8_t[]", blob), ffi.new("uint32_t[]", [len(f) for f in frames]),
-        len(frames), rounds)
     output = tmp_path / "out.pcap"
     sink, error = open_sink(output)
     assert sink != ffi.NULL, message(error)
-    pipeline = Pipeline(source, sink, batch)
-    try:
-        stats = pipeline.run()
-        counters = pipeline.output_counters()
+    with ran_to_end(memory_source(frames, rounds), sink, batch) as (stats, counters):
         written = parse_pcap(output.read_bytes())[3]   # the sink is still open
-    finally:
-        pipeline.close()
 
     assert written == [(0, 0, len(frame), frame) for frame in frames] * rounds
     assert stats.received_packets == counters.packets == len(frames) * rounds

@@ -164,13 +164,14 @@ def stop_daemon(pid_path, timeout=10.0):
         return pid
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if running_pid(pid_path) != pid and not _process_exists(pid):
+        if running_pid(pid_path) != pid and not process_exists(pid):
             return pid
         time.sleep(0.05)
     raise DaemonError(f"the daemon (pid {pid}) is still running {timeout:g} s after SIGTERM")
 
 
-def _process_exists(pid):
+def process_exists(pid):
+    """Whether pid names a live process (a zombie counts as gone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -25,6 +25,7 @@ from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP
 
 from bricks.frames import PCAP_HEADER, read_pcap
 from bricks.links import quiet_link
+from bricks.server import process_exists
 
 NAMESPACE_PREFIX = "bkt-"
 HOST_PREFIX = "bt"
@@ -262,21 +263,11 @@ def remove_stale_testbeds() -> List[str]:
     removed = []
     for namespace in netns.listnetns():
         match = re.fullmatch(NAMESPACE_PREFIX + r"(\d+)-([0-9a-f]{4})", namespace)
-        if match and not _process_exists(int(match[1])):
+        if match and not process_exists(int(match[1])):
             netns.remove(namespace)
             remove_veths(HOST_PREFIX + match[2])
             removed.append(namespace)
     return removed
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _quiet_up(ipr: IPRoute, name: str, in_this_namespace: bool) -> None:

@@ -34,6 +34,8 @@ from bricks.engine import Brick, PktEngine, install_signal_handlers
 from bricks.testbed import Testbed
 
 OUTPUTS = 4
+SOURCE_ADDRESS = "10.0.0.1"          # every generated flow: these addresses, source port FIRST_SOURCE_PORT + n
+DESTINATION_ADDRESS = "10.0.1.1"
 FIRST_SOURCE_PORT = 1024
 DESTINATION_PORT = 4789
 HEADER_BYTES = 14 + 20 + 8          # Ethernet + IPv4 + UDP
@@ -112,7 +114,7 @@ def trafgen_config(frame_bytes: int, flows: int) -> str:
     for flow in range(flows):
         packets.append(
             "{ eth(da=02:00:00:00:00:02, sa=02:00:00:00:00:01), "
-            "ipv4(sa=10.0.0.1, da=10.0.1.1, ttl=64), "
+            f"ipv4(sa={SOURCE_ADDRESS}, da={DESTINATION_ADDRESS}, ttl=64), "
             f"udp(sp={FIRST_SOURCE_PORT + flow}, dp={DESTINATION_PORT}), fill(0x00, {payload}) }}")
     return "\n".join(packets) + "\n"
 
@@ -222,24 +224,32 @@ class BricksForwarder(Forwarder):
         self.steered = steered
         self.label = self.base_label + (" rps" if steered else "")
         self.engine: PktEngine | None = None
+        self.brick: Brick | None = None
         self.per_output_packets: list[int] = []
+        self.final_stats: dict | None = None     # engine stats at stop
+
+    def make_brick(self) -> Brick:
+        """The brick the engine links, reading the input veth and writing pipes on it (a subclass may
+        forward through another kind)."""
+        balancer = Brick("LoadBalancer", OUTPUTS).connect_input(self.input_interface)
+        return balancer.connect_outputs(self.input_interface, OUTPUTS)
 
     def start(self) -> None:
         self.engine = PktEngine.new(f"veth-bench-{os.getpid()}", self.buffer_slots, self.cpu)
-        balancer = Brick("LoadBalancer", OUTPUTS).connect_input(self.input_interface)
-        balancer.connect_outputs(self.input_interface, OUTPUTS)
+        self.brick = self.make_brick()
         previous = os.environ.pop(bricks_engine.STEER_PIPES_ENVIRONMENT, None)
         if self.steered:
             os.environ[bricks_engine.STEER_PIPES_ENVIRONMENT] = "1"
         try:
-            self.engine.link(balancer, self.batch)
+            self.engine.link(self.brick, self.batch)
         finally:
             os.environ.pop(bricks_engine.STEER_PIPES_ENVIRONMENT, None)
             if previous is not None:
                 os.environ[bricks_engine.STEER_PIPES_ENVIRONMENT] = previous
         bricks_engine.set_realtime_priority(REALTIME_PRIORITY if self.realtime else None)
         self.engine.start()
-        self.consumers = [links.consumer_name(self.input_interface, index) for index in range(OUTPUTS)]
+        self.consumers = [links.consumer_name(self.input_interface, index)
+                          for index in range(len(self.brick.outputs))]
 
     def cpu_ns(self) -> int | None:
         return task_cpu_ns(os.getpid(), self.engine.thread.native_id)
@@ -253,6 +263,7 @@ class BricksForwarder(Forwarder):
         finally:
             self.engine.delete()
             self.engine = None
+        self.final_stats = stats
         self.per_output_packets = [output["packets"] for output in stats["bricks"][0]["outputs"]]
         return {"kernel": stats["kernel_drops"], "output": stats["output_drops"]}
 

@@ -33,13 +33,7 @@ end
 -- init4: checks that bricks can run here, creates the engines and links
 -- each to its share (see lb_config in configs/multi-threaded-setups.lua).
 function init4()
-   if not utilObj:netmap_loaded() then
-      error("no back-end can run here (neither netmap nor AF_PACKET)")
-   end
-   if not utilObj:check_superuser() then
-      error("you have to be superuser to run this script")
-   end
-   utilObj:enable_nmpipes()
+   utilObj:prepare_to_run()
 
    local cpus = utilObj:cpu_count()
    local ok, message = pcall(each_engine, function(number, name)

@@ -28,13 +28,7 @@ ENGINE_NAME = "e0"
 -- init: checks that bricks can run here, creates the engine and links the
 -- load balancer (see lb_config in configs/single-threaded-setups.lua).
 function init()
-   if not utilObj:netmap_loaded() then
-      error("no back-end can run here (neither netmap nor AF_PACKET)")
-   end
-   if not utilObj:check_superuser() then
-      error("you have to be superuser to run this script")
-   end
-   utilObj:enable_nmpipes()
+   utilObj:prepare_to_run()
 
    local pe = PktEngine.new(ENGINE_NAME, BUFFER_SZ, NO_CPU_AFF)
    local ok, message = pcall(sampleSetup.lb_config, pe, INTERFACE, EGRESS)

@@ -87,6 +87,18 @@ define("enable_nmpipes", function()
    return true
 end)
 
+-- What every startup script checks before it creates engines: a back-end that
+-- can run, root, and pipes enabled where netmap needs that. Raises otherwise.
+define("prepare_to_run", function()
+   if not utils.netmap_loaded() then
+      error("no back-end can run here (neither netmap nor AF_PACKET)", 0)
+   end
+   if not utils.check_superuser() then
+      error("you have to be superuser to run this script", 0)
+   end
+   utils.enable_nmpipes()
+end)
+
 -- How many CPUs this machine has (engines may be pinned to 0 .. count-1).
 define("cpu_count", function()
    return tonumber(utils.shell("getconf _NPROCESSORS_ONLN 2>/dev/null"):match("%d+")) or 1

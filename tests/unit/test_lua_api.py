@@ -459,6 +459,10 @@ def test_utils_constants_and_functions(lua, monkeypatch):
     assert values == [2, 1, 1024, 4, -1, -1, 1024]
     assert lua.run("return " + ", ".join(f"utilObj.{name}" for name in constants)) == values
     assert lua.run("return utilObj:netmap_loaded(), utilObj.netmap_loaded()") == [True, True]
+    if os.geteuid() == 0:   # the checks every startup script makes pass here, in both call styles
+        assert lua.run("utilObj:prepare_to_run(); utilObj.prepare_to_run(); return true") == [True]
+    else:
+        assert "superuser" in lua.error("utilObj:prepare_to_run()")
     assert lua.run("return utilObj:check_superuser()") == [os.geteuid() == 0]
     assert lua.run('return utilObj:shell("echo hello"), utilObj.shell("echo again")') == ["hello\n", "again\n"]
     enabled = lua.run("return utilObj:enable_nmpipes()")

@@ -3,8 +3,9 @@
 A pipe `X{N` / `X}N` is a veth pair: bricks writes into the broker end `X{N`, and
 any unmodified tool reads the consumer end `X}N`. Both ends are made quiet (no
 IPv6, no ARP, no multicast) so a consumer sees only what bricks forwards. Every
-pipe carries an alias naming the process that made it, so that the leftovers of
-a killed run can be found and removed (`reclaim_stale_pipes`).
+pipe carries an alias naming the process that made it (pid and start time):
+the pipes of a living bricks are never touched by another one, and the
+leftovers of a killed run are found and removed (`reclaim_stale_pipes`).
 """
 import errno
 import os
@@ -236,12 +237,24 @@ def create_pipe(interface: str, index: int, mtu: int) -> PipePair:
 
 
 def _remove_previous_pipe(ipr: IPRoute, pair: PipePair) -> None:
+    """Delete a previous pipe of this name if it is ours or its bricks is dead; refuse otherwise.
+
+    Both ends are checked before either is deleted, so a refusal changes nothing.
+    """
+    previous = []
     for end in (pair.broker, pair.consumer):
         link = _find_link(ipr, end)
         if link is None:
             continue
-        if not _ALIAS.match(link.get("ifalias") or ""):
+        alias = link.get("ifalias") or ""
+        if not _ALIAS.match(alias):
             raise LinkError(f"{end}: exists and was not created by bricks")
+        owner = living_owner(alias)
+        if owner is not None and owner != os.getpid():
+            raise LinkError(f"{end} belongs to bricks pid {owner}, which is running: "
+                            f"stop it or choose other pipe numbers")
+        previous.append(end)
+    for end in previous:
         _delete_link(ipr, end)
 
 
@@ -349,9 +362,12 @@ def _process_start_time(pid: int) -> Optional[int]:
     return int(fields[19])    # field 22 of stat; fields here start at field 3
 
 
-def _owner_is_alive(alias: str) -> bool:
+def living_owner(alias: str) -> Optional[int]:
+    """The pid of the running process an owner alias names; None if it names none or a dead one."""
     marker = _ALIAS.match(alias)
-    return bool(marker) and _process_start_time(int(marker["pid"])) == int(marker["start"])
+    if not marker or _process_start_time(int(marker["pid"])) != int(marker["start"]):
+        return None
+    return int(marker["pid"])
 
 
 def reclaim_stale_pipes() -> List[str]:
@@ -362,7 +378,7 @@ def reclaim_stale_pipes() -> List[str]:
             name, alias = link.get("ifname"), link.get("ifalias") or ""
             if link.get(("linkinfo", "kind")) != "veth" or not _ALIAS.match(alias):
                 continue
-            if not _owner_is_alive(alias) and _delete_link(ipr, name):
+            if living_owner(alias) is None and _delete_link(ipr, name):
                 deleted.append(name)
     return deleted
 

@@ -1,15 +1,14 @@
 """Kernel objects belong to the bricks process that made them: a second bricks never takes a living one's pipes,
 and what a killed one left (pipes, offloads turned off) is reclaimed and restored at the next start."""
 import os
-import signal
 import subprocess
 
 import pytest
 
 from bricks import frames as packets
 from bricks import links
-from tests.e2e.daemons import alive, wait_until
-from tests.e2e.test_links import set_alias
+from tests.e2e.daemons import alive, bricks, wait_until
+from tests.e2e.test_links import ethtool_features, set_alias
 
 pytestmark = pytest.mark.root
 
@@ -80,3 +79,46 @@ def test_a_second_bricks_leaves_a_running_daemons_pipes_alone(paths, testbed, ba
     assert paths.run("bricks-kill-server").returncode == 0
     assert not alive(pid)
     assert not links.interface_exists(links.broker_name(host_if, 0))
+
+
+SEGMENTATION = ("tcp-segmentation-offload", "generic-segmentation-offload", "generic-receive-offload")
+
+
+def test_offloads_a_killed_bricks_turned_off_are_restored_at_the_next_start(paths, testbed, balance_script):
+    host_if, _ = testbed.add_input("in")
+    subprocess.run(["ethtool", "-K", host_if, "gro", "on", "gso", "on", "tso", "on"], check=True)
+    before = ethtool_features(host_if)
+    assert all(before[feature].startswith("on") for feature in SEGMENTATION), before
+    # A local shell whose stdin stays open keeps running after its script.
+    victim = subprocess.Popen(bricks("bricks") + ["-f", balance_script, host_if], stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=paths.env)
+    try:
+        assert wait_until(lambda: ethtool_features(host_if)["tcp-segmentation-offload"].startswith("off"))
+    finally:
+        victim.kill()
+        victim.wait(10)
+    assert all(ethtool_features(host_if)[feature].startswith("off") for feature in SEGMENTATION)
+    assert links.interface_exists(links.broker_name(host_if, 0)), "SIGKILL leaves everything as it was"
+
+    again = paths.run("bricks", stdin="")
+
+    assert again.returncode == 0, again.stderr
+    assert ethtool_features(host_if) == before
+    assert not links.interface_exists(links.broker_name(host_if, 0))
+    assert not os.listdir(os.path.join(paths.run_dir, links.OFFLOAD_RECORDS))
+
+
+def test_offloads_of_a_living_bricks_stay_off_and_its_record_stays(paths, testbed, balance_script):
+    host_if, _ = testbed.add_input("in")
+    subprocess.run(["ethtool", "-K", host_if, "gso", "on", "tso", "on"], check=True)
+    pid = paths.start_daemon("-f", balance_script, host_if)
+    record = os.path.join(paths.run_dir, links.OFFLOAD_RECORDS, host_if)
+    assert os.path.exists(record)
+
+    assert paths.run("bricks", stdin="").returncode == 0
+
+    assert ethtool_features(host_if)["tcp-segmentation-offload"].startswith("off")
+    assert os.path.exists(record)
+    assert paths.run("bricks-kill-server").returncode == 0 and not alive(pid)
+    assert ethtool_features(host_if)["tcp-segmentation-offload"].startswith("on")
+    assert not os.path.exists(record)

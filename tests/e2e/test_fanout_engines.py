@@ -38,7 +38,7 @@ def fragmented_udp(source, destination, ports, ident, vlans=()):
 
 
 def labelled_traffic():
-    """(frame, group) pairs: the group is what must stay on one engine (an address or MAC pair)."""
+    """(frame, group) pairs: a group (kind of frame, address or MAC pair) must stay on one engine."""
     rng = random.Random(97)
     labelled = []
 
@@ -47,7 +47,7 @@ def labelled_traffic():
 
     for version, vlans in [(4, ()), (4, DOT1Q), (4, QINQ), (6, ()), (6, DOT1Q)]:
         for source, destination, source_port, destination_port in packets.random_flows(rng, 12, version):
-            group = (frozenset([source, destination]), tuple(vlans))
+            group = (f"IPv{version} tags {vlans}", frozenset([source, destination]))
             ident = rng.randrange(1, 0xFFFE)
             # A datagram each way, fragments in order, beside packets of the same flows.
             add(group, fragmented_udp(source, destination, (source_port, destination_port), ident, vlans))
@@ -58,7 +58,7 @@ def labelled_traffic():
                                                       vlans=vlans))])
     for _ in range(12):
         first, second = rng.getrandbits(48).to_bytes(6, "big"), rng.getrandbits(48).to_bytes(6, "big")
-        add(frozenset([first, second]),
+        add(("ARP", frozenset([first, second])),
             [packets.pad(packets.ether(bytes(28), packets.ETHERTYPE_ARP, destination=second, source=first)),
              packets.pad(packets.ether(bytes(28), packets.ETHERTYPE_ARP, destination=first, source=second))])
     return labelled
@@ -93,6 +93,11 @@ def test_fragments_and_flows_each_reach_one_engine_none_lost(testbed):
             engines_of_group.setdefault(group_of[frame], set()).add(qid)
     split = {group: qids for group, qids in engines_of_group.items() if len(qids) > 1}
     assert not split, f"address pairs on several engines: {split}"
+    engines_of_kind = {}
+    for (kind, _), qids in engines_of_group.items():
+        engines_of_kind.setdefault(kind, set()).update(qids)
+    assert all(len(qids) > 1 for qids in engines_of_kind.values()), \
+        f"a kind of frame not spread by its addresses: {engines_of_kind}"
     for engine, share in zip(engines, shares):
         stats = engine.stats()
         assert stats["packets"] == len(share)

@@ -507,6 +507,7 @@ def _remove_offload_record(name: str) -> None:
         return
     try:
         os.unlink(path)
+        os.rmdir(os.path.dirname(path))    # only when it was the last record: leave no empty directory
     except OSError:
         pass
 

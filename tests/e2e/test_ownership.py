@@ -97,15 +97,16 @@ def test_offloads_a_killed_bricks_turned_off_are_restored_at_the_next_start(path
     finally:
         victim.kill()
         victim.wait(10)
-    assert all(ethtool_features(host_if)[feature].startswith("off") for feature in SEGMENTATION)
-    assert links.interface_exists(links.broker_name(host_if, 0)), "SIGKILL leaves everything as it was"
+    # (Its pipes are not checked here: any bricks starting elsewhere on this host may reclaim them now.)
+    assert all(ethtool_features(host_if)[feature].startswith("off") for feature in SEGMENTATION), \
+        "SIGKILL leaves the offloads off"
 
     again = paths.run("bricks", stdin="")
 
     assert again.returncode == 0, again.stderr
     assert ethtool_features(host_if) == before
     assert not links.interface_exists(links.broker_name(host_if, 0))
-    assert not os.listdir(os.path.join(paths.run_dir, links.OFFLOAD_RECORDS))
+    assert not os.path.exists(os.path.join(paths.run_dir, links.OFFLOAD_RECORDS))
 
 
 def test_offloads_of_a_living_bricks_stay_off_and_its_record_stays(paths, testbed, balance_script):

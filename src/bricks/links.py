@@ -3,10 +3,14 @@
 A pipe `X{N` / `X}N` is a veth pair: bricks writes into the broker end `X{N`, and
 any unmodified tool reads the consumer end `X}N`. Both ends are made quiet (no
 IPv6, no ARP, no multicast) so a consumer sees only what bricks forwards. Every
-pipe carries an alias naming the process that made it, so that the leftovers of
-a killed run can be found and removed (`reclaim_stale_pipes`).
+pipe carries an alias naming the process that made it (pid and start time):
+the pipes of a living bricks are never touched by another one, and the
+leftovers of a killed run are found and removed (`reclaim_stale_pipes`). The
+offloads bricks turns off on an input are written down with their owner in the
+run directory and turned back on at the next start if that owner was killed.
 """
 import errno
+import json
 import os
 import re
 from contextlib import contextmanager
@@ -236,12 +240,24 @@ def create_pipe(interface: str, index: int, mtu: int) -> PipePair:
 
 
 def _remove_previous_pipe(ipr: IPRoute, pair: PipePair) -> None:
+    """Delete a previous pipe of this name if it is ours or its bricks is dead; refuse otherwise.
+
+    Both ends are checked before either is deleted, so a refusal changes nothing.
+    """
+    previous = []
     for end in (pair.broker, pair.consumer):
         link = _find_link(ipr, end)
         if link is None:
             continue
-        if not _ALIAS.match(link.get("ifalias") or ""):
+        alias = link.get("ifalias") or ""
+        if not _ALIAS.match(alias):
             raise LinkError(f"{end}: exists and was not created by bricks")
+        owner = living_owner(alias)
+        if owner is not None and owner != os.getpid():
+            raise LinkError(f"{end} belongs to bricks pid {owner}, which is running: "
+                            f"stop it or choose other pipe numbers")
+        previous.append(end)
+    for end in previous:
         _delete_link(ipr, end)
 
 
@@ -349,25 +365,38 @@ def _process_start_time(pid: int) -> Optional[int]:
     return int(fields[19])    # field 22 of stat; fields here start at field 3
 
 
-def _owner_is_alive(alias: str) -> bool:
+def living_owner(alias: str) -> Optional[int]:
+    """The pid of the running process an owner alias names; None if it names none or a dead one."""
     marker = _ALIAS.match(alias)
-    return bool(marker) and _process_start_time(int(marker["pid"])) == int(marker["start"])
+    if not marker or _process_start_time(int(marker["pid"])) != int(marker["start"]):
+        return None
+    return int(marker["pid"])
 
 
 def reclaim_stale_pipes() -> List[str]:
-    """Delete the veths a dead bricks process left behind; return the names deleted."""
+    """Delete the veths a dead bricks process left behind, and turn back on the offloads it had turned off.
+
+    Returns the names of the links deleted.
+    """
+    reclaim_stale_offloads()
     deleted = []
     with IPRoute() as ipr:
         for link in ipr.get_links():
             name, alias = link.get("ifname"), link.get("ifalias") or ""
             if link.get(("linkinfo", "kind")) != "veth" or not _ALIAS.match(alias):
                 continue
-            if not _owner_is_alive(alias) and _delete_link(ipr, name):
+            if living_owner(alias) is None and _delete_link(ipr, name):
                 deleted.append(name)
     return deleted
 
 
 # ---------------------------------------------------------------- offloads
+
+# What a process turned off is also written down, with the process as owner,
+# in <run dir>/offloads/<interface>: if it is killed before it can turn them
+# back on, the next bricks to start does (`reclaim_stale_offloads`).
+OFFLOAD_RECORDS = "offloads"
+
 
 @dataclass(frozen=True)
 class OffloadToken:
@@ -378,7 +407,7 @@ class OffloadToken:
 
 
 def disable_offloads(name: str) -> OffloadToken:
-    """Turn off GRO, LRO, GSO and TSO on `name` while bricks reads it.
+    """Turn off GRO, LRO, GSO and TSO on `name` while bricks reads it, recording what was on.
 
     Features the driver cannot change are left alone, silently.
     """
@@ -388,16 +417,99 @@ def disable_offloads(name: str) -> OffloadToken:
         turned_off = tuple(feature for feature in CAPTURE_HOSTILE_FEATURES
                            if feature in features and features.is_available(feature)
                            and features.is_requested(feature))
+        if turned_off:
+            # Before the change: a kill between the two still leaves the record.
+            _write_offload_record(name, turned_off)
         _set_features(ethtool, name, turned_off, enable=False)
     return OffloadToken(name, turned_off)
 
 
 def restore_offloads(token: OffloadToken) -> None:
     """Turn back on what `disable_offloads` turned off; an interface gone meanwhile is fine."""
-    if not token.turned_off or not interface_exists(token.interface):
+    if not token.turned_off:
         return
-    with _ethtool(token.interface) as ethtool:
-        _set_features(ethtool, token.interface, token.turned_off, enable=True)
+    if interface_exists(token.interface):
+        with _ethtool(token.interface) as ethtool:
+            _set_features(ethtool, token.interface, token.turned_off, enable=True)
+    _remove_offload_record(token.interface)
+
+
+def reclaim_stale_offloads() -> List[str]:
+    """Turn back on the offloads that dead bricks processes turned off; return the interfaces restored.
+
+    A record whose interface is gone, or is another interface of the same name
+    now (another index), is dropped without touching anything.
+    """
+    restored = []
+    directory = _offload_record_directory()
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return restored    # no record was ever written here
+    for name in names:
+        record = None if name.startswith(".") else _read_offload_record(os.path.join(directory, name))
+        if record is None or living_owner(record["owner"]) is not None:
+            continue
+        if _interface_index(name) == record.get("index"):
+            try:
+                with _ethtool(name) as ethtool:
+                    _set_features(ethtool, name, tuple(record["turned_off"]), enable=True)
+            except LinkError:
+                continue    # not allowed here, or gone meanwhile: the record waits for a start that can
+            restored.append(name)
+        _remove_offload_record(name)
+    return restored
+
+
+def _offload_record_directory() -> str:
+    from .server import run_dir    # the daemon's run directory; imported late: server imports much
+    return os.path.join(run_dir(), OFFLOAD_RECORDS)
+
+
+def _interface_index(name: str) -> Optional[int]:
+    try:
+        return interface_info(name).index
+    except LinkError:
+        return None
+
+
+def _write_offload_record(name: str, turned_off: Tuple[str, ...]) -> None:
+    """Best effort: without a writable run directory a kill leaves the offloads off, as before."""
+    directory = _offload_record_directory()
+    record = {"owner": _owner_alias(), "index": _interface_index(name), "turned_off": list(turned_off)}
+    try:
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+        partial = os.path.join(directory, f".{name}.{os.getpid()}")
+        with open(partial, "w") as written:
+            json.dump(record, written)
+        os.replace(partial, os.path.join(directory, name))
+    except OSError:
+        pass
+
+
+def _read_offload_record(path: str) -> Optional[dict]:
+    """The record at path, or None for anything that is not one (a partial write, a stranger's file)."""
+    try:
+        with open(path) as recorded:
+            record = json.load(recorded)
+        if isinstance(record.get("owner"), str) and isinstance(record.get("turned_off"), list):
+            return record
+    except (OSError, ValueError, AttributeError):
+        pass
+    return None
+
+
+def _remove_offload_record(name: str) -> None:
+    """Remove the record of name if this process wrote it (another living bricks may have its own)."""
+    path = os.path.join(_offload_record_directory(), name)
+    record = _read_offload_record(path)
+    if record is not None and living_owner(record["owner"]) not in (None, os.getpid()):
+        return
+    try:
+        os.unlink(path)
+        os.rmdir(os.path.dirname(path))    # only when it was the last record: leave no empty directory
+    except OSError:
+        pass
 
 
 @contextmanager

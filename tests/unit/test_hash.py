@@ -194,6 +194,21 @@ def test_non_ip_hashes_on_the_ethernet_addresses_symmetrically(depth):
     assert len(values) > 190   # the addresses matter
 
 
+def original_non_ip(source_mac, destination_mac):
+    """The original's value for a non-IP frame: bytes 2..5 of each MAC as a little-endian word, stand-in ports."""
+    sip, dip = int.from_bytes(source_mac[2:6], "little"), int.from_bytes(destination_mac[2:6], "little")
+    return toeplitz_reference(sip, dip, ADDRESS_PAIR_PORTS[0] + 1, ADDRESS_PAIR_PORTS[1] + 1)
+
+
+@pytest.mark.parametrize("vlans", [(), [(ETHERTYPE_VLAN, 5)]], ids=["untagged", "dot1q"])
+def test_non_ip_at_depth0_is_the_original_mac_hash(vlans):
+    rng = random.Random(12)
+    for _ in range(200):
+        a, b = rng.getrandbits(48).to_bytes(6, "big"), rng.getrandbits(48).to_bytes(6, "big")
+        frame = pad(ether(bytes(28), ETHERTYPE_ARP, destination=b, source=a, vlans=vlans))
+        assert flow_hash(frame) == (original_non_ip(a, b), NON_IP)
+
+
 # --- what is hashed ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("depth", [0, 1])

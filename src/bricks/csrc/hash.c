@@ -157,6 +157,18 @@ static inline uint32_t hash_toeplitz_sized(const struct flow_key *key, unsigned 
     return toeplitz_of_fold(fold);
 }
 
+/* Depth 0 on Ethernet addresses, as the original hashes a non-IP frame: bytes
+ * 2..5 of each address (the first two, mostly the vendor's, left out), read
+ * as a 32-bit word in the host order of a little-endian machine, with the
+ * stand-in ports (an Ethernet key has none of its own). Swapping the addresses leaves the fold unchanged: symmetric. */
+static inline uint32_t hash_toeplitz_ethernet(const struct flow_key *key)
+{
+    uint16_t addresses = fold_words(key->source + 2, 4) ^ fold_words(key->destination + 2, 4);
+    uint16_t fold = __builtin_bswap16(addresses)
+                  ^ (uint16_t)(ADDRESS_PAIR_SOURCE_PORT + 1) ^ (uint16_t)(ADDRESS_PAIR_DESTINATION_PORT + 1);
+    return toeplitz_of_fold(fold);
+}
+
 /* Dispatched per address size so that fold_words sees a constant. */
 static inline uint32_t hash_toeplitz(const struct flow_key *key)
 {
@@ -166,7 +178,7 @@ static inline uint32_t hash_toeplitz(const struct flow_key *key)
     case 16:
         return hash_toeplitz_sized(key, 16);
     case 6:
-        return hash_toeplitz_sized(key, 6);
+        return hash_toeplitz_ethernet(key);
     default:
         return hash_toeplitz_sized(key, 0);
     }

@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <endian.h>
 #include <errno.h>
+#include <linux/filter.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <linux/virtio_net.h>
@@ -237,6 +238,115 @@ static int set_int_option(int fd, int name, int value)
     return set_option(fd, name, &value, sizeof(value));
 }
 
+/*
+ * The fanout program: which member of a PACKET_FANOUT group (one engine per
+ * qid) gets a frame. Not the kernel's flow hash, whose ports put the later
+ * fragments of a datagram (no ports) elsewhere than its first, and whose
+ * DEFRAG flag hands over reassembled datagrams larger than any output's MTU.
+ * This hashes the address pair only, symmetrically (a XOR of the words of
+ * both addresses): both directions of a flow and every fragment of every one
+ * of its datagrams go to one member. IPv4 and IPv6 past any VLAN/QinQ tags;
+ * other frames on their MAC pair. The kernel takes the result modulo the
+ * number of members; a frame too short to read returns 0 (member 0).
+ *
+ * Classic BPF as the kernel runs it here: offset 0 is the network header (the
+ * kernel already moved the outer tag to the skb's metadata, so skb->protocol
+ * is the inner ethertype; up to two more tags are still in the data, skipped
+ * by advancing X), SKF_LL_OFF addresses the Ethernet header.
+ * Scratch: M[0] a tag's ethertype, M[1] the XOR so far, M[2] the header offset.
+ */
+enum {
+    FANOUT_TAG_BLOCK = 9,          /* instructions of FANOUT_SKIP_TAG */
+    FANOUT_XOR_NET_BLOCK = 5,      /* instructions of FANOUT_XOR_NET_WORD */
+    FANOUT_XOR_LINK_BLOCK = 4,     /* instructions of FANOUT_XOR_LINK */
+    FANOUT_IPV4_BLOCK = 2 + 2 * FANOUT_XOR_NET_BLOCK,   /* stx, two words, ja */
+    FANOUT_IPV6_BLOCK = 2 + 8 * FANOUT_XOR_NET_BLOCK,   /* stx, eight words, ja */
+    FANOUT_LINK_BLOCK = 4 * FANOUT_XOR_LINK_BLOCK,
+    FANOUT_MIX_WORD = 0x9e3779b1u, /* odd: the multiplication is a bijection */
+};
+
+/* If A is a tag's type: A = the type it encloses, X += 4; else jump past the
+ * `later` tag blocks that follow. */
+#define FANOUT_SKIP_TAG(later)                                                        \
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ETH_P_8021Q, 2, 0),                           \
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ETH_P_8021AD, 1, 0),                          \
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ETH_P_QINQ1, 0, 6 + (later) * FANOUT_TAG_BLOCK), \
+    BPF_STMT(BPF_LD | BPF_H | BPF_IND, 2),                                            \
+    BPF_STMT(BPF_ST, 0),                                                              \
+    BPF_STMT(BPF_MISC | BPF_TXA, 0),                                                  \
+    BPF_STMT(BPF_ALU | BPF_ADD | BPF_K, VLAN_TAG_BYTES),                              \
+    BPF_STMT(BPF_MISC | BPF_TAX, 0),                                                  \
+    BPF_STMT(BPF_LD | BPF_MEM, 0)
+
+/* M[1] ^= the 32-bit word at offset past the network header's start M[2]. */
+#define FANOUT_XOR_NET_WORD(offset)                                                   \
+    BPF_STMT(BPF_LDX | BPF_MEM, 2),                                                   \
+    BPF_STMT(BPF_LD | BPF_W | BPF_IND, offset),                                       \
+    BPF_STMT(BPF_LDX | BPF_MEM, 1),                                                   \
+    BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0),                                           \
+    BPF_STMT(BPF_ST, 1)
+
+/* M[1] ^= the word or half word (size) at offset of the Ethernet header. */
+#define FANOUT_XOR_LINK(size, offset)                                                 \
+    BPF_STMT(BPF_LD | (size) | BPF_ABS, (uint32_t)(SKF_LL_OFF + (offset))),           \
+    BPF_STMT(BPF_LDX | BPF_MEM, 1),                                                   \
+    BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0),                                           \
+    BPF_STMT(BPF_ST, 1)
+
+static struct sock_filter fanout_program[] = {
+    BPF_STMT(BPF_LDX | BPF_IMM, 0),
+    BPF_STMT(BPF_STX, 1),
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)(SKF_AD_OFF + SKF_AD_PROTOCOL)),
+    FANOUT_SKIP_TAG(1),
+    FANOUT_SKIP_TAG(0),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ETH_P_IP, 0, FANOUT_IPV4_BLOCK),
+    BPF_STMT(BPF_STX, 2),
+    FANOUT_XOR_NET_WORD(12),       /* source address */
+    FANOUT_XOR_NET_WORD(16),       /* destination address */
+    BPF_STMT(BPF_JMP | BPF_JA, 1 + FANOUT_IPV6_BLOCK + FANOUT_LINK_BLOCK),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ETH_P_IPV6, 0, FANOUT_IPV6_BLOCK),
+    BPF_STMT(BPF_STX, 2),
+    FANOUT_XOR_NET_WORD(8), FANOUT_XOR_NET_WORD(12),    /* source address */
+    FANOUT_XOR_NET_WORD(16), FANOUT_XOR_NET_WORD(20),
+    FANOUT_XOR_NET_WORD(24), FANOUT_XOR_NET_WORD(28),   /* destination address */
+    FANOUT_XOR_NET_WORD(32), FANOUT_XOR_NET_WORD(36),
+    BPF_STMT(BPF_JMP | BPF_JA, FANOUT_LINK_BLOCK),
+    FANOUT_XOR_LINK(BPF_W, 0), FANOUT_XOR_LINK(BPF_H, 4),   /* destination MAC */
+    FANOUT_XOR_LINK(BPF_W, 6), FANOUT_XOR_LINK(BPF_H, 10),  /* source MAC */
+    /* Spread the XOR over every bit: h = x * odd; h ^ h >> 16. */
+    BPF_STMT(BPF_LD | BPF_MEM, 1),
+    BPF_STMT(BPF_ALU | BPF_MUL | BPF_K, FANOUT_MIX_WORD),
+    BPF_STMT(BPF_ST, 1),
+    BPF_STMT(BPF_ALU | BPF_RSH | BPF_K, 16),
+    BPF_STMT(BPF_LDX | BPF_MEM, 1),
+    BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0),
+    BPF_STMT(BPF_RET | BPF_A, 0),
+};
+
+/* Joins fd to fanout group `group` with fanout_program as its demultiplexer.
+ * Only after the ring exists and the socket is bound, as the kernel requires. */
+static int join_fanout_group(int fd, const char *ifname, int group, char *error, size_t error_size)
+{
+    struct sock_fprog program = {
+        .len = sizeof(fanout_program) / sizeof(fanout_program[0]),
+        .filter = fanout_program,
+    };
+    /* EINVAL also when the group id is in use on another interface (ids are
+     * per network namespace) or with another mode. */
+    if (set_int_option(fd, PACKET_FANOUT, (group & 0xffff) | (PACKET_FANOUT_CBPF << 16)) != 0) {
+        brk_fail(error, error_size, "%s: PACKET_FANOUT group %d: %s", ifname, group & 0xffff,
+                 strerror(errno));
+        return -1;
+    }
+    /* Every member sets the same program; until the first does, member 0 gets all. */
+    if (set_option(fd, PACKET_FANOUT_DATA, &program, sizeof(program)) != 0) {
+        brk_fail(error, error_size, "%s: fanout program of group %d: %s", ifname, group & 0xffff,
+                 strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 brk_source *brk_source_afpacket_open(const char *ifname, unsigned ring_bytes,
                                      int fanout_group, char *error, size_t error_size)
 {
@@ -294,20 +404,8 @@ brk_source *brk_source_afpacket_open(const char *ifname, unsigned ring_bytes,
         socket_fail(error, error_size, ifname, "promiscuous mode");
         goto fail;
     }
-    /* Only after the ring exists and the socket is bound, as the kernel requires.
-     * The hash is the kernel's symmetric flow hash: both directions of a flow go
-     * to the same member; DEFRAG keeps the fragments of a datagram together. */
-    if (fanout_group >= 0) {
-        int fanout = (fanout_group & 0xffff)
-                     | ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16);
-        /* EINVAL also when the group id is in use on another interface (ids are
-         * per network namespace) or with other flags. */
-        if (set_int_option(source->fd, PACKET_FANOUT, fanout) != 0) {
-            brk_fail(error, error_size, "%s: PACKET_FANOUT group %d: %s", ifname,
-                     fanout_group & 0xffff, strerror(errno));
-            goto fail;
-        }
-    }
+    if (fanout_group >= 0 && join_fanout_group(source->fd, ifname, fanout_group, error, error_size) != 0)
+        goto fail;
     return &source->base;
 fail:
     afpacket_source_close(&source->base);

@@ -1,4 +1,5 @@
 """Commands without root: argument rules, the socket protocol, pid-file locking and the daemon's service loop (fake Lua)."""
+import contextlib
 import os
 import socket
 import subprocess
@@ -19,12 +20,34 @@ WAIT = 10.0
 
 
 class FakeRuntime:
-    """The LuaRuntime API over a toy language: `print X`, `fail X`, `sleep S`, `shutdown`; a trailing `\\` is unfinished."""
+    """The LuaRuntime API over a toy language: `print X`, `fail X`, `sleep S`, `shutdown`; a trailing `\\` is unfinished.
+
+    `sleep` ends early, as an error, on interrupt() or the guarded time limit, as bricks_sleep does."""
 
     def __init__(self, output):
         self.output = output
         self.shutdown_requested = False
         self.evaluated = []
+        self.stop_reason = None
+        self.stopped = threading.Event()
+        self.time_limit = None
+
+    @contextlib.contextmanager
+    def guarded(self, time_limit=None, environment=None):
+        self.stop_reason, self.time_limit = None, time_limit
+        self.stopped.clear()
+        yield
+
+    def interrupt(self, reason="interrupted"):
+        self.stop_reason = reason
+        self.stopped.set()
+
+    def _sleep(self, seconds):
+        limited = min(seconds, self.time_limit) if self.time_limit else seconds
+        if self.stopped.wait(limited):
+            raise BricksError(self.stop_reason)
+        if limited < seconds:
+            raise BricksError(f"chunk exceeded {self.time_limit:g} s")
 
     def execute(self, chunk, chunk_name="=stdin"):
         for line in chunk.splitlines():
@@ -34,7 +57,7 @@ class FakeRuntime:
             elif word == "fail":
                 raise BricksError(rest)
             elif word == "sleep":
-                time.sleep(float(rest))
+                self._sleep(float(rest))
             elif word == "shutdown":
                 self.shutdown_requested = True
                 self.output("Goodbye!\n")

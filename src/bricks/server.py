@@ -50,8 +50,10 @@ SHUTDOWN_LOCK_TIMEOUT = 5.0     # how long SIGTERM waits for a running chunk bef
 READY_TIMEOUT = 60.0            # how long the launching command waits for the start-up script
 BUSY_WAIT = 5.0                 # how long a client's chunk waits for another client's to end before "busy"
 COMPLETION_WAIT = 1.0           # how long Tab completion waits for the Lua state before answering nothing
+REPLY_WAIT = 1.0                # how long a stopping daemon lets interrupted clients hear their answer
 WAIT_STEP = 0.05                # how often a waiting chunk looks whether its client called it off
 INTERRUPTED = "interrupted"
+STOPPING = "interrupted: the daemon is stopping"
 
 log = logging.getLogger("bricks")
 
@@ -316,6 +318,7 @@ class LuaService:
         self._running_guard = threading.Lock()      # keeps `running` and the runtime's interrupt in step
         self.running = None          # the ticket of the chunk running now
         self.running_since = None
+        self.stopping = False        # the daemon is going away: no chunk starts any more
 
     def _output(self, text):
         sink = self.output_sink
@@ -370,6 +373,8 @@ class LuaService:
             return None
         deadline = time.monotonic() + BUSY_WAIT
         while not self.lock.acquire(timeout=WAIT_STEP):
+            if self.stopping:
+                return STOPPING
             if ticket.called_off.is_set():
                 return INTERRUPTED
             if time.monotonic() >= deadline:
@@ -377,9 +382,9 @@ class LuaService:
                 running_for = f" for {time.monotonic() - since:.0f} s" if since is not None else ""
                 return (f"busy: another client's chunk has been running{running_for}; try again later "
                         "(Ctrl+C in its shell stops it)")
-        if ticket.called_off.is_set():
+        if self.stopping or ticket.called_off.is_set():
             self.lock.release()
-            return INTERRUPTED
+            return STOPPING if self.stopping else INTERRUPTED
         return None
 
     def interrupt(self, ticket, reason=INTERRUPTED):
@@ -418,6 +423,8 @@ class Daemon:
         self.group_id = group_id_of(group)
         self.restricted = restricted          # peers other than root and our own user get restricted Lua
         self.chunk_timeout = chunk_timeout    # seconds a client's chunk may run, None: unlimited
+        self._runs = threading.Condition()    # counts chunks whose "done" is not sent yet
+        self._runs_in_flight = 0
         self.listener = None
         self.wake_read, self.wake_write = os.pipe()
         os.set_blocking(self.wake_write, False)
@@ -531,6 +538,21 @@ class Daemon:
                                           "incomplete": False, "shutdown": False})
 
     def _run_for(self, connection, chunk, mode, environment):
+        with self._runs:
+            self._runs_in_flight += 1
+        try:
+            self._run_and_reply(connection, chunk, mode, environment)
+        finally:
+            with self._runs:
+                self._runs_in_flight -= 1
+                self._runs.notify_all()
+
+    def wait_for_replies(self, timeout):
+        """Lets the clients of chunks just stopped hear their "done" before the process goes away."""
+        with self._runs:
+            return self._runs.wait_for(lambda: self._runs_in_flight == 0, timeout)
+
+    def _run_and_reply(self, connection, chunk, mode, environment):
         reachable = [True]
 
         def output(text):
@@ -824,9 +846,11 @@ def _stop_cleanly(service, daemon, pid_file):
     from . import engine
     log.info("stopping")
     daemon.close()
-    service.interrupt_any("interrupted: the daemon is stopping")
+    service.stopping = True        # chunks still waiting for the Lua state never start
+    service.interrupt_any(STOPPING)
     # A chunk still running is interrupted; one stuck below Lua gets a moment, then we clean up under it regardless.
     holding = service.lock.acquire(timeout=SHUTDOWN_LOCK_TIMEOUT)
+    daemon.wait_for_replies(REPLY_WAIT)
     try:
         engine.shutdown_all()
     finally:

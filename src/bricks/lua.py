@@ -402,6 +402,8 @@ class LuaRuntime:
 
         def brick_call(handle, method, *args):
             where = f"{handle.kind.name}:{method}"
+            if runtime._environment is not None:
+                _refuse_files(where, method, args)
             if method in handle.kind.methods:
                 try:
                     results = getattr(handle, method)(*[_from_lua(value) for value in args])
@@ -482,6 +484,28 @@ class LuaRuntime:
         table["same"] = lambda first, second: first is second
         table["output"] = output
         return table
+
+
+# Methods that read or write a file the caller names (Filter's rules files).
+FILE_METHODS = ("save", "load")
+
+
+def _refuse_files(where, method, args):
+    """A restricted client (lua_guard.lua) must not make the root daemon read or write files: pcap ports,
+    rules files. Everything else of the broker API is theirs."""
+    from .links import PortNameError, parse_port_name
+    if method in FILE_METHODS:
+        raise BricksError(f"{where}: files are for root only (this client is restricted)")
+    if method not in ("connect_input", "connect_output"):
+        return
+    for value in args:
+        try:
+            is_file = isinstance(value, str) and parse_port_name(value).kind == "pcap"
+        except PortNameError:
+            continue      # not a port name: connect_* itself says so
+        if is_file:
+            raise BricksError(f"{where}: {value!r} is a file, and files are for root only (this client is "
+                              "restricted)")
 
 
 def stats_table(engines):

@@ -32,6 +32,7 @@ except ImportError:                           # a lupa wheel built without LuaJI
 
 CHUNK_NAME = "=stdin"
 INTERRUPTED = "interrupted"
+PAUSE_STEP = 0.02       # how soon a sleeping chunk sees an interrupt
 # The globals of the broker API a restricted client gets (lua_guard.lua adds plain Lua without os, io, ...).
 API_GLOBALS = ("BRICKS", "PktEngine", "Brick", "bricks_sleep") + tuple(KINDS)
 _TOKEN_AT_END = re.compile(r"[A-Za-z_][\w.:]*$")
@@ -172,7 +173,6 @@ class LuaRuntime:
         self.shutdown_requested = False
         self._lock = threading.RLock()
         self._interrupt_reason = None         # why the running chunk must stop; read by the Lua hook
-        self._interrupted = threading.Event()     # wakes a bricks_sleep when an interrupt comes
         self._deadline = None                 # monotonic time the running chunk must end by, if limited
         self._time_limit = None
         self._environment = None              # a restricted client's environment while its chunk runs
@@ -199,7 +199,6 @@ class LuaRuntime:
         """The scope of one request: interrupts from here on stop its chunks; after time_limit seconds too."""
         with self._lock:
             self._interrupt_reason = None
-            self._interrupted.clear()
             self._time_limit = time_limit
             self._deadline = time.monotonic() + time_limit if time_limit else None
             self._environment = environment
@@ -208,13 +207,12 @@ class LuaRuntime:
             finally:
                 self._deadline = self._time_limit = self._environment = None
                 self._interrupt_reason = None
-                self._interrupted.clear()
 
     def interrupt(self, reason=INTERRUPTED):
-        """Stops the running chunk with the one-line error `reason`; safe from a signal handler or any thread."""
+        """Stops the running chunk with the one-line error `reason`; safe from a signal handler or any thread
+        (one assignment: no lock a handler could find already held by the code it interrupted)."""
         if self._interrupt_reason is None:
             self._interrupt_reason = reason
-        self._interrupted.set()
 
     def restricted_environment(self):
         """A new environment for a restricted client: plain Lua and the broker API, no os/io/debug/loaders."""
@@ -238,7 +236,7 @@ class LuaRuntime:
             if now >= end:
                 return
             wait = end - now if self._deadline is None else min(end, self._deadline) - now
-            self._interrupted.wait(max(wait, 0.0))
+            time.sleep(min(max(wait, 0.0), PAUSE_STEP))
 
     # ---------------------------------------------------------------- chunks
 

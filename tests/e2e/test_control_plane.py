@@ -135,7 +135,8 @@ def test_sigterm_stops_a_daemon_busy_in_a_runaway_chunk(paths):
     assert not os.path.exists(paths.socket) and not alive(pid)
 
 
-def test_local_shell_sigint_interrupts_and_sigterm_cleans_up(paths, testbed):
+@pytest.mark.parametrize("quit_signal", [signal.SIGTERM, signal.SIGQUIT])
+def test_local_shell_sigint_interrupts_and_sigterm_cleans_up(paths, testbed, quit_signal):
     host_if, _ = testbed.add_input("in")
     shell = paths.spawn("bricks")
     try:
@@ -152,11 +153,11 @@ def test_local_shell_sigint_interrupts_and_sigterm_cleans_up(paths, testbed):
         assert sorted(veths_named(host_if + "{")) == [host_if + "{0", host_if + "{1"]
         shell.sendline(STUBBORN)
         time.sleep(0.5)
-        shell.kill(signal.SIGTERM)
+        shell.kill(quit_signal)
         shell.expect(pexpect.EOF)
     finally:
         shell.close(force=True)
-    assert shell.exitstatus == 128 + signal.SIGTERM
+    assert shell.exitstatus == 128 + quit_signal
     assert veths_named(host_if + "{") == [] and veths_named(host_if + "}") == []
 
 

@@ -68,8 +68,9 @@ class RemoteSession:
         size = len(chunk.encode())
         if size > MAX_MESSAGE - 1024:
             return Result(error=f"chunk of {size} bytes is over the daemon's {MAX_MESSAGE} byte limit")
-        self._send({"op": "run", "chunk": chunk, "mode": mode})
+        # Counting from before the request: a Ctrl+C must never leave a chunk's answers unread.
         with _counted_interrupts() as interrupts, selectors.DefaultSelector() as selector:
+            self._send({"op": "run", "chunk": chunk, "mode": mode})
             selector.register(self.connection, selectors.EVENT_READ)
             asked = 0
             while True:

@@ -302,6 +302,20 @@ class ChunkTicket:
         self.finished = threading.Event()
 
 
+class RestrictedEnvironment:
+    """A restricted client's own Lua environment (--restricted), made at its first chunk: at connect time
+    the Lua state may be busy with another client's, and a greeting must never wait for it."""
+
+    def __init__(self):
+        self._table = None
+
+    def table(self, runtime):
+        """The environment's Lua table; call with the Lua state held."""
+        if self._table is None:
+            self._table = runtime.restricted_environment()
+        return self._table
+
+
 class LuaService:
     """One Lua state shared by every client: chunks run one at a time, output goes to whoever sent the chunk.
 
@@ -334,7 +348,7 @@ class LuaService:
 
         With a ticket (a client's chunk), it waits for the Lua state at most
         BUSY_WAIT and may be called off or interrupted; time_limit seconds
-        stop it; `environment` is a restricted client's."""
+        stop it; `environment` is a restricted client's RestrictedEnvironment."""
         return self.call(lambda runtime: run_chunk(runtime, chunk, mode, chunk_name), output, ticket,
                          time_limit, environment)
 
@@ -347,6 +361,8 @@ class LuaService:
             return result
         try:
             self.output_sink = output
+            if environment is not None:
+                environment = environment.table(self.runtime)
             with self.runtime.guarded(time_limit, environment):
                 with self._running_guard:
                     self.running, self.running_since = ticket, time.monotonic()
@@ -408,10 +424,6 @@ class LuaService:
         finally:
             self.lock.release()
 
-    def restricted_environment(self):
-        """A restricted client's own environment (--restricted), made in the Lua state."""
-        with self.lock:
-            return self.runtime.restricted_environment()
 
 
 class Daemon:
@@ -500,7 +512,7 @@ class Daemon:
                     return
                 environment = None
                 if self.restricted and credentials[1] not in (0, os.geteuid()):
-                    environment = self.service.restricted_environment()
+                    environment = RestrictedEnvironment()
                 log.info("client connected: pid %d uid %d%s", credentials[0], credentials[1],
                          " (restricted)" if environment is not None else "")
                 greeting = {"hello": "bricks", "version": PROTOCOL_VERSION}
@@ -608,6 +620,8 @@ class Daemon:
                 if message.get("op") == "interrupt":
                     ticket.called_off.set()
                     self.service.interrupt(ticket)
+                else:
+                    log.warning("ignored a %r request sent while a chunk of the same client runs", message.get("op"))
 
     def close(self):
         if self.listener is not None:

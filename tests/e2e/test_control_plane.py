@@ -244,6 +244,18 @@ def test_restricted_daemon_gives_group_members_no_os_and_root_full_lua():
         assert member("print(mine)").stdout == "nil\n"       # a new client, a new environment
         root = shared.remote('print(type(os.execute), type(io.open), mine)')
         assert (root.returncode, root.stdout) == (0, "function\tfunction\tnil\n")
+        # A member connecting while root's chunk runs is greeted at once and told the daemon is busy.
+        runaway = subprocess.Popen(bricks("bricks-shell") + ["-a", shared.socket, "-c", 'print("started"); ' + RUNAWAY],
+                                   env=shared.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert runaway.stdout.readline() == "started\n"
+            busy = member('print("in")')
+            assert busy.returncode == 1 and busy.stderr.startswith("busy: ")
+            runaway.send_signal(signal.SIGINT)
+            assert runaway.communicate(timeout=WAIT)[1] == "interrupted\n"
+        finally:
+            runaway.kill()
+        assert member('print("in")').stdout == "in\n"
         assert "(restricted)" in open(shared.log).read()
     finally:
         shared.kill_leftover()

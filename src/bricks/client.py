@@ -4,6 +4,7 @@ Ctrl+C while a chunk runs asks the daemon to interrupt it (the chunk ends with
 "interrupted" and the shell carries on); a second Ctrl+C gives up waiting: the
 shell reconnects and the chunk's further output is dropped.
 """
+import contextlib
 import selectors
 import signal
 import socket
@@ -69,7 +70,7 @@ class RemoteSession:
         if size > MAX_MESSAGE - 1024:
             return Result(error=f"chunk of {size} bytes is over the daemon's {MAX_MESSAGE} byte limit")
         # Counting from before the request: a Ctrl+C must never leave a chunk's answers unread.
-        with _counted_interrupts() as interrupts, selectors.DefaultSelector() as selector:
+        with _counting_interrupts() as interrupts, selectors.DefaultSelector() as selector:
             self._send({"op": "run", "chunk": chunk, "mode": mode})
             selector.register(self.connection, selectors.EVENT_READ)
             asked = 0
@@ -101,22 +102,22 @@ class RemoteSession:
         self.connection.close()
 
 
-class _counted_interrupts:
-    """While a chunk runs, SIGINT (Ctrl+C) counts in `[count]` instead of raising KeyboardInterrupt."""
+@contextlib.contextmanager
+def _counting_interrupts():
+    """While a chunk runs, SIGINT (Ctrl+C) counts in the list yielded instead of raising KeyboardInterrupt."""
+    count = [0]
+    if threading.current_thread() is not threading.main_thread():
+        yield count
+        return
 
-    def __enter__(self):
-        self.count = [0]
-        self.previous = None
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, lambda signum, frame: self._count())
-        return self.count
+    def counted(signum, frame):
+        count[0] += 1
 
-    def _count(self):
-        self.count[0] += 1
-
-    def __exit__(self, *exception):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+    previous = signal.signal(signal.SIGINT, counted)
+    try:
+        yield count
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def run_remote(socket_path, command=None):

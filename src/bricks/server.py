@@ -300,6 +300,16 @@ class ChunkTicket:
     def __init__(self):
         self.called_off = threading.Event()     # Ctrl+C, or the client left: a chunk still waiting never runs
         self.finished = threading.Event()
+        # Wakes the thread listening for the client's interrupt at once when the chunk ends.
+        self.wake_read, self.wake_write = os.pipe()
+
+    def finish(self):
+        self.finished.set()
+        os.write(self.wake_write, b"x")
+
+    def close(self):
+        os.close(self.wake_read)
+        os.close(self.wake_write)
 
 
 class RestrictedEnvironment:
@@ -423,7 +433,6 @@ class LuaService:
             return list(self.runtime.completions(prefix))
         finally:
             self.lock.release()
-
 
 
 class Daemon:
@@ -584,8 +593,9 @@ class Daemon:
             result = self.service.run(chunk, output, mode, ticket=ticket, time_limit=self.chunk_timeout,
                                       environment=environment)
         finally:
-            ticket.finished.set()
+            ticket.finish()
             listener.join()
+            ticket.close()
         if result["error"]:
             result["error"] = _cut(result["error"])
             log.info("chunk error: %s", result["error"])
@@ -607,9 +617,11 @@ class Daemon:
         finishes what it started (half a configuration helps nobody)."""
         with selectors.DefaultSelector() as selector:
             selector.register(connection, selectors.EVENT_READ)
-            while not ticket.finished.is_set():
-                if not selector.select(WAIT_STEP):
-                    continue
+            selector.register(ticket.wake_read, selectors.EVENT_READ)
+            while True:
+                selector.select()
+                if ticket.finished.is_set():
+                    return
                 try:
                     message = receive_message(connection)
                 except (OSError, ValueError):

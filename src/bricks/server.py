@@ -419,11 +419,12 @@ class LuaService:
             if self.running is ticket and ticket is not None:
                 self.runtime.interrupt(reason)
 
-    def interrupt_any(self, reason):
-        """Stops whatever chunk runs now (the daemon is stopping)."""
-        with self._running_guard:
-            if self.running_since is not None:
-                self.runtime.interrupt(reason)
+    def stop(self):
+        """The daemon is going away: no chunk starts any more and the one running stops (the start-up script
+        too). Takes no lock, so that a signal handler may call it whatever the code it interrupted holds."""
+        self.stopping = True
+        if self.running_since is not None:
+            self.runtime.interrupt(STOPPING)
 
     def completions(self, prefix):
         # Tab must never hang behind a long chunk: no completions rather than a wait.
@@ -804,7 +805,7 @@ def run_daemon(options, runtime_factory=None):
                         chunk_timeout=options.chunk_timeout)
         daemon.bind()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda number, frame: daemon.stop())
+            signal.signal(signum, lambda number, frame: (service.stop(), daemon.stop()))
         links.reclaim_stale_pipes()
         log.info("started: pid %d, socket %s", os.getpid(), options.socket_path)
         _run_start_up_script(service, options)
@@ -872,8 +873,7 @@ def _stop_cleanly(service, daemon, pid_file):
     from . import engine
     log.info("stopping")
     daemon.close()
-    service.stopping = True        # chunks still waiting for the Lua state never start
-    service.interrupt_any(STOPPING)
+    service.stop()
     # A chunk still running is interrupted; one stuck below Lua gets a moment, then we clean up under it regardless.
     holding = service.lock.acquire(timeout=SHUTDOWN_LOCK_TIMEOUT)
     daemon.wait_for_replies(REPLY_WAIT)

@@ -19,7 +19,7 @@ import pexpect
 import pytest
 
 from bricks import server
-from tests.e2e.daemons import PROMPT, WAIT, Paths, alive, bricks
+from tests.e2e.daemons import PROMPT, WAIT, Paths, alive, bricks, wait_until
 
 pytestmark = pytest.mark.root
 
@@ -133,6 +133,22 @@ def test_sigterm_stops_a_daemon_busy_in_a_runaway_chunk(paths):
         client.kill()
     assert errors == "interrupted: the daemon is stopping\n"
     assert not os.path.exists(paths.socket) and not alive(pid)
+
+
+def test_sigterm_stops_a_runaway_start_up_script(paths, tmp_path):
+    script = tmp_path / "runaway.lua"
+    script.write_text(RUNAWAY + "\n")
+    launcher = subprocess.Popen(bricks("bricks-server") + ["-f", str(script)], env=paths.env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: server.running_pid(paths.pid_file) is not None)
+        time.sleep(0.3)
+        assert paths.run("bricks-kill-server").returncode == 0
+        _, errors = launcher.communicate(timeout=WAIT)
+    finally:
+        launcher.kill()
+    assert (launcher.returncode, errors) == (1, "bricks: interrupted: the daemon is stopping\n")
+    assert not os.path.exists(paths.socket)
 
 
 @pytest.mark.parametrize("quit_signal", [signal.SIGTERM, signal.SIGQUIT])

@@ -83,6 +83,24 @@ end
 -- string.dump turns functions into bytecode, which only a loader could use.
 local hidden_fields = {string = {dump = true}}
 
+-- What a restricted client reading `os` hears: why, in one line, instead of
+-- "attempt to index global 'os' (a nil value)".
+local CLOSED = {"os", "io", "debug", "load", "loadstring", "loadfile", "dofile", "require", "package",
+                "module", "getfenv", "setfenv", "jit", "python"}
+local closed_set = {}
+for _, name in ipairs(CLOSED) do
+   closed_set[name] = true
+end
+local closed_names = {
+   __index = function(_, name)
+      if closed_set[name] then
+         error(tostring(name) .. " is for root only (this client is restricted)", 2)
+      end
+      return nil
+   end,
+   __metatable = false,
+}
+
 -- A fresh environment for one restricted client: its own globals, its own
 -- copies of the libraries (changing string.format there changes nobody
 -- else's), the broker API shared with everyone.
@@ -101,7 +119,7 @@ function guard.restricted_environment()
       environment[name] = copy
    end
    environment._G = environment
-   return environment
+   return setmetatable(environment, closed_names)
 end
 
 return guard

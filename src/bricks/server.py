@@ -404,14 +404,19 @@ class LuaService:
             if ticket.called_off.is_set():
                 return INTERRUPTED
             if time.monotonic() >= deadline:
-                since = self.running_since
-                running_for = f" for {time.monotonic() - since:.0f} s" if since is not None else ""
-                return (f"busy: another client's chunk has been running{running_for}; try again later "
-                        "(Ctrl+C in its shell stops it)")
+                return self._busy()
         if self.stopping or ticket.called_off.is_set():
             self.lock.release()
             return STOPPING if self.stopping else INTERRUPTED
         return None
+
+    def _busy(self):
+        since, ticket = self.running_since, self.running
+        running_for = f" for {time.monotonic() - since:.0f} s" if since is not None else ""
+        if since is not None and ticket is None:
+            return f"busy: the daemon's start-up script has been running{running_for}; try again later"
+        return (f"busy: another client's chunk has been running{running_for}; try again later "
+                "(Ctrl+C in its shell stops it)")
 
     def interrupt(self, ticket, reason=INTERRUPTED):
         """Stops the chunk of `ticket` if it is the one running now (a client's Ctrl+C)."""

@@ -5,8 +5,12 @@ a "native" function that checks its Lua arguments, calls the engine API and
 answers `true, results...` or `false, one-line message`, which the Lua side
 raises as a Lua error at the caller's line. Chunks run one at a time (a lock),
 so a daemon may share one runtime between clients; everything Lua prints goes
-to `output`, which a daemon may swap per client.
+to `output`, which a daemon may swap per client. Every chunk runs under the
+guard of lua_guard.lua: interrupt() (Ctrl+C, a client's interrupt, a time
+limit) stops even a `while true do end`, and a restricted client's chunks see
+only the environment made for it.
 """
+import contextlib
 import importlib.resources
 import re
 import sys
@@ -27,6 +31,10 @@ except ImportError:                           # a lupa wheel built without LuaJI
         import lupa as lupa_module
 
 CHUNK_NAME = "=stdin"
+INTERRUPTED = "interrupted"
+PAUSE_STEP = 0.02       # how soon a sleeping chunk sees an interrupt
+# The globals of the broker API a restricted client gets (lua_guard.lua adds plain Lua without os, io, ...).
+API_GLOBALS = ("BRICKS", "PktEngine", "Brick", "bricks_sleep") + tuple(KINDS)
 _TOKEN_AT_END = re.compile(r"[A-Za-z_][\w.:]*$")
 
 BRICKS_HELP = """\
@@ -164,6 +172,10 @@ class LuaRuntime:
         self.output = output or _write_stdout
         self.shutdown_requested = False
         self._lock = threading.RLock()
+        self._interrupt_reason = None         # why the running chunk must stop; read by the Lua hook
+        self._deadline = None                 # monotonic time the running chunk must end by, if limited
+        self._time_limit = None
+        self._environment = None              # a restricted client's environment while its chunk runs
         self._lua = lupa_module.LuaRuntime(register_eval=False, register_builtins=False,
                                            unpack_returned_tuples=True)
         self.lua_implementation = self._lua.lua_implementation    # "LuaJIT 2.1..." normally
@@ -174,6 +186,57 @@ class LuaRuntime:
         if compiled is None:
             raise RuntimeError(f"lua_api.lua does not compile: {message}")
         self._internal = compiled(self._lua.table_from(self._natives()))
+        guard = importlib.resources.files(__package__).joinpath("lua_guard.lua").read_text()
+        compiled, message = self._internal.compile(guard, "=lua_guard.lua")
+        if compiled is None:
+            raise RuntimeError(f"lua_guard.lua does not compile: {message}")
+        self._guard = compiled(self._pending_interrupt, self._lua.table_from(list(API_GLOBALS)))
+
+    # ---------------------------------------------------------------- interrupts and environments
+
+    @contextlib.contextmanager
+    def guarded(self, time_limit=None, environment=None):
+        """The scope of one request: interrupts from here on stop its chunks; after time_limit seconds too."""
+        with self._lock:
+            self._interrupt_reason = None
+            self._time_limit = time_limit
+            self._deadline = time.monotonic() + time_limit if time_limit else None
+            self._environment = environment
+            try:
+                yield
+            finally:
+                self._deadline = self._time_limit = self._environment = None
+                self._interrupt_reason = None
+
+    def interrupt(self, reason=INTERRUPTED):
+        """Stops the running chunk with the one-line error `reason`; safe from a signal handler or any thread
+        (one assignment: no lock a handler could find already held by the code it interrupted)."""
+        if self._interrupt_reason is None:
+            self._interrupt_reason = reason
+
+    def restricted_environment(self):
+        """A new environment for a restricted client: plain Lua and the broker API, no os/io/debug/loaders."""
+        with self._lock:
+            return self._guard.restricted_environment()
+
+    def _pending_interrupt(self):
+        """Why the running chunk must stop, or None: asked by the Lua hook every ~100,000 instructions."""
+        if self._interrupt_reason is None and self._deadline is not None and time.monotonic() >= self._deadline:
+            self.interrupt(f"chunk exceeded {self._time_limit:g} s")
+        return self._interrupt_reason
+
+    def pause(self, seconds):
+        """bricks_sleep: sleeps `seconds`, cut short (as an error) by an interrupt or the time limit."""
+        end = time.monotonic() + seconds
+        while True:
+            reason = self._pending_interrupt()
+            if reason is not None:
+                raise BricksError(reason)
+            now = time.monotonic()
+            if now >= end:
+                return
+            wait = end - now if self._deadline is None else min(end, self._deadline) - now
+            time.sleep(min(max(wait, 0.0), PAUSE_STEP))
 
     # ---------------------------------------------------------------- chunks
 
@@ -200,7 +263,7 @@ class LuaRuntime:
         """REPL semantics: `=expr` and a bare expression print their values, else run as a statement."""
         with self._lock:
             expression = line[1:] if line.startswith("=") else line
-            function, message = self._internal.compile("return " + expression, CHUNK_NAME)
+            function, message = self._bound(*self._internal.compile("return " + expression, CHUNK_NAME))
             if function is None:
                 if line.startswith("="):
                     raise LuaError(_one_line(message))
@@ -208,8 +271,8 @@ class LuaRuntime:
             # The values pass through a call so that no API function is
             # tail-called: a tail call would lose the `stdin:1:` position.
             # (`f();` is an expression for `return` but not as arguments.)
-            passed_through, _ = self._internal.compile(
-                f"return (function(...) return ... end)({expression}\n)", CHUNK_NAME)
+            passed_through, _ = self._bound(*self._internal.compile(
+                f"return (function(...) return ... end)({expression}\n)", CHUNK_NAME))
             function = passed_through or function
             values = self._run(function, keep_table=True)
             self._internal.print_values(values)
@@ -257,13 +320,22 @@ class LuaRuntime:
     # ---------------------------------------------------------------- internals
 
     def _compile(self, code, chunk_name):
-        function, message = self._internal.compile(code, chunk_name)
+        function, message = self._bound(*self._internal.compile(code, chunk_name))
         if function is None:
             raise LuaError(_one_line(message))
         return function
 
+    def _bound(self, function, message):
+        """A compiled chunk in the restricted environment of the running request, if it has one."""
+        if function is not None and self._environment is not None:
+            function = self._guard.bind(function, self._environment)
+        return function, message
+
     def _run(self, function, keep_table=False):
-        ok, result = self._internal.run(function)
+        ok, result = self._guard.run(self._internal.run, function)
+        if self._interrupt_reason is not None:
+            # However the chunk ended (a pcall may have caught the first error), it was stopped: say why, alone.
+            raise LuaError(self._interrupt_reason)
         if not ok:
             raise LuaError(_one_line(result))
         if keep_table:
@@ -328,6 +400,8 @@ class LuaRuntime:
 
         def brick_call(handle, method, *args):
             where = f"{handle.kind.name}:{method}"
+            if runtime._environment is not None:
+                _refuse_files(where, method, args)
             if method in handle.kind.methods:
                 try:
                     results = getattr(handle, method)(*[_from_lua(value) for value in args])
@@ -395,7 +469,7 @@ class LuaRuntime:
             seconds = _number(seconds, "sleep: seconds", None)
             if seconds is None or seconds < 0:
                 raise BricksError(f"sleep: seconds must be a number of at least 0, got {_shown(seconds)}")
-            time.sleep(seconds)
+            runtime.pause(seconds)
 
         def output(text):
             runtime.output(text)
@@ -408,6 +482,28 @@ class LuaRuntime:
         table["same"] = lambda first, second: first is second
         table["output"] = output
         return table
+
+
+# Methods that read or write a file the caller names (Filter's rules files).
+FILE_METHODS = ("save", "load")
+
+
+def _refuse_files(where, method, args):
+    """A restricted client (lua_guard.lua) must not make the root daemon read or write files: pcap ports,
+    rules files. Everything else of the broker API is theirs."""
+    from .links import PortNameError, parse_port_name
+    if method in FILE_METHODS:
+        raise BricksError(f"{where}: files are for root only (this client is restricted)")
+    if method not in ("connect_input", "connect_output"):
+        return
+    for value in args:
+        try:
+            is_file = isinstance(value, str) and parse_port_name(value).kind == "pcap"
+        except PortNameError:
+            continue      # not a port name: connect_* itself says so
+        if is_file:
+            raise BricksError(f"{where}: {value!r} is a file, and files are for root only (this client is "
+                              "restricted)")
 
 
 def stats_table(engines):

@@ -6,9 +6,11 @@ daemon. The loop here is the same for both: prompt `bricks> `, `>> ` while a
 chunk is unfinished, GNU readline editing, history and Tab completion, one-line
 errors after which the shell carries on. A non-tty stdin is run as one script.
 """
+import contextlib
 import os
 import signal
 import sys
+import threading
 
 PROMPT = "bricks> "
 CONTINUATION_PROMPT = ">> "
@@ -27,29 +29,61 @@ class Result:
         self.shutdown = shutdown
 
 
+# Signals that end the shell (after cleanup); while a chunk runs they first interrupt it.
+QUIT_SIGNALS = (signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP)
+
+
 class LocalSession:
-    """Chunks run in this process's own Lua runtime; printed text goes straight to stdout."""
+    """Chunks run in this process's own Lua runtime; printed text goes straight to stdout.
+
+    While a chunk runs, Ctrl+C interrupts it (the error "interrupted", the
+    shell goes on) and SIGTERM, Ctrl+\\ or SIGHUP interrupt it and then end the
+    shell through its normal cleanup: Python cannot act on a signal inside Lua,
+    so the handlers only ask the runtime to stop the chunk."""
 
     def __init__(self, runtime):
         self.runtime = runtime
+        self.quit_signal = None
 
     def run(self, chunk, mode="interactive"):
         """Runs a chunk in a mode of bricks.server.run_chunk."""
-        from .errors import BricksError
         from .server import run_chunk
-        try:
-            incomplete = run_chunk(self.runtime, chunk, mode)
-        except BricksError as error:
-            return Result(error=str(error), shutdown=self.runtime.shutdown_requested)
-        return Result(incomplete=incomplete, shutdown=self.runtime.shutdown_requested)
+        return self._interruptible(lambda: run_chunk(self.runtime, chunk, mode))
 
     def run_file(self, path, arguments=()):
-        from .errors import BricksError
-        try:
+        def run_script():
             self.runtime.execute_file(path, tuple(arguments))
-        except BricksError as error:
-            return Result(error=str(error), shutdown=self.runtime.shutdown_requested)
-        return Result(shutdown=self.runtime.shutdown_requested)
+            return False      # a file is never unfinished
+        return self._interruptible(run_script)
+
+    def _interruptible(self, action):
+        from .errors import BricksError
+        with self._signals_interrupt(), self.runtime.guarded():
+            try:
+                result = Result(incomplete=bool(action()), shutdown=self.runtime.shutdown_requested)
+            except BricksError as error:
+                result = Result(error=str(error), shutdown=self.runtime.shutdown_requested)
+        if self.quit_signal is not None:
+            raise SystemExit(128 + self.quit_signal)
+        return result
+
+    @contextlib.contextmanager
+    def _signals_interrupt(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def interrupt(signum, frame):
+            if signum != signal.SIGINT:
+                self.quit_signal = signum
+            self.runtime.interrupt("interrupted" if signum == signal.SIGINT else f"terminated by signal {signum}")
+
+        previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT,) + QUIT_SIGNALS}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     def complete(self, line):
         return self.runtime.completions(line)
@@ -156,8 +190,10 @@ def run_local(script=None, script_args=(), backend="auto", batch=None):
     from .lua import LuaRuntime
     from .server import configure_runtime
     from .errors import BricksError
-    # SIGTERM cleans up like Ctrl+D (engines stopped, pipes removed); Ctrl+C stays a KeyboardInterrupt.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    # SIGTERM, Ctrl+\ and SIGHUP clean up like Ctrl+D (engines stopped, pipes removed); Ctrl+C stays a
+    # KeyboardInterrupt. While a chunk runs, LocalSession stops it first.
+    for signum in QUIT_SIGNALS:
+        signal.signal(signum, lambda signum, frame: sys.exit(128 + signum))
     try:
         runtime = LuaRuntime(output=write_output)
         try:

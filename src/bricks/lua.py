@@ -54,13 +54,17 @@ PktEngine commands:
   PktEngine.help()           this list
   pe:link(brick [, batch [, qid]])
                              bind a brick tree: open its inputs, create its pipes;
-                             batch packets per read (default 1024), qid the hardware
-                             queue to read (-1: all)
+                             batch packets per read (default 1024, also -1), qid the
+                             hardware queue to read (-1: all)
   pe:unlink()                undo link (not while running)
   pe:start()                 start the engine's thread
+  pe:wait([seconds])         wait until its pcap input is read to the end (or it is
+                             stopped): true, or false when the seconds passed first
   pe:stop()                  stop it
   pe:delete()                remove the engine and its pipes (not while running)
   pe:show_stats()            its packet, byte and drop counts (pe.show_stats() too)
+Numbers may be given as strings ("4"), as Lua converts them; a cpu this host lacks
+is a warning and the engine runs unpinned. Methods return the engine (pe:link(b):start()).
 """
 
 

@@ -2,6 +2,7 @@
 import socket
 import sys
 
+from . import __version__
 from .server import receive_message, send_message
 from .shell import Result, banner_line, interactive_loop, report_error, run_script_from_stdin, write_output
 
@@ -39,10 +40,9 @@ class RemoteSession:
         if greeting.get("hello") != "bricks":
             self.close()
             raise ClientError(f"{socket_path} is not a bricks daemon")
-        self.release = greeting.get("release", "unknown")
 
     def banner(self):
-        return banner_line(self.release, f"daemon on {self.socket_path}")
+        return banner_line(__version__, f"remote shell to the daemon on {self.socket_path}")
 
     def _receive(self):
         try:

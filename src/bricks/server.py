@@ -2,8 +2,7 @@
 
 Protocol (both directions): a 4-byte big-endian length, then that many bytes of
 UTF-8 JSON. On connect the daemon sends a greeting, `{"hello": "bricks",
-"version": 1, "release": "<bricks version>"}` or `{"refused": "<why>"}` (then
-closes). Requests:
+"version": 1}` or `{"refused": "<why>"}` (then closes). Requests:
   {"op": "run", "chunk": "...", "mode": "interactive" | "line" | "script"}
       -> zero or more {"output": "..."} while the chunk runs, then
          {"done": true, "error": null|"...", "incomplete": bool, "shutdown": bool}
@@ -30,7 +29,6 @@ import sys
 import threading
 import time
 
-from . import __version__
 from .errors import BricksError
 
 PROTOCOL_VERSION = 1
@@ -376,8 +374,7 @@ class Daemon:
                     send_message(connection, {"refused": reason})
                     return
                 log.info("client connected: pid %d uid %d", credentials[0], credentials[1])
-                send_message(connection, {"hello": "bricks", "version": PROTOCOL_VERSION,
-                                          "release": __version__})
+                send_message(connection, {"hello": "bricks", "version": PROTOCOL_VERSION})
                 connection.settimeout(None)
                 self._answer_requests(connection)
             except (OSError, ValueError) as error:

@@ -390,7 +390,7 @@ local function shown(value, depth, open)
       keys[#keys + 1] = key
    end
    table.sort(keys, key_before)
-   local parts, multi_line = {}, false
+   local parts, multi_line, in_sequence = {}, false, true
    for index, key in ipairs(keys) do
       if index > SHOW_ITEMS then
          parts[#parts + 1] = string.format("-- %d more", #keys - SHOW_ITEMS)
@@ -398,7 +398,8 @@ local function shown(value, depth, open)
          break
       end
       local text = shown(rawget(value, key), depth + 1, open)
-      if key ~= index then
+      in_sequence = in_sequence and key == index    -- 1, 2, 3... shown without their keys
+      if not in_sequence then
          if type(key) == "string" and key:match("^[%a_][%w_]*$") and not LUA_KEYWORDS[key] then
             text = key .. " = " .. text
          else

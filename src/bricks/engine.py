@@ -350,6 +350,10 @@ class PktEngine:
         self.run_error = None
         self.deleted = False
         self.started = False         # start() has run once: wait() then has something to wait for
+        # Set when the C loop of the current run has returned. Waits use it, not Thread.join: a join that
+        # Ctrl-C interrupts marks a still-running thread as stopped (CPython before 3.13), and the engine
+        # would then be freed under its thread.
+        self.run_done = threading.Event()
         self.pin_warning = None      # why the CPU asked for was not used (the engine then runs unpinned)
 
     # -- creation and lookup (PktEngine.new / PktEngine.retrieve) --
@@ -549,6 +553,7 @@ class PktEngine:
         self.run_error = None
         lib.brk_engine_rearm(self.handle)
         self.started = True
+        self.run_done = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"bricks-{self.name}", daemon=True)
         self.thread.start()
         if priority is not None:
@@ -564,9 +569,12 @@ class PktEngine:
                               f"{error.strerror}") from None
 
     def _run(self):
-        result = lib.brk_engine_run(self.handle)
-        if result != 0:
-            self.run_error = os.strerror(-result)
+        try:
+            result = lib.brk_engine_run(self.handle)
+            if result != 0:
+                self.run_error = os.strerror(-result)
+        finally:
+            self.run_done.set()
 
     def stop(self):
         if self.deleted:
@@ -598,14 +606,12 @@ class PktEngine:
             raise BricksError(f"wait: seconds must be a number of at least 0, got {timeout!r}")
         if not self.started:
             raise BricksError(f"engine {self.name} was never started: nothing to wait for")
-        thread = self.thread
-        if thread is None:
+        if self.thread is None:
             return True
         if timeout is None and not self.finite:
             raise BricksError(f"engine {self.name} reads live input and finishes only when stopped: "
                               "give a number of seconds to wait")
-        thread.join(timeout)
-        return not thread.is_alive()
+        return self.run_done.wait(timeout)
 
     def delete(self):
         self._check_usable("delete")
@@ -679,16 +685,14 @@ def wait_for_finite_engines(announce=None):
     pending = [known for known in engines() if known.running and known.finite]
     if pending and announce is not None:
         time_to_finish_quietly = 0.2
-        pending[0].thread.join(time_to_finish_quietly)
-        pending = [known for known in pending if known.running]
+        pending[0].run_done.wait(time_to_finish_quietly)
+        pending = [known for known in pending if not known.run_done.is_set()]
         if pending:
             names = ", ".join(known.name for known in pending)
             announce(f"waiting for engine{'s' if len(pending) > 1 else ''} {names} to finish reading "
                      "pcap input (Ctrl-C stops now)")
     for known in pending:
-        thread = known.thread
-        if thread is not None:
-            thread.join()
+        known.run_done.wait()
 
 
 def _whole(value, what, lowest, highest):

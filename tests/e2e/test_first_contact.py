@@ -5,6 +5,7 @@ The shells run under a pseudo-terminal (pexpect) with private paths (the
 `paths` fixture); pcap conversions need no root.
 """
 import os
+import pathlib
 import re
 import signal
 import subprocess
@@ -163,3 +164,16 @@ def test_startup_script_runs_without_an_egress_and_says_how_to_give_one(testbed,
     assert missing.returncode == 1
     assert missing.stderr == ("egress bkmissing0: no such interface (give the egress as the script's second argument "
                               "or in $BRICKS_EGRESS, or neither for none)\n")
+
+
+def test_the_readme_conversion_example(tmp_path):
+    """README's conv.lua, verbatim: every frame of in.pcap lands in out0.pcap or out1.pcap, and pe:wait says done."""
+    text = (pathlib.Path(REPOSITORY) / "README.md").read_text()
+    block = re.search(r"```lua\n(-- conv\.lua.*?)```", text, re.S).group(1)
+    (tmp_path / "conv.lua").write_text(block)
+    sent = frame_builder.random_tcp_frames(50_000, seed=912)
+    write_pcap(tmp_path / "in.pcap", sent)
+    result = subprocess.run(bricks("bricks") + ["-f", "conv.lua"], stdin=subprocess.DEVNULL, capture_output=True,
+                            text=True, timeout=120, cwd=tmp_path)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "done\n", "")
+    assert sorted(pcap_frames(tmp_path / "out0.pcap") + pcap_frames(tmp_path / "out1.pcap")) == sorted(sent)

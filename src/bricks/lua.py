@@ -270,7 +270,7 @@ class LuaRuntime:
                 f"return (function(...) return ... end)({expression}\n)", CHUNK_NAME)
             function = passed_through or function
             values = self._run(function, keep_table=True)
-            self._internal.print_values(values)
+            self._internal.print_values(values, line.startswith("="))
             return [values[index] for index in range(1, values["n"] + 1)]
 
     def is_incomplete(self, chunk):

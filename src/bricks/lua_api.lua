@@ -72,6 +72,11 @@ local class_of = setmetatable({}, {__mode = "k"})
 -- object may have more methods than its type (a Filter's drop, allow...,
 -- an engine's wait: `extra_names`, a Lua array); those return their own
 -- results.
+-- The object the last chaining method of the running chunk returned: a
+-- shell line such as `pe:start()` is a statement to its typist, as in the
+-- original's shell, so the object it returns for chaining is not echoed.
+local last_chained
+
 local function object_type(type_name, class, method_names, invoke_method)
    local metatable = {
       __metatable = type_name,
@@ -104,6 +109,7 @@ local function object_type(type_name, class, method_names, invoke_method)
       methods[name] = bound_method(obj, function(self, ...)
          local results = pack(invoke_method(handles[self], name, unwrap_all(...)))
          if results[1] and chains then
+            last_chained = self
             return true, self
          end
          return unpack(results, 1, results.n)
@@ -325,6 +331,7 @@ end
 -- Runs a compiled chunk: true and a packed table of its results, or false
 -- and the error message (no traceback: operators see one line).
 function internal.run(chunk)
+   last_chained = nil
    local results = pack(xpcall(chunk, function(message) return tostring(message) end))
    if results[1] then
       return true, {n = results.n - 1, unpack(results, 2, results.n)}
@@ -426,7 +433,12 @@ function internal.show(value)
    return tostring(value)
 end
 
-function internal.print_values(values)
+-- Prints the values of a shell line; `explicit` (an `=expr` line) prints
+-- them all, else an object returned by a chaining call is left out.
+function internal.print_values(values, explicit)
+   if not explicit and values.n == 1 and last_chained ~= nil and rawequal(values[1], last_chained) then
+      return
+   end
    if values.n > 0 then
       local parts = {}
       for index = 1, values.n do

@@ -791,3 +791,23 @@ def test_no_api_function_leaks_a_python_error_whatever_it_is_given(lua):
     assert len(messages) > 100
     for message in messages:
         assert "internal error" not in message and "Error:" not in message and "\n" not in message, message
+
+
+@pytest.mark.parametrize("line, printed", [
+    ('b:connect_input("eth3")', ""),
+    ('b:connect_input("eth3"):connect_output("eth3{0")', ""),
+    ("pe:link(b)", ""),
+    ('=b:connect_input("eth3")', "Brick Dummy in: eth3 out: none (not linked)\n"),
+    ("b", "Brick Dummy in: none out: none (not linked)\n"),
+    ('Brick.new("Duplicator")', "Brick Duplicator in: none out: none (not linked)\n"),
+    ("f:drop{src = '10.0.0.1'}", "1\n"),
+])
+def test_a_chained_return_is_not_echoed_by_the_shell(lua, tmp_path, line, printed):
+    """As in the original's shell, `pe:start()` typed at the prompt prints nothing; `=` still shows the object."""
+    lua.run(FILTER_BRICK + '; pe = PktEngine.new("e0"); b = Brick.new("Dummy")')
+    if line == "pe:link(b)":
+        write_pcap(tmp_path / "in.pcap", frames.random_tcp_frames(1))
+        lua.run(f'b = Brick.new("PcapReader"):connect_input("{tmp_path}/in.pcap"):connect_output("{tmp_path}/o.pcap")')
+    lua.runtime.evaluate_line(line)
+    lua.runtime.evaluate_line("x = 1")
+    assert lua.output() == printed

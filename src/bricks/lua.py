@@ -39,6 +39,7 @@ BRICKS commands:
   BRICKS.shutdown()          stop every engine, remove every pipe, flush writers and quit
   BRICKS.set_backend(name)   auto, packet or netmap; only before the first engine exists
   BRICKS.backend()           the back-end in use
+  BRICKS._VERSION            this release (also _DESCRIPTION, _COPYRIGHT)
 Subsystems, each with its own help():
   pkteng   PktEngine.help()  packet engines: create, link, start, stop
   brick    Brick.help()      bricks: LoadBalancer, Duplicator, Merge, PcapReader, ...

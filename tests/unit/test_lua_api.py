@@ -811,3 +811,14 @@ def test_a_chained_return_is_not_echoed_by_the_shell(lua, tmp_path, line, printe
     lua.runtime.evaluate_line(line)
     lua.runtime.evaluate_line("x = 1")
     assert lua.output() == printed
+
+
+def test_lb_config_without_egress_is_fine_and_a_missing_egress_says_how_to_give_one(lua, monkeypatch):
+    """9.8: the egress is optional; naming one that does not exist is refused before anything is linked."""
+    monkeypatch.chdir(REPOSITORY)
+    lua.run('single = dofile("scripts/configs/single-threaded-setups.lua"); pe = PktEngine.new("e0")')
+    message = lua.error('single:lb_config(pe, "eth3", "bkmissing0")')
+    assert message == ("stdin:1: lb_config: egress bkmissing0: no such interface (give an existing one as the third "
+                       "argument or in the global EGRESS, or neither for no egress)")
+    assert "global EGRESS" in lua.error('EGRESS = "bkmissing1"; single.lb_config(pe, "eth3")')
+    assert lua.run("return tostring(pe)") == ["PktEngine e0 (stopped, 0 brick trees)"]

@@ -775,7 +775,8 @@ def test_no_api_function_leaks_a_python_error_whatever_it_is_given(lua):
         end
         for _, pair in ipairs({{"pe", pe, {"link", "show_stats", "wait", "unlink", "stop"}},
                                {"b", b, {"connect_input", "connect_output", "connect_outputs", "link"}},
-                               {"f", f, {"drop", "allow", "rules", "remove", "clear", "save", "load", "filter_stats"}}}) do
+                               {"f", f, {"drop", "allow", "rules", "remove", "clear", "save", "load",
+                                         "filter_stats"}}}) do
            for _, method in ipairs(pair[3]) do
               for _, value in ipairs(odd) do try(pair[1] .. ":" .. method, pair[2][method], pair[2], value) end
               try(pair[1] .. ":" .. method, pair[2][method], pair[2], 1, 2, 3, 4, 5)

@@ -391,7 +391,7 @@ class PktEngine:
 
     @property
     def running(self):
-        return self.thread is not None and self.thread.is_alive()
+        return self.thread is not None and not self.run_done.is_set()
 
     def _check_usable(self, action):
         if self.deleted:
@@ -581,11 +581,11 @@ class PktEngine:
             raise BricksError(f"engine {self.name} was deleted")
         if self.thread is None:
             return
-        if self.thread.is_alive():
+        if not self.run_done.is_set():
             lib.brk_engine_stop(self.handle)
-        self.thread.join(STOP_TIMEOUT)
-        if self.thread.is_alive():
+        if not self.run_done.wait(STOP_TIMEOUT):
             raise BricksError(f"engine {self.name} did not stop within {STOP_TIMEOUT:g} s")
+        self.thread.join()      # at once: the C loop has returned (see run_done)
         self.thread = None
 
     @property

@@ -5,6 +5,13 @@ import sys
 import click
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
+VERSION_MESSAGE = "BRICKS Version %(version)s"   # the original's banner line
+
+
+def _version_option(function):
+    from . import __version__
+    return click.version_option(__version__, "--version", message=VERSION_MESSAGE,
+                                help="Print the version and exit.")(function)
 BACKENDS = ("auto", "netmap", "packet")
 MAX_PIPES = 64
 
@@ -79,6 +86,7 @@ def _start_daemon(daemon_settings, backend, batch, script=None, script_args=(), 
 
 
 @click.command(context_settings=CONTEXT)
+@_version_option
 @click.option("-f", "--script", type=click.Path(exists=True, dir_okay=False), metavar="SCRIPT",
               help="Lua script to run first (extra arguments become its arg table).")
 @click.option("-d", "--daemon", is_flag=True, help="Run as a daemon serving remote shells.")
@@ -113,6 +121,7 @@ def _remote(socket_path, command):
 
 
 @click.command(context_settings=CONTEXT)
+@_version_option
 @click.option("-f", "--script", type=click.Path(exists=True, dir_okay=False), metavar="SCRIPT",
               help="Lua script to run at start-up (extra arguments become its arg table).")
 @_rules_option
@@ -126,6 +135,7 @@ def server_main(script, rules_path, backend, batch, script_args, **daemon_settin
 
 
 @click.command(context_settings=CONTEXT)
+@_version_option
 @_socket_option
 @click.option("-c", "--command", metavar="CHUNK", help="Run one chunk, print its output and exit "
                                                        "(status 1 and the error on stderr if it fails).")
@@ -149,6 +159,7 @@ def fan_out_chunk(brick_kind, interface, count):
 
 def _fan_out_command(brick_kind, summary):
     @click.command(context_settings=CONTEXT, help=summary)
+    @_version_option
     @click.argument("interface", metavar="IFACE")
     @click.argument("count", metavar="N", type=click.IntRange(1, MAX_PIPES))
     @_daemon_options
@@ -164,6 +175,7 @@ duplicate_main = _fan_out_command(
 
 
 @click.command(context_settings=CONTEXT)
+@_version_option
 @click.option("--pid-file", "pid_path", metavar="PATH", envvar="BRICKS_PID_FILE",
               help="The daemon's pid file [default: $BRICKS_RUN_DIR/bricks.pid, else /run/bricks/bricks.pid].")
 @click.option("--timeout", type=click.FloatRange(0.1, 600), default=10.0, show_default=True,

@@ -11,8 +11,9 @@ import socket
 import sys
 import threading
 
+from . import __version__
 from .server import MAX_MESSAGE, WAIT_STEP, receive_message, send_message
-from .shell import Result, interactive_loop, report_error, run_script_from_stdin, write_output
+from .shell import Result, banner_line, interactive_loop, report_error, run_script_from_stdin, write_output
 
 
 class ClientError(Exception):
@@ -48,6 +49,9 @@ class RemoteSession:
         if greeting.get("hello") != "bricks":
             self.close()
             raise ClientError(f"{socket_path} is not a bricks daemon")
+
+    def banner(self):
+        return banner_line(__version__, f"remote shell to the daemon on {self.socket_path}")
 
     def _receive(self):
         try:

@@ -24,6 +24,7 @@ MAX_NAME = 15                   # IFNAMSIZ - 1
 RX_RING_BYTES_PER_SLOT = 8192   # buffer_sz slots of RX ring, each room for a jumbo frame
 MIN_RX_RING_BYTES = 16 << 20   # ~10,000 full-size frames: tens of ms of engine stall at line rate
 STOP_TIMEOUT = 5.0
+MAX_CPU = 65535                 # a CPU number beyond any host: above it the number is a mistake, not a bigger host
 
 _engines = {}                   # name -> PktEngine, in creation order
 _engines_lock = threading.RLock()
@@ -318,6 +319,7 @@ class _Linked:
         self.sources = []            # (C source, target Brick)
         self.sinks = []
         self.inputs_quieted = []
+        self.finite = True           # every source opened is a pcap file (it ends by itself)
 
     def close(self):
         for source, _ in self.sources:
@@ -347,6 +349,12 @@ class PktEngine:
         self.thread = None
         self.run_error = None
         self.deleted = False
+        self.started = False         # start() has run once: wait() then has something to wait for
+        # Set when the C loop of the current run has returned. Waits use it, not Thread.join: a join that
+        # Ctrl-C interrupts marks a still-running thread as stopped (CPython before 3.13), and the engine
+        # would then be freed under its thread.
+        self.run_done = threading.Event()
+        self.pin_warning = None      # why the CPU asked for was not used (the engine then runs unpinned)
 
     # -- creation and lookup (PktEngine.new / PktEngine.retrieve) --
     @classmethod
@@ -354,13 +362,22 @@ class PktEngine:
         if not isinstance(name, str) or not name or len(name) > 64 or not name.isprintable():
             raise BricksError(f"PktEngine.new: engine name must be a non-empty string, got {name!r}")
         buffer_slots = _whole(buffer_slots, "buffer size", 8, 1 << 20)
-        cpu = _whole(cpu, "cpu", -1, os.cpu_count() - 1)
+        cpu = _whole(cpu, "cpu", -1, MAX_CPU)
+        # As the original: a CPU this host (or this process's affinity) lacks is a warning, not an
+        # error, so scripts written for bigger machines run here, unpinned.
+        pin_warning = None
+        available = usable_cpus()
+        if cpu >= 0 and cpu not in available:
+            pin_warning = (f"engine {name} cannot be pinned to CPU {cpu} (this process may use CPUs "
+                           f"{cpu_list_text(available)}): it runs unpinned")
+            cpu = -1
         with _engines_lock:
             if name in _engines:
                 raise BricksError(f"PktEngine.new: an engine named {name!r} exists already")
             if not _engines:
                 links.reclaim_stale_pipes()
             engine = _engines[name] = cls(name, buffer_slots, cpu)
+        engine.pin_warning = pin_warning
         return engine
 
     @staticmethod
@@ -374,7 +391,7 @@ class PktEngine:
 
     @property
     def running(self):
-        return self.thread is not None and self.thread.is_alive()
+        return self.thread is not None and not self.run_done.is_set()
 
     def _check_usable(self, action):
         if self.deleted:
@@ -383,11 +400,14 @@ class PktEngine:
             raise BricksError(f"cannot {action} engine {self.name} while it is running: stop it first")
 
     # -- link / unlink --
-    def link(self, brick, batch=DEFAULT_BATCH, qid=-1):
+    def link(self, brick, batch=None, qid=-1):
+        """Binds brick's tree; batch None or -1 (the original's "unspecified") is DEFAULT_BATCH as it is now."""
         self._check_usable("link")
         if not isinstance(brick, Brick):
             raise BricksError(f"link: expected a Brick, got {type(brick).__name__}")
-        batch = _whole(batch, "batch", 1, 65536)
+        if batch is None or (not isinstance(batch, bool) and batch == -1):
+            batch = DEFAULT_BATCH
+        batch = _whole(batch, "batch (-1: the default)", 1, 65536)
         qid = _whole(qid, "qid", -1, 65535)
         for member in brick.walk():
             if member.engine is not None:
@@ -486,6 +506,7 @@ class PktEngine:
 
     def _open_source(self, linked, port):
         error = error_buffer()
+        linked.finite = linked.finite and port.kind == "pcap"
         if port.kind == "pcap":
             files = [path.encode() for path in _pcap_files(port.name)]
             paths = [ffi.new("char[]", path) for path in files]
@@ -531,6 +552,8 @@ class PktEngine:
         priority = realtime_priority()
         self.run_error = None
         lib.brk_engine_rearm(self.handle)
+        self.started = True
+        self.run_done = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"bricks-{self.name}", daemon=True)
         self.thread.start()
         if priority is not None:
@@ -546,27 +569,49 @@ class PktEngine:
                               f"{error.strerror}") from None
 
     def _run(self):
-        result = lib.brk_engine_run(self.handle)
-        if result != 0:
-            self.run_error = os.strerror(-result)
+        try:
+            result = lib.brk_engine_run(self.handle)
+            if result != 0:
+                self.run_error = os.strerror(-result)
+        finally:
+            self.run_done.set()
 
     def stop(self):
         if self.deleted:
             raise BricksError(f"engine {self.name} was deleted")
         if self.thread is None:
             return
-        if self.thread.is_alive():
+        if not self.run_done.is_set():
             lib.brk_engine_stop(self.handle)
-        self.thread.join(STOP_TIMEOUT)
-        if self.thread.is_alive():
+        if not self.run_done.wait(STOP_TIMEOUT):
             raise BricksError(f"engine {self.name} did not stop within {STOP_TIMEOUT:g} s")
+        self.thread.join()      # at once: the C loop has returned (see run_done)
         self.thread = None
 
+    @property
+    def finite(self):
+        """Whether every source of the engine ends by itself (pcap files): a run then finishes on its own."""
+        return bool(self.linked) and all(linked.finite for linked in self.linked)
+
     def wait(self, timeout=None):
-        """Waits until the engine's sources are exhausted (pcap input) or it stops."""
-        if self.thread is not None:
-            self.thread.join(timeout)
-        return not self.running
+        """Waits until the engine has finished (its pcap sources read to the end) or was stopped.
+
+        True when it has, False when `timeout` seconds passed first. Without a timeout, an engine
+        reading live interfaces is refused: it would never finish by itself.
+        """
+        if self.deleted:
+            raise BricksError(f"engine {self.name} was deleted")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                    or not timeout >= 0):
+            raise BricksError(f"wait: seconds must be a number of at least 0, got {timeout!r}")
+        if not self.started:
+            raise BricksError(f"engine {self.name} was never started: nothing to wait for")
+        if self.thread is None:
+            return True
+        if timeout is None and not self.finite:
+            raise BricksError(f"engine {self.name} reads live input and finishes only when stopped: "
+                              "give a number of seconds to wait")
+        return self.run_done.wait(timeout)
 
     def delete(self):
         self._check_usable("delete")
@@ -610,6 +655,44 @@ class PktEngine:
                 lines.append(f"    -> {output['name']:<16} {output['packets']:>12} packets "
                              f"{output['bytes']:>14} bytes {output['drops'] + output['kernel_drops']:>10} dropped")
         return "\n".join(lines)
+
+
+def usable_cpus():
+    """The CPUs this process may run on (its affinity), sorted: the ones an engine can be pinned to."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return list(range(os.cpu_count() or 1))
+
+
+def cpu_list_text(cpus):
+    """[0, 1, 2, 5] -> '0-2,5', as /sys and taskset write CPU lists."""
+    ranges, cpus = [], sorted(cpus)
+    for cpu in cpus:
+        if ranges and cpu == ranges[-1][1] + 1:
+            ranges[-1][1] = cpu
+        else:
+            ranges.append([cpu, cpu])
+    return ",".join(str(first) if first == last else f"{first}-{last}" for first, last in ranges)
+
+
+def wait_for_finite_engines(announce=None):
+    """Lets every running engine whose sources are all pcap files finish (end of shell input, SPEC §7).
+
+    `announce(text)` is told once which engines are waited for, when any still runs after a moment.
+    Ctrl-C (KeyboardInterrupt) ends the wait at once; the caller then shuts everything down.
+    """
+    pending = [known for known in engines() if known.running and known.finite]
+    if pending and announce is not None:
+        time_to_finish_quietly = 0.2
+        pending[0].run_done.wait(time_to_finish_quietly)
+        pending = [known for known in pending if not known.run_done.is_set()]
+        if pending:
+            names = ", ".join(known.name for known in pending)
+            announce(f"waiting for engine{'s' if len(pending) > 1 else ''} {names} to finish reading "
+                     "pcap input (Ctrl-C stops now)")
+    for known in pending:
+        known.run_done.wait()
 
 
 def _whole(value, what, lowest, highest):

@@ -2,9 +2,10 @@
 
 A session runs chunks and completes names; the local session owns a Lua
 runtime in this process, the remote one (bricks.client) forwards to the
-daemon. The loop here is the same for both: prompt `bricks> `, `>> ` while a
-chunk is unfinished, GNU readline editing, history and Tab completion, one-line
-errors after which the shell carries on. A non-tty stdin is run as one script.
+daemon. The loop here is the same for both: a version banner, prompt
+`bricks> `, `bricks?>> ` while a chunk is unfinished (the original's prompts),
+GNU readline editing, history and Tab completion, one-line errors after which
+the shell carries on. A non-tty stdin is run as one script.
 """
 import contextlib
 import os
@@ -12,8 +13,10 @@ import signal
 import sys
 import threading
 
+from . import __version__
+
 PROMPT = "bricks> "
-CONTINUATION_PROMPT = ">> "
+CONTINUATION_PROMPT = "bricks?>> "     # the original's (its LUA_PROMPT2, without the colour)
 HISTORY_FILE = "~/.bricks_history"
 HISTORY_LENGTH = 1000
 # Not word breaks for completion: `BRICKS.sh` and `pe:st` are completed whole.
@@ -88,6 +91,14 @@ class LocalSession:
     def complete(self, line):
         return self.runtime.completions(line)
 
+    def banner(self):
+        return banner_line(__version__, self.runtime.lua_implementation)
+
+
+def banner_line(release, where):
+    """The greeting of an interactive shell, as the original's `BRICKS Version ...` line."""
+    return f"BRICKS Version {release} ({where}); BRICKS.help() lists the commands, Ctrl+D leaves"
+
 
 def write_output(text):
     sys.stdout.write(text)
@@ -112,6 +123,7 @@ def run_script_from_stdin(session):
 def interactive_loop(session, history_path=HISTORY_FILE):
     """Reads, runs and reports chunks until end of input or BRICKS.shutdown(); the exit status."""
     readline = _set_up_readline(session, history_path)
+    write_output(session.banner() + "\n")
     pending = []
     try:
         while True:
@@ -214,8 +226,12 @@ def run_local(script=None, script_args=(), backend="auto", batch=None):
             if result.shutdown:
                 return 0
         if sys.stdin.isatty():
-            return interactive_loop(session)
-        return run_script_from_stdin(session)
+            status = interactive_loop(session)
+        else:
+            status = run_script_from_stdin(session)
+        # End of input is not Ctrl-C: engines reading pcap files finish first (their writers complete).
+        engine.wait_for_finite_engines(announce=report_error)
+        return status
     except KeyboardInterrupt:
         report_error("bricks: interrupted")
         return 128 + signal.SIGINT

@@ -33,9 +33,18 @@ STEER_PIPES_ENVIRONMENT = "BRICKS_STEER_PIPES"   # 1: pipe consumers' receive wo
 MAX_REALTIME_PRIORITY = 99
 
 BACKENDS = ("auto", "netmap", "packet")
-_backend_chosen = "auto"
-_backend_active = None          # "netmap" or "packet" once chosen, or settled by the first link
-_backend_detail = ""            # why auto settled as it did
+BACKEND_ENVIRONMENT = "BRICKS_BACKEND"   # the back-end of this process and its children, as --backend
+
+
+def _environment_backend():
+    """BRICKS_BACKEND when it names a back-end, else auto (the CLI rejects a bad value in one line)."""
+    name = os.environ.get(BACKEND_ENVIRONMENT, "").strip()
+    return name if name in BACKENDS else "auto"
+
+
+_backend_chosen = _environment_backend()
+_backend_active = None if _backend_chosen == "auto" else _backend_chosen   # set, or settled by the first link
+_backend_detail = "" if _backend_chosen == "auto" else f"set to {_backend_chosen} by {BACKEND_ENVIRONMENT}"
 
 
 def set_backend(name):
@@ -67,8 +76,9 @@ def backend_detail():
     return "auto: " + ("netmap found" if netmap.available() else f"{netmap.DEVICE} not found")
 
 
-def _settle_backend(root):
-    """auto becomes netmap when the module opens every interface of root's tree, else packet; once per process."""
+def _settle_backend(root, qid=-1):
+    """auto becomes netmap when the module opens every interface of root's tree (and, with qid >= 0, serves
+    one engine per queue there), else packet; once per process."""
     global _backend_active, _backend_detail
     with _engines_lock:
         if _backend_active is not None:
@@ -77,9 +87,10 @@ def _settle_backend(root):
                              if port.kind in ("interface", "broker", "consumer")})
         if not interfaces:
             return backend_name()   # files only: nothing to settle yet
+        read = {port.interface for brick in root.walk() for port in brick.inputs if port.kind == "interface"}
         reason = netmap.missing_reason()
         for interface in interfaces:
-            reason = reason or netmap.probe(interface)
+            reason = reason or netmap.probe(interface, qid if interface in read else -1)
         _backend_active = "packet" if reason else "netmap"
         _backend_detail = f"auto: packet ({reason})" if reason else f"auto: netmap opens {', '.join(interfaces)}"
         return _backend_active
@@ -393,8 +404,9 @@ class PktEngine:
             if member.engine is not None:
                 raise BricksError(f"{member.kind.name} is already linked to engine {member.engine.name}")
         self._check_tree(brick)
-        linked = _Linked(brick, batch, qid, _settle_backend(brick))
+        linked = _Linked(brick, batch, qid, _settle_backend(brick, qid))
         try:
+            self._open_sources(linked)
             self._open(linked, brick, depth=0)
         except BaseException:
             linked.close()
@@ -411,8 +423,20 @@ class PktEngine:
             if not brick.inputs:
                 raise BricksError(f"{brick.kind.name} has no input: connect_input first")
 
+    def _open_sources(self, linked):
+        """Opens the tree's external inputs, before any output exists: a mistyped input then fails before
+        it leaves an empty PcapWriter file, a veth, or a netmap pipe whose missing parent netmap would make
+        into an empty port that the input would then bind to, silently idle."""
+        tree = linked.root.walk()
+        for brick in tree:
+            parents = [parent for parent in tree if brick in parent.children]
+            for port in brick.inputs:
+                if any(_edge(output, port) for parent in parents for output in parent.outputs):
+                    continue   # an internal edge: fed by its parent, no kernel round trip
+                linked.sources.append((self._open_source(linked, port), brick))
+
     def _open(self, linked, brick, depth):
-        """Creates brick's C object, its sinks and children, then its external sources."""
+        """Creates brick's C object, its sinks and children (its sources are open already)."""
         linked.bricks.append(brick)
         config = ffi.new("struct brk_brick_config *")
         config.split = brick.argument if brick.kind.balances else 4
@@ -442,12 +466,6 @@ class PktEngine:
                 if output.kind in ("broker", "interface"):
                     device = output.name
                     brick.transmit_drop_base[index] = (device, links.transmit_drops(device))
-        parents = [parent for parent in linked.root.walk() if brick in parent.children]
-        for port in brick.inputs:
-            if any(_edge(output, port) for parent in parents for output in parent.outputs):
-                continue   # an internal edge: fed by its parent, no kernel round trip
-            source = self._open_source(linked, port)
-            linked.sources.append((source, brick))
 
     def _input_mtu(self, linked):
         mtus = [links.interface_info(port.interface).mtu for port in linked.root.inputs
@@ -492,6 +510,8 @@ class PktEngine:
             source = lib.brk_source_pcap_open(ffi.new("char *[]", paths), len(paths), error, len(error))
         elif linked.backend == "netmap":
             if port.kind == "interface":
+                if not links.interface_exists(port.interface):
+                    raise BricksError(f"{port.interface}: no such interface")
                 _link_call(_shared.quiet_input, port.interface)   # netmap forwards no offloaded frame either
                 linked.inputs_quieted.append(port.interface)
             source = netmap.open_source(_netmap_port(port, linked.qid))

@@ -624,12 +624,21 @@ class PktEngine:
         lines = [f"Engine {self.name}: {stats['packets']} packets, {stats['bytes']} bytes, "
                  f"{stats['drops']} dropped ({stats['kernel_drops']} by the kernel on input, "
                  f"{stats['output_drops']} at full outputs, {stats['transmit_drops']} by the kernel on output)"]
-        for brick in stats["bricks"]:
+        outputs = [[(output["name"], output["packets"], output["bytes"], output["drops"] + output["kernel_drops"])
+                    for output in brick["outputs"]] for brick in stats["bricks"]]
+        # One width per column over every brick's outputs: long names (pcap paths) keep the numbers aligned.
+        widths = column_widths([row for rows in outputs for row in rows], (16, 12, 14, 10))
+        for brick, rows in zip(stats["bricks"], outputs):
             lines.append(f"  {brick['kind']}: {brick['received']} received, {brick['malformed']} malformed")
-            for output in brick["outputs"]:
-                lines.append(f"    -> {output['name']:<16} {output['packets']:>12} packets "
-                             f"{output['bytes']:>14} bytes {output['drops'] + output['kernel_drops']:>10} dropped")
+            for name, packets, size, dropped in rows:
+                lines.append(f"    -> {name:<{widths[0]}} {packets:>{widths[1]}} packets "
+                             f"{size:>{widths[2]}} bytes {dropped:>{widths[3]}} dropped")
         return "\n".join(lines)
+
+
+def column_widths(rows, minimums):
+    """The width of each column: the widest cell of rows, at least its minimum."""
+    return tuple(max([minimum] + [len(str(row[column])) for row in rows]) for column, minimum in enumerate(minimums))
 
 
 def _whole(value, what, lowest, highest):

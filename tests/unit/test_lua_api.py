@@ -368,6 +368,39 @@ def test_show_stats_is_one_table_with_a_total_row(lua, tmp_path):
     assert rows["Total"] == [rows["first"][column] + rows["second"][column] for column in range(3)]
 
 
+def column_ends(lines, words):
+    """Where each of words ends on each line: one tuple per line."""
+    return {tuple(line.index(word) + len(word) for word in words) for line in lines}
+
+
+def test_stats_columns_stay_aligned_with_long_names(lua, tmp_path):
+    source = tmp_path / "in.pcap"
+    write_pcap(source, frames.random_tcp_frames(300, seed=3))
+    short, long = tmp_path / "a.pcap", tmp_path / ("an-output-with-a-name-longer-than-any-column" * 2 + ".pcap")
+    lua.run(f"""
+        local reader = Brick.new("PcapReader")
+        reader:connect_input("{source}")
+        reader:connect_output("{short}", "{long}")
+        pe = PktEngine.new("an-engine-whose-name-is-long-too")
+        pe:link(reader)
+        pe:start()
+    """)
+    assert PktEngine.retrieve("an-engine-whose-name-is-long-too").wait(10)
+    run_pcap_engine(lua, tmp_path, "e", 7)
+    lua.run("pe:show_stats()")
+    outputs = [line for line in lua.output().splitlines() if line.lstrip().startswith("->")]
+    assert len(outputs) == 2 and str(long) in outputs[1]
+    assert len(column_ends(outputs, (" packets", " bytes", " dropped"))) == 1
+    lua.run("BRICKS.show_stats()")
+    lines = [line for line in lua.output().splitlines() if line and not set(line) <= {"-"}]
+    assert len(lines) == 4        # the header, two engines, the total
+    numbers = [line.split()[-3:] for line in lines[1:]]
+    # Every number ends where its title ends.
+    ends = {tuple(line.rindex(value) + len(value) for value in row) for line, row in zip(lines[1:], numbers)}
+    assert len(ends) == 1 and ends == {tuple(lines[0].index(title) + len(title)
+                                             for title in ("Packet Cnt", "Byte Cnt", "Packet Drop"))}
+
+
 def test_shutdown_stops_everything_and_says_goodbye(lua, tmp_path):
     destination = run_pcap_engine(lua, tmp_path, "e0", 5)
     lua.run('PktEngine.new("idle")')

@@ -105,7 +105,11 @@ def default_pipes() -> int:
 
 
 def enable_pipes(count: int) -> None:
-    """Lets every port have at least count pipes (module parameter default_pipes)."""
+    """Lets every port have at least count pipes (module parameter default_pipes).
+
+    Only older netmap modules read it: current ones make pipes on demand and
+    keep the parameter for compatibility only, so this changes nothing there.
+    """
     if not module_loaded():
         raise BricksError(MISSING)
     if default_pipes() >= count:

@@ -243,4 +243,4 @@ def test_tests_and_the_commands_they_start_run_on_packet_even_where_netmap_is_lo
     assert module.stdout == "packet set to packet by BRICKS_BACKEND\n"
     command = subprocess.run([sys.executable, "-m", "bricks"], input="BRICKS.print_status()\n",
                              capture_output=True, text=True, timeout=60)
-    assert command.stdout == "BRICKS is offline.\nBack-end: packet (set to packet)\n"   # chosen, not auto's pick
+    assert "Back-end: packet (set to packet)" in command.stdout.splitlines()   # chosen, not auto's pick

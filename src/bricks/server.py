@@ -166,6 +166,9 @@ def stop_daemon(pid_path, timeout=10.0):
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return pid
+    except PermissionError:
+        raise DaemonError(f"not allowed to stop the daemon (pid {pid}): run this as root, "
+                          f"or as the user the daemon runs as") from None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if running_pid(pid_path) != pid and not process_exists(pid):

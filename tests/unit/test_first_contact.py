@@ -140,14 +140,15 @@ def test_launchers_without_a_venv_say_to_run_setup(tmp_path, launcher):
     assert one_line(done.stderr) == f"{launcher}: {checkout}/.venv is missing: run {checkout}/bin/setup first (as root)"
 
 
-def fake_checkout(directory, apt_get_says=None):
-    """A copy of bin/setup beside a PATH where dpkg-query reports every package missing and apt-get, if given,
-    prints apt_get_says and fails (recording its arguments in apt-get.args)."""
+def fake_checkout(directory, apt_get_says=None, installed=False):
+    """A copy of bin/setup beside a PATH where dpkg-query reports every package missing (or installed) and
+    apt-get, if given, prints apt_get_says and fails (recording its arguments in apt-get.args)."""
     (directory / "bin").mkdir()
     shutil.copy2(REPOSITORY / "bin" / "setup", directory / "bin" / "setup")
     fake = directory / "fake-bin"
     fake.mkdir()
-    write_program(fake / "dpkg-query", "#!/bin/sh\nexit 1\n")
+    answer = "echo 'install ok installed'" if installed else "exit 1"
+    write_program(fake / "dpkg-query", f"#!/bin/sh\n{answer}\n")
     if apt_get_says is not None:
         write_program(fake / "apt-get", f'#!/bin/sh\necho "$@" >> {directory}/apt-get.args\n'
                                         f'echo "{apt_get_says}" >&2\nexit 100\n')
@@ -163,6 +164,16 @@ def test_setup_without_root_names_the_missing_packages(shared_directory):
     assert not (shared_directory / ".venv").exists()
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs a checkout another user owns: run as root")
+def test_setup_in_a_checkout_it_cannot_write_says_so(shared_directory):
+    done = run(unprivileged([str(shared_directory / "bin" / "setup")]),
+               env=fake_checkout(shared_directory, installed=True))
+    assert done.returncode == 1
+    assert done.stdout == "bin/setup: Debian packages: all present\n"
+    assert one_line(done.stderr) == (f"bin/setup: cannot write {shared_directory} (for .venv and the native "
+                                     f"module): run bin/setup as root or as its owner")
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="bin/setup runs apt-get only as root")
 def test_setup_waits_for_then_reports_an_apt_lock(tmp_path):
     lock = "E: Could not get lock /var/lib/apt/lists/lock. It is held by process 4242 (apt-get)"
@@ -173,3 +184,34 @@ def test_setup_waits_for_then_reports_an_apt_lock(tmp_path):
                                      "apt-get): wait for it, then run bin/setup again")
     assert "DPkg::Lock::Timeout=" in (tmp_path / "apt-get.args").read_text()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["apt-get.args", "bin", "fake-bin"]   # no log left
+
+
+@pytest.mark.root
+def test_an_unprivileged_user_cannot_stop_or_drive_roots_daemon_and_is_told_so(shared_directory):
+    from tests.e2e.daemons import Paths, bricks
+
+    paths = Paths(str(shared_directory))
+    pid = paths.start_daemon()
+    try:
+        stop = run(unprivileged(bricks("bricks-kill-server")), env=paths.env)
+        assert stop.returncode == 1
+        assert one_line(stop.stderr) == (f"bricks: not allowed to stop the daemon (pid {pid}): run this as root, "
+                                         f"or as the user the daemon runs as")
+        shell = run(unprivileged(bricks("bricks-shell") + ["-c", "print(1)"]), env=paths.env)
+        assert shell.returncode == 1
+        assert one_line(shell.stderr) == (f"bricks: permission denied on {paths.socket}: only root or the daemon's "
+                                          f"group may use it")
+    finally:
+        paths.kill_leftover()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="bin/setup runs apt-get only as root")
+def test_setup_names_apts_error_and_keeps_its_output(tmp_path):
+    done = run([str(tmp_path / "bin" / "setup")],
+               env=fake_checkout(tmp_path, apt_get_says="E: The repository 'x' does not have a Release file."))
+    assert done.returncode == 1
+    message = one_line(done.stderr)
+    prefix = "bin/setup: apt-get update failed: E: The repository 'x' does not have a Release file. (full output: "
+    assert message.startswith(prefix) and message.endswith(")")
+    log = Path(message[len(prefix):-1])
+    assert log.parent == tmp_path and "does not have a Release file" in log.read_text()

@@ -147,11 +147,12 @@ static int register_port(int fd, const char *port, unsigned mode, unsigned ring,
     if (!means_older_module(ctrl_error)) {
         struct brk_netmap_port_facts facts;
         char ignored[8];
-        /* EINVAL for one ring pair: say which ring is missing, from the port's ring count. */
-        if (brk_netmap_port_info(port, &facts, ignored, sizeof(ignored)) != 0)
-            facts.rx_rings = facts.tx_rings = 0;
-        brk_netmap_refusal(port, mode, ring, ctrl_error, facts.rx_rings < facts.tx_rings ? facts.rx_rings
-                           : facts.tx_rings, error, error_size);
+        unsigned nic_rings = 0;    /* unknown */
+        /* A ring pair the port lacks is the usual EINVAL for one pair: count its rings to say so. */
+        if (ctrl_error == EINVAL && mode == NR_REG_ONE_NIC
+                && brk_netmap_port_info(port, &facts, ignored, sizeof(ignored)) == 0)
+            nic_rings = facts.rx_rings < facts.tx_rings ? facts.rx_rings : facts.tx_rings;
+        brk_netmap_refusal(port, mode, ring, ctrl_error, nic_rings, error, error_size);
         return -1;
     }
     legacy_error = register_legacy(fd, port, mode, ring, out);

@@ -563,7 +563,7 @@ class PktEngine:
         except OSError as error:
             self.stop()
             raise BricksError(f"engine {self.name}: cannot run at real-time priority {priority}: "
-                              f"{error.strerror}") from None
+                              f"{error.strerror} (it needs root or CAP_SYS_NICE)") from None
 
     def _run(self):
         result = lib.brk_engine_run(self.handle)

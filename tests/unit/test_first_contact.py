@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bricks.errors import BricksError, PRIVILEGES
+from bricks.frames import random_tcp_frames, write_pcap
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 LAUNCHERS = ["bricks", "bricks-demo", "bricks-duplicate", "bricks-kill-server", "bricks-load-balance",
@@ -215,3 +216,19 @@ def test_setup_names_apts_error_and_keeps_its_output(tmp_path):
     assert message.startswith(prefix) and message.endswith(")")
     log = Path(message[len(prefix):-1])
     assert log.parent == tmp_path and "does not have a Release file" in log.read_text()
+
+
+def test_unprivileged_real_time_engine_names_its_capability(shared_directory):
+    script = shared_directory / "realtime.lua"
+    source = shared_directory / "in.pcap"
+    write_pcap(source, random_tcp_frames(3, seed=1))
+    source.chmod(0o644)
+    script.write_text(f'local pe = PktEngine.new("e0")\n'
+                      f'pe:link(Brick.new("PcapReader"):connect_input("{source}"):connect_output("{source}.out"))\n'
+                      f'pe:start()\n')
+    script.chmod(0o644)
+    os.chmod(shared_directory, 0o777)     # the unprivileged engine writes its output there
+    done = run(unprivileged([sys.executable, "-m", "bricks", "--realtime", "5", "-f", str(script)]))
+    assert done.returncode == 1
+    assert one_line(done.stderr).endswith("realtime.lua:3: engine e0: cannot run at real-time priority 5: "
+                                          "Operation not permitted (it needs root or CAP_SYS_NICE)")

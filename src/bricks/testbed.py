@@ -108,8 +108,8 @@ class Testbed:
         self.readers: List["Reader"] = []
 
     def __enter__(self) -> "Testbed":
-        netns.create(self.namespace)
-        try:
+        try:    # a namespace the kernel refuses still leaves our directory to remove
+            netns.create(self.namespace)
             _run_in_namespace(self.namespace, ["sysctl", "-q", "-w",
                                                "net.ipv6.conf.all.disable_ipv6=1",
                                                "net.ipv6.conf.default.disable_ipv6=1"])

@@ -232,3 +232,18 @@ def test_unprivileged_real_time_engine_names_its_capability(shared_directory):
     assert done.returncode == 1
     assert one_line(done.stderr).endswith("realtime.lua:3: engine e0: cannot run at real-time priority 5: "
                                           "Operation not permitted (it needs root or CAP_SYS_NICE)")
+
+
+def test_a_refused_testbed_leaves_nothing_behind(monkeypatch):
+    from bricks import testbed
+
+    def refuse(name):
+        raise PermissionError(1, "Operation not permitted", f"/run/netns/{name}")
+    monkeypatch.setattr(testbed, "require_privileges", lambda: None)     # as root in a container that forbids it
+    monkeypatch.setattr(testbed.netns, "create", refuse)
+    bed = testbed.Testbed()
+    assert os.path.isdir(bed.directory)
+    with pytest.raises(PermissionError):
+        with bed:
+            pass
+    assert not os.path.exists(bed.directory)

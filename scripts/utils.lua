@@ -111,6 +111,9 @@ end)
 
 -- Asks the netmap module for NETMAP_PIPES pipes per interface, where that
 -- module is loaded; elsewhere pipes need no enabling and nothing is done.
+-- Kept for the original's scripts: current netmap makes pipes on demand and
+-- ignores default_pipes (a parameter it keeps only for compatibility), so
+-- this write changes nothing there; it mattered to netmap before 2018.
 define("enable_nmpipes", function()
    if not file_exists(NETMAP_PIPES_PARAMETER) then
       return false

@@ -34,9 +34,18 @@ STEER_PIPES_ENVIRONMENT = "BRICKS_STEER_PIPES"   # 1: pipe consumers' receive wo
 MAX_REALTIME_PRIORITY = 99
 
 BACKENDS = ("auto", "netmap", "packet")
-_backend_chosen = "auto"
-_backend_active = None          # "netmap" or "packet" once chosen, or settled by the first link
-_backend_detail = ""            # why auto settled as it did
+BACKEND_ENVIRONMENT = "BRICKS_BACKEND"   # the back-end of this process and its children, as --backend
+
+
+def _environment_backend():
+    """BRICKS_BACKEND when it names a back-end, else auto (the CLI rejects a bad value in one line)."""
+    name = os.environ.get(BACKEND_ENVIRONMENT, "").strip()
+    return name if name in BACKENDS else "auto"
+
+
+_backend_chosen = _environment_backend()
+_backend_active = None if _backend_chosen == "auto" else _backend_chosen   # set, or settled by the first link
+_backend_detail = "" if _backend_chosen == "auto" else f"set to {_backend_chosen} by {BACKEND_ENVIRONMENT}"
 
 
 def set_backend(name):
@@ -68,8 +77,9 @@ def backend_detail():
     return "auto: " + ("netmap found" if netmap.available() else f"{netmap.DEVICE} not found")
 
 
-def _settle_backend(root):
-    """auto becomes netmap when the module opens every interface of root's tree, else packet; once per process."""
+def _settle_backend(root, qid=-1):
+    """auto becomes netmap when the module opens every interface of root's tree (and, with qid >= 0, serves
+    one engine per queue there), else packet; once per process."""
     global _backend_active, _backend_detail
     with _engines_lock:
         if _backend_active is not None:
@@ -78,9 +88,10 @@ def _settle_backend(root):
                              if port.kind in ("interface", "broker", "consumer")})
         if not interfaces:
             return backend_name()   # files only: nothing to settle yet
+        read = {port.interface for brick in root.walk() for port in brick.inputs if port.kind == "interface"}
         reason = netmap.missing_reason()
         for interface in interfaces:
-            reason = reason or netmap.probe(interface)
+            reason = reason or netmap.probe(interface, qid if interface in read else -1)
         _backend_active = "packet" if reason else "netmap"
         _backend_detail = f"auto: packet ({reason})" if reason else f"auto: netmap opens {', '.join(interfaces)}"
         return _backend_active
@@ -413,8 +424,9 @@ class PktEngine:
             if member.engine is not None:
                 raise BricksError(f"{member.kind.name} is already linked to engine {member.engine.name}")
         self._check_tree(brick)
-        linked = _Linked(brick, batch, qid, _settle_backend(brick))
+        linked = _Linked(brick, batch, qid, _settle_backend(brick, qid))
         try:
+            self._open_sources(linked)
             self._open(linked, brick, depth=0)
         except BaseException:
             linked.close()
@@ -431,8 +443,20 @@ class PktEngine:
             if not brick.inputs:
                 raise BricksError(f"{brick.kind.name} has no input: connect_input first")
 
+    def _open_sources(self, linked):
+        """Opens the tree's external inputs, before any output exists: a mistyped input then fails before
+        it leaves an empty PcapWriter file, a veth, or a netmap pipe whose missing parent netmap would make
+        into an empty port that the input would then bind to, silently idle."""
+        tree = linked.root.walk()
+        for brick in tree:
+            parents = [parent for parent in tree if brick in parent.children]
+            for port in brick.inputs:
+                if any(_edge(output, port) for parent in parents for output in parent.outputs):
+                    continue   # an internal edge: fed by its parent, no kernel round trip
+                linked.sources.append((self._open_source(linked, port), brick))
+
     def _open(self, linked, brick, depth):
-        """Creates brick's C object, its sinks and children, then its external sources."""
+        """Creates brick's C object, its sinks and children (its sources are open already)."""
         linked.bricks.append(brick)
         config = ffi.new("struct brk_brick_config *")
         config.split = brick.argument if brick.kind.balances else 4
@@ -462,12 +486,6 @@ class PktEngine:
                 if output.kind in ("broker", "interface"):
                     device = output.name
                     brick.transmit_drop_base[index] = (device, links.transmit_drops(device))
-        parents = [parent for parent in linked.root.walk() if brick in parent.children]
-        for port in brick.inputs:
-            if any(_edge(output, port) for parent in parents for output in parent.outputs):
-                continue   # an internal edge: fed by its parent, no kernel round trip
-            source = self._open_source(linked, port)
-            linked.sources.append((source, brick))
 
     def _input_mtu(self, linked):
         mtus = [links.interface_info(port.interface).mtu for port in linked.root.inputs
@@ -513,6 +531,8 @@ class PktEngine:
             source = lib.brk_source_pcap_open(ffi.new("char *[]", paths), len(paths), error, len(error))
         elif linked.backend == "netmap":
             if port.kind == "interface":
+                if not links.interface_exists(port.interface):
+                    raise BricksError(f"{port.interface}: no such interface")
                 _link_call(_shared.quiet_input, port.interface)   # netmap forwards no offloaded frame either
                 linked.inputs_quieted.append(port.interface)
             source = netmap.open_source(_netmap_port(port, linked.qid))
@@ -566,7 +586,7 @@ class PktEngine:
         except OSError as error:
             self.stop()
             raise BricksError(f"engine {self.name}: cannot run at real-time priority {priority}: "
-                              f"{error.strerror}") from None
+                              f"{error.strerror} (it needs root or CAP_SYS_NICE)") from None
 
     def _run(self):
         try:
@@ -649,11 +669,15 @@ class PktEngine:
         lines = [f"Engine {self.name}: {stats['packets']} packets, {stats['bytes']} bytes, "
                  f"{stats['drops']} dropped ({stats['kernel_drops']} by the kernel on input, "
                  f"{stats['output_drops']} at full outputs, {stats['transmit_drops']} by the kernel on output)"]
-        for brick in stats["bricks"]:
+        outputs = [[(output["name"], output["packets"], output["bytes"], output["drops"] + output["kernel_drops"])
+                    for output in brick["outputs"]] for brick in stats["bricks"]]
+        # One width per column over every brick's outputs: long names (pcap paths) keep the numbers aligned.
+        widths = column_widths([row for rows in outputs for row in rows], (16, 12, 14, 10))
+        for brick, rows in zip(stats["bricks"], outputs):
             lines.append(f"  {brick['kind']}: {brick['received']} received, {brick['malformed']} malformed")
-            for output in brick["outputs"]:
-                lines.append(f"    -> {output['name']:<16} {output['packets']:>12} packets "
-                             f"{output['bytes']:>14} bytes {output['drops'] + output['kernel_drops']:>10} dropped")
+            for name, packets, size, dropped in rows:
+                lines.append(f"    -> {name:<{widths[0]}} {packets:>{widths[1]}} packets "
+                             f"{size:>{widths[2]}} bytes {dropped:>{widths[3]}} dropped")
         return "\n".join(lines)
 
 
@@ -693,6 +717,11 @@ def wait_for_finite_engines(announce=None):
                      "pcap input (Ctrl-C stops now)")
     for known in pending:
         known.run_done.wait()
+
+
+def column_widths(rows, minimums):
+    """The width of each column: the widest cell of rows, at least its minimum."""
+    return tuple(max([minimum] + [len(str(row[column])) for row in rows]) for column, minimum in enumerate(minimums))
 
 
 def _whole(value, what, lowest, highest):

@@ -616,8 +616,7 @@ def stats_table(engines):
         stats = known.stats()
         rows.append((known.name, stats["packets"], stats["bytes"], stats["drops"]))
     total = ("Total",) + tuple(sum(row[column] for row in rows) for column in (1, 2, 3))
-    name_width = max(len(row[0]) for row in rows + [header, total])
-    widths = (name_width, 14, 18, 14)
+    widths = engine.column_widths(rows + [header, total], (0, 14, 18, 14))   # long names, big counts: still aligned
 
     def line(row):
         cells = [f"{value:>{width}}" for value, width in zip(row[1:], widths[1:])]

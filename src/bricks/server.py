@@ -153,8 +153,12 @@ class PidFile:
         self.descriptor = None
 
     def acquire(self):
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), mode=0o755, exist_ok=True)
-        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), mode=0o755, exist_ok=True)
+            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except PermissionError as error:
+            raise DaemonError(f"cannot create the pid file {self.path}: {error.strerror} on {error.filename}: "
+                              f"run as root, or set BRICKS_RUN_DIR to a directory you can write") from None
         try:
             fcntl.lockf(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
@@ -205,6 +209,9 @@ def stop_daemon(pid_path, timeout=10.0):
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return pid
+    except PermissionError:
+        raise DaemonError(f"not allowed to stop the daemon (pid {pid}): run this as root, "
+                          f"or as the user the daemon runs as") from None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if running_pid(pid_path) != pid and not process_exists(pid):
@@ -688,7 +695,8 @@ def _set_up_logging(log_path, foreground):
         os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
         log_file = logging.FileHandler(log_path)
     except OSError as error:
-        raise DaemonError(f"cannot open log file {log_path}: {error.strerror}") from None
+        raise DaemonError(f"cannot open log file {log_path}: {error.strerror}: run as root, "
+                          f"or give --log-file (BRICKS_LOG_FILE) a path you can write") from None
     log_file.setFormatter(logging.Formatter("%(asctime)s bricks[%(process)d] %(levelname)s %(message)s"))
     log.addHandler(log_file)
     if os.path.exists("/dev/log"):
@@ -818,7 +826,8 @@ def run_daemon(options, runtime_factory=None):
         log.info("back-end: %s (%s)", engine.backend_name(), engine.backend_detail())
     except Exception as error:
         message = str(error) if isinstance(error, DaemonError) else _one_line(error)
-        log.error("not started: %s", message)
+        if log.handlers:     # before logging is set up, the message below is the only line
+            log.error("not started: %s", message)
         if daemon is not None:
             daemon.close()
         engine.shutdown_all()

@@ -2,8 +2,11 @@
  * libpcap, and a sink appending to a new microsecond pcap file. */
 #include "internal.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pcap/pcap.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #define PCAP_DEFAULT_SNAPLEN 262144u
 #define PCAP_ARENA_INITIAL_BYTES (1u << 20)
@@ -196,47 +199,168 @@ brk_source *brk_source_pcap_open(const char *const *paths, unsigned count,
     return &source->base;
 }
 
+/*
+ * The sink writes the pcap format itself rather than through pcap_dump,
+ * whose stdio buffer hides which records a failed write lost and leaves a
+ * record cut in two in the file. Records of a batch are gathered in a buffer
+ * (counted "queued") and written at flush() with pwrite at the end of the
+ * last whole record. When the write fails part way (disk full), the records
+ * it wrote whole are delivered, the file is cut back to the end of the last
+ * of them so that it stays readable, and the others are counted as dropped
+ * ("write error"); the state says so once, and again when writing works anew.
+ */
+#define PCAP_FILE_HEADER_BYTES 24u
+#define PCAP_RECORD_HEADER_BYTES 16u
+#define PCAP_SINK_BUFFER_BYTES (1u << 20)      /* written early past this, mid-batch */
+
+struct pcap_record_header {
+    uint32_t seconds;
+    uint32_t microseconds;
+    uint32_t captured;
+    uint32_t length;
+};
+
 struct file_sink {
     struct brk_sink base;
-    pcap_t *dead;            /* describes the file: link type, snaplen */
-    pcap_dumper_t *dumper;
-    FILE *file;              /* the dumper's stream, to see write errors */
+    int fd;
+    char *path;
     unsigned snaplen;
+    uint64_t file_bytes;      /* whole records (and the file header) in the file */
+    unsigned header_pending;  /* the file header is still at the start of buffer */
+    uint8_t *buffer;          /* [file header] records not written yet */
+    size_t used;
+    size_t size;
+    uint32_t *record_end;     /* per queued record: its end in buffer */
+    uint32_t *record_wire;    /* per queued record: its packet's length on the wire */
+    unsigned records;
+    unsigned records_size;
+    int failing;
 };
+
+static int sink_reserve(struct file_sink *sink, size_t bytes)
+{
+    if (sink->used + bytes > sink->size) {
+        size_t size = sink->size ? sink->size : PCAP_SINK_BUFFER_BYTES;
+        while (size < sink->used + bytes)
+            size *= 2;
+        uint8_t *buffer = realloc(sink->buffer, size);
+        if (!buffer)
+            return -1;
+        sink->buffer = buffer;
+        sink->size = size;
+    }
+    if (sink->records == sink->records_size) {
+        unsigned size = sink->records_size ? sink->records_size * 2 : 1024;
+        uint32_t *ends = realloc(sink->record_end, size * sizeof(*ends));
+        if (!ends)
+            return -1;
+        sink->record_end = ends;
+        uint32_t *wire = realloc(sink->record_wire, size * sizeof(*wire));
+        if (!wire)
+            return -1;
+        sink->record_wire = wire;
+        sink->records_size = size;
+    }
+    return 0;
+}
+
+/* Writes the buffer; counts each queued record as delivered or dropped. */
+static void file_sink_write(struct file_sink *sink)
+{
+    size_t written = 0;
+    int error_number = 0;
+    while (written < sink->used) {
+        ssize_t n = pwrite(sink->fd, sink->buffer + written, sink->used - written,
+                           (off_t)(sink->file_bytes + written));
+        if (n > 0) {
+            written += (size_t)n;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else {
+            error_number = n < 0 ? errno : ENOSPC;
+            break;
+        }
+    }
+    unsigned whole = 0;
+    uint64_t bytes = 0;
+    if (written >= sink->header_pending)
+        while (whole < sink->records && sink->record_end[whole] <= written)
+            bytes += sink->record_wire[whole++];
+    if (sink->base.counters) {
+        brk_count_delivered(sink->base.counters, whole, bytes);
+        brk_count_drops(sink->base.counters, BRK_DROP_WRITE_ERROR, sink->records - whole);
+        sink->base.counters->queued -= sink->records;
+    }
+    if (written < sink->used) {
+        /* Cut back to the last whole record: a reader then sees a shorter
+         * but valid file, never half a record. */
+        size_t kept = whole ? sink->record_end[whole - 1] : written >= sink->header_pending ? sink->header_pending : 0;
+        if (ftruncate(sink->fd, (off_t)(sink->file_bytes + kept)) != 0) {
+            /* Not a regular file (a pipe, /dev/full): nothing to cut. */
+        }
+        sink->file_bytes += kept;
+        if (kept >= sink->header_pending) {
+            sink->header_pending = 0;
+            sink->used = 0;
+        } else {
+            sink->used = sink->header_pending;   /* the header is tried again next time */
+        }
+        if (!sink->failing)
+            brk_io_set_state(&sink->base.state, BRK_IO_FAILING, "write error on %s (%s): packets dropped",
+                             sink->path, strerror(error_number));
+        sink->failing = 1;
+    } else {
+        sink->file_bytes += written;
+        sink->header_pending = 0;
+        sink->used = 0;
+        if (sink->failing && written)
+            brk_io_set_state(&sink->base.state, BRK_IO_UP, "%s: writing again", sink->path);
+        sink->failing = sink->failing && !written;
+    }
+    sink->records = 0;
+}
 
 static int file_sink_send(struct brk_sink *base, const struct brk_packet *packet)
 {
     struct file_sink *sink = (struct file_sink *)base;
-    struct pcap_pkthdr header;
-    header.ts.tv_sec = (time_t)(packet->ts_nsec / 1000000000ull);
-    header.ts.tv_usec = (suseconds_t)(packet->ts_nsec % 1000000000ull / 1000u);
-    header.caplen = packet->caplen < sink->snaplen ? packet->caplen : sink->snaplen;
-    header.len = packet->wirelen;
-    pcap_dump((u_char *)sink->dumper, &header, packet->data);
-    /* pcap_dump cannot report failure; stdio's error flag can (disk full). */
-    if (BRK_UNLIKELY(ferror(sink->file))) {
-        clearerr(sink->file);
-        return -1;
-    }
-    return 0;
+    uint32_t captured = packet->caplen < sink->snaplen ? packet->caplen : sink->snaplen;
+    if (BRK_UNLIKELY(sink_reserve(sink, PCAP_RECORD_HEADER_BYTES + captured) != 0))
+        return BRK_DROP_WRITE_ERROR;   /* out of memory: not written */
+    struct pcap_record_header header = {
+        .seconds = (uint32_t)(packet->ts_nsec / 1000000000ull),
+        .microseconds = (uint32_t)(packet->ts_nsec % 1000000000ull / 1000u),
+        .captured = captured,
+        .length = packet->wirelen,
+    };
+    memcpy(sink->buffer + sink->used, &header, sizeof(header));
+    memcpy(sink->buffer + sink->used + sizeof(header), packet->data, captured);
+    sink->used += sizeof(header) + captured;
+    sink->record_end[sink->records] = (uint32_t)sink->used;
+    sink->record_wire[sink->records++] = packet->wirelen;
+    sink->base.counters->queued++;
+    if (sink->used >= PCAP_SINK_BUFFER_BYTES)
+        file_sink_write(sink);
+    return BRK_QUEUED;
 }
 
 static void file_sink_flush(struct brk_sink *base)
 {
     struct file_sink *sink = (struct file_sink *)base;
-    if (pcap_dump_flush(sink->dumper) != 0)
-        clearerr(sink->file);   /* keep going; the next batch may fit */
+    if (sink->records)
+        file_sink_write(sink);
 }
 
 static void file_sink_close(struct brk_sink *base)
 {
     struct file_sink *sink = (struct file_sink *)base;
-    if (sink->dumper) {
-        pcap_dump_flush(sink->dumper);
-        pcap_dump_close(sink->dumper);
+    if (sink->fd >= 0) {
+        file_sink_flush(base);
+        close(sink->fd);
     }
-    if (sink->dead)
-        pcap_close(sink->dead);
+    free(sink->path);
+    free(sink->buffer);
+    free(sink->record_end);
+    free(sink->record_wire);
     free(sink);
 }
 
@@ -254,17 +378,31 @@ brk_sink *brk_sink_pcap_open(const char *path, unsigned snaplen,
         return brk_fail(error, error_size, "out of memory");
     sink->base.ops = &file_sink_ops;
     sink->snaplen = snaplen ? snaplen : PCAP_DEFAULT_SNAPLEN;
-    sink->dead = pcap_open_dead_with_tstamp_precision(DLT_EN10MB, (int)sink->snaplen,
-                                                      PCAP_TSTAMP_PRECISION_MICRO);
-    if (!sink->dead) {
-        file_sink_close(&sink->base);
-        return brk_fail(error, error_size, "%s: out of memory", path);
-    }
-    if (!(sink->dumper = pcap_dump_open(sink->dead, path))) {
-        report_pcap_error(error, error_size, path, pcap_geterr(sink->dead));
+    sink->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (sink->fd < 0) {
+        brk_fail(error, error_size, "%s: %s", path, strerror(errno));
         file_sink_close(&sink->base);
         return NULL;
     }
-    sink->file = pcap_dump_file(sink->dumper);
+    if (!(sink->path = strdup(path)) || sink_reserve(sink, PCAP_FILE_HEADER_BYTES) != 0) {
+        file_sink_close(&sink->base);
+        return brk_fail(error, error_size, "%s: out of memory", path);
+    }
+    /* Microsecond timestamps, Ethernet, in this host's byte order. Written
+     * now, so that a file without packets is valid too; on a full disk it is
+     * kept at the start of the buffer and goes out with the first records
+     * that fit. */
+    struct {
+        uint32_t magic;
+        uint16_t version_major, version_minor;
+        int32_t thiszone;
+        uint32_t sigfigs, snaplen, linktype;
+    } header = { 0xa1b2c3d4u, 2, 4, 0, 0, sink->snaplen, DLT_EN10MB };
+    memcpy(sink->buffer, &header, PCAP_FILE_HEADER_BYTES);
+    sink->used = sink->header_pending = PCAP_FILE_HEADER_BYTES;
+    if (pwrite(sink->fd, sink->buffer, PCAP_FILE_HEADER_BYTES, 0) == PCAP_FILE_HEADER_BYTES) {
+        sink->file_bytes = PCAP_FILE_HEADER_BYTES;
+        sink->used = sink->header_pending = 0;
+    }
     return &sink->base;
 }

@@ -618,6 +618,8 @@ class PktEngine:
         """Waits until the engine's sources are exhausted (pcap input) or it stops."""
         if self.thread is not None:
             self.thread.join(timeout)
+        if not self.running:
+            self.check_states()   # what happened at the very end is logged before the caller goes on
         return not self.running
 
     def delete(self):

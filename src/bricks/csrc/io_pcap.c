@@ -5,7 +5,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pcap/pcap.h>
+#include <stdarg.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define PCAP_DEFAULT_SNAPLEN 262144u
@@ -48,16 +50,44 @@ static pcap_t *open_ethernet_file(const char *path, char *error, size_t error_si
 }
 
 /*
- * libpcap reuses one buffer for every pcap_next_ex, so each packet of a batch
- * is copied into the arena; the packets' data pointers are set only once the
- * batch is complete, because growing the arena mid-batch moves it.
+ * Classic pcap files are read by our own record reader, pcapng through
+ * libpcap. libpcap stops at the first bad record of a file and cannot go on
+ * (its error looks like the end of the file); the classic format has no
+ * block lengths to skip by, but its record headers are easy to recognise, so
+ * our reader reports the record (number, reason), counts it as malformed and
+ * goes on at the next plausible record header: the one the bad record's own
+ * length points to when that is plausible, else the first found scanning on
+ * (a header is taken when the one after it is plausible too, or the file ends
+ * right there). A pcapng file's bad block ends that file (reported, counted):
+ * libpcap offers no way past it.
+ *
+ * Packets are copied into the arena (libpcap reuses one buffer; ours reads
+ * straight into it); the packets' data pointers are set only once the batch
+ * is complete, because growing the arena mid-batch moves it.
  */
+#define PCAP_MAX_CAPLEN 262144u            /* libpcap's maximum for Ethernet */
+#define PCAP_MAX_WIRELEN (16u << 20)        /* a plausible length on the wire (GSO included) */
+#define PCAP_RESYNC_WINDOW (1u << 20)
+
+struct classic_header {
+    uint32_t seconds;
+    uint32_t fraction;       /* micro- or nanoseconds */
+    uint32_t caplen;
+    uint32_t len;
+};
+
 struct file_source {
     struct brk_source base;
     char **paths;
     unsigned count;
     unsigned next_path;      /* index of the next file to open */
-    pcap_t *current;         /* the file being read, or NULL between files */
+    const char *path;        /* the file being read */
+    pcap_t *current;         /* a pcapng file being read through libpcap */
+    FILE *classic;           /* a classic pcap file being read by us */
+    int swapped;             /* its byte order is not ours */
+    int nanoseconds;
+    off_t file_size;
+    uint64_t record;         /* number of the last record read in this file, from 1 */
     uint8_t *arena;
     size_t arena_size;
     size_t *offsets;         /* arena offset of each packet of the batch */
@@ -79,14 +109,223 @@ static int arena_reserve(struct file_source *source, size_t needed)
     return 0;
 }
 
-/* The file to read from, opening the next one when the current one is done;
- * NULL once every file is consumed. A file that vanished or changed since
- * brk_source_pcap_open checked it is skipped. */
-static pcap_t *current_file(struct file_source *source)
+/* One malformed record: counted, and said in one line (the state, logged). */
+static void report_malformed(struct file_source *source, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void report_malformed(struct file_source *source, const char *format, ...)
 {
-    while (!source->current && source->next_path < source->count)
-        source->current = open_ethernet_file(source->paths[source->next_path++], NULL, 0);
-    return source->current;
+    char reason[240];
+    va_list args;
+    va_start(args, format);
+    vsnprintf(reason, sizeof(reason), format, args);
+    va_end(args);
+    source->base.malformed++;
+    brk_io_set_state(&source->base.state, BRK_IO_FAILING, "%s: record %llu: %s", source->path,
+                     (unsigned long long)source->record, reason);
+}
+
+static uint32_t file_order(const struct file_source *source, uint32_t value)
+{
+    return source->swapped ? __builtin_bswap32(value) : value;
+}
+
+static int plausible(const struct file_source *source, const uint8_t *bytes)
+{
+    struct classic_header header;
+    memcpy(&header, bytes, sizeof(header));
+    uint32_t fraction = file_order(source, header.fraction), caplen = file_order(source, header.caplen);
+    uint32_t len = file_order(source, header.len);
+    /* A record without a byte is taken as malformed too: a run of zeros
+     * must not pass for a run of records while resynchronising. */
+    return fraction < (source->nanoseconds ? 1000000000u : 1000000u) && caplen <= len
+           && caplen >= 1 && caplen <= PCAP_MAX_CAPLEN && len <= PCAP_MAX_WIRELEN;
+}
+
+/* Whether a record header at offset is plausible, or the file ends there. */
+static int record_starts_at(struct file_source *source, off_t offset)
+{
+    uint8_t bytes[sizeof(struct classic_header)];
+    if (offset == source->file_size)
+        return 1;
+    return pread(fileno(source->classic), bytes, sizeof(bytes), offset) == (ssize_t)sizeof(bytes)
+           && plausible(source, bytes);
+}
+
+/* After a bad record header at bad: positions the file at the next record
+ * that looks whole (see above); 0, or -1 when none is left. */
+static int resync(struct file_source *source, off_t bad, uint32_t caplen)
+{
+    off_t after = bad + (off_t)sizeof(struct classic_header) + caplen;
+    if (after <= source->file_size && record_starts_at(source, after))
+        return fseeko(source->classic, after, SEEK_SET);
+    const size_t window_size = PCAP_RESYNC_WINDOW + sizeof(struct classic_header);
+    uint8_t *window = malloc(window_size);
+    int result = -1;
+    if (!window)
+        return -1;
+    for (off_t start = bad + 1; start + (off_t)sizeof(struct classic_header) <= source->file_size;
+         start += PCAP_RESYNC_WINDOW) {
+        ssize_t got = pread(fileno(source->classic), window, window_size, start);
+        for (ssize_t i = 0; i + (ssize_t)sizeof(struct classic_header) <= got && result != 0; i++) {
+            if (!plausible(source, window + i))
+                continue;
+            struct classic_header header;
+            memcpy(&header, window + i, sizeof(header));
+            off_t next = start + i + (off_t)sizeof(header) + file_order(source, header.caplen);
+            if (next <= source->file_size && record_starts_at(source, next))
+                result = fseeko(source->classic, start + i, SEEK_SET);
+        }
+        if (result == 0)
+            break;
+    }
+    free(window);
+    return result;
+}
+
+/* Opens a classic pcap file for our reader: 1, 0 when it is not one (pcapng),
+ * -1 when it cannot be read. */
+static int open_classic(struct file_source *source, const char *path)
+{
+    FILE *file = fopen(path, "rbe");
+    if (!file)
+        return -1;
+    struct {
+        uint32_t magic;
+        uint16_t version_major, version_minor;
+        int32_t thiszone;
+        uint32_t sigfigs, snaplen, linktype;
+    } header;
+    struct stat facts;
+    if (fread(&header, sizeof(header), 1, file) != 1 || fstat(fileno(file), &facts) != 0) {
+        fclose(file);
+        return -1;
+    }
+    uint32_t magic = header.magic;
+    int swapped = magic == 0xd4c3b2a1u || magic == 0x4d3cb2a1u;
+    if (swapped)
+        magic = __builtin_bswap32(magic);
+    if (magic != 0xa1b2c3d4u && magic != 0xa1b23c4du) {
+        fclose(file);
+        return 0;
+    }
+    source->classic = file;
+    source->swapped = swapped;
+    source->nanoseconds = magic == 0xa1b23c4du;
+    source->file_size = facts.st_size;
+    return 1;
+}
+
+/* The file to read from, opening the next one when the current one is done;
+ * 0 once every file is consumed. A file that vanished or changed since
+ * brk_source_pcap_open checked it is skipped. */
+static int current_file(struct file_source *source)
+{
+    while (!source->current && !source->classic && source->next_path < source->count) {
+        const char *path = source->paths[source->next_path++];
+        source->path = path;
+        source->record = 0;
+        /* Checked at open: Ethernet, readable. */
+        if (open_classic(source, path) == 0)
+            source->current = open_ethernet_file(path, NULL, 0);
+    }
+    return source->current || source->classic;
+}
+
+static void end_file(struct file_source *source)
+{
+    if (source->current)
+        pcap_close(source->current);
+    if (source->classic)
+        fclose(source->classic);
+    source->current = NULL;
+    source->classic = NULL;
+}
+
+/* The next record of a classic file into the arena at used: 1 (packet),
+ * 0 (no packet now: a malformed record was skipped, or the file ended),
+ * -1 (out of memory). */
+static int classic_next(struct file_source *source, size_t used, struct brk_packet *packet)
+{
+    struct classic_header header;
+    off_t at = ftello(source->classic);
+    size_t got = fread(&header, 1, sizeof(header), source->classic);
+    if (got == 0) {
+        end_file(source);
+        return 0;
+    }
+    source->record++;
+    if (got < sizeof(header)) {
+        report_malformed(source, "cut short at the end of the file (%zu of 16 header bytes)", got);
+        end_file(source);
+        return 0;
+    }
+    uint32_t caplen = file_order(source, header.caplen), len = file_order(source, header.len);
+    if (!plausible(source, (const uint8_t *)&header)) {
+        const char *why = caplen > PCAP_MAX_CAPLEN ? "captured length over the maximum of 262144"
+                          : caplen > len ? "captured length over the length on the wire"
+                          : "impossible length or timestamp";
+        if (resync(source, at, caplen) != 0) {
+            report_malformed(source, "%s (caplen %u, len %u); no whole record after it: rest of the file skipped",
+                             why, caplen, len);
+            end_file(source);
+        } else {
+            report_malformed(source, "%s (caplen %u, len %u): skipped to the next record, at byte %lld",
+                             why, caplen, len, (long long)ftello(source->classic));
+        }
+        return 0;
+    }
+    if (arena_reserve(source, used + caplen) != 0) {
+        fseeko(source->classic, at, SEEK_SET);
+        source->record--;
+        return -1;
+    }
+    size_t data = fread(source->arena + used, 1, caplen, source->classic);
+    if (data < caplen) {
+        report_malformed(source, "cut short at the end of the file (%zu of %u bytes)", data, caplen);
+        end_file(source);
+        return 0;
+    }
+    packet->caplen = caplen;
+    packet->wirelen = len;
+    uint32_t fraction = file_order(source, header.fraction);
+    packet->ts_nsec = (uint64_t)file_order(source, header.seconds) * 1000000000ull
+                      + (uint64_t)fraction * (source->nanoseconds ? 1u : 1000u);
+    return 1;
+}
+
+/* The same from a pcapng file, through libpcap. */
+static int pcapng_next(struct file_source *source, size_t used, struct brk_packet *packet)
+{
+    struct pcap_pkthdr *header;
+    const u_char *data;
+    int result = pcap_next_ex(source->current, &header, &data);
+    if (result == PCAP_ERROR_BREAK) {
+        end_file(source);
+        return 0;
+    }
+    source->record++;
+    if (result != 1) {
+        report_malformed(source, "%s: rest of the file skipped", pcap_geterr(source->current));
+        end_file(source);
+        return 0;
+    }
+    if (header->caplen > header->len) {
+        report_malformed(source, "captured length over the length on the wire (caplen %u, len %u): skipped",
+                         header->caplen, header->len);
+        return 0;
+    }
+    if (arena_reserve(source, used + header->caplen) != 0) {
+        /* Lost: libpcap cannot step back. */
+        report_malformed(source, "out of memory for %u bytes: skipped", header->caplen);
+        return -1;
+    }
+    memcpy(source->arena + used, data, header->caplen);
+    packet->caplen = header->caplen;
+    packet->wirelen = header->len;
+    /* Opened with nanosecond precision: tv_usec holds nanoseconds. */
+    packet->ts_nsec = (uint64_t)header->ts.tv_sec * 1000000000ull + (uint64_t)header->ts.tv_usec;
+    return 1;
 }
 
 static unsigned file_source_next_batch(struct brk_source *base, struct brk_packet *packets, unsigned max)
@@ -94,7 +333,6 @@ static unsigned file_source_next_batch(struct brk_source *base, struct brk_packe
     struct file_source *source = (struct file_source *)base;
     size_t used = 0;
     unsigned n = 0;
-    pcap_t *handle;
 
     if (max > source->offsets_size) {
         size_t *offsets = realloc(source->offsets, max * sizeof(*offsets));
@@ -103,26 +341,17 @@ static unsigned file_source_next_batch(struct brk_source *base, struct brk_packe
         source->offsets = offsets;
         source->offsets_size = max;
     }
-    while (n < max && (handle = current_file(source))) {
-        struct pcap_pkthdr *header;
-        const u_char *data;
-        /* 1: a packet; anything else (end of file, truncated or corrupt
-         * record) ends this file and reading moves on to the next one. */
-        if (pcap_next_ex(handle, &header, &data) != 1) {
-            pcap_close(handle);
-            source->current = NULL;
-            continue;
-        }
-        if (arena_reserve(source, used + header->caplen) != 0)
+    while (n < max && current_file(source)) {
+        int result = source->classic ? classic_next(source, used, &packets[n])
+                                     : pcapng_next(source, used, &packets[n]);
+        if (result < 0)
             break;   /* out of memory: deliver what fits, retry next batch */
-        memcpy(source->arena + used, data, header->caplen);
+        if (result == 0)
+            continue;
         source->offsets[n] = used;
-        used += header->caplen;
-        packets[n].caplen = header->caplen;
-        packets[n].wirelen = header->len;
-        /* Opened with nanosecond precision: tv_usec holds nanoseconds. */
-        packets[n].ts_nsec = (uint64_t)header->ts.tv_sec * 1000000000ull
-                             + (uint64_t)header->ts.tv_usec;
+        used += packets[n].caplen;
+        packets[n].swappable_slot = NULL;
+        packets[n].slot_region = NULL;
         n++;
     }
     for (unsigned i = 0; i < n; i++)
@@ -138,14 +367,13 @@ static uint64_t file_source_kernel_drops(struct brk_source *base) { return 0; }
 static int file_source_exhausted(struct brk_source *base)
 {
     struct file_source *source = (struct file_source *)base;
-    return !source->current && source->next_path == source->count;
+    return !source->current && !source->classic && source->next_path == source->count;
 }
 
 static void file_source_close(struct brk_source *base)
 {
     struct file_source *source = (struct file_source *)base;
-    if (source->current)
-        pcap_close(source->current);
+    end_file(source);
     if (source->paths)
         for (unsigned i = 0; i < source->count; i++)
             free(source->paths[i]);

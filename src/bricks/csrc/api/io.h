@@ -12,7 +12,7 @@ enum brk_io_status {
 struct brk_io_state {
     int status;             /* enum brk_io_status */
     uint64_t changes;
-    char reason[160];
+    char reason[512];
 };
 
 void brk_source_state(brk_source *source, struct brk_io_state *out);

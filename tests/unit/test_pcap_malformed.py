@@ -1,0 +1,133 @@
+"""Malformed pcap input (issue 8.5): a bad record is reported (file, record number, reason) in one line, counted as
+malformed, never passed on, and the good records after it are still read. Every file is written by the test."""
+import logging
+import struct
+
+from bricks._native import ffi, lib
+from bricks.engine import PktEngine, Brick
+from bricks.frames import PCAP_RECORD, pcap_bytes, read_pcap, udp_frame
+from tests.native import Graph, output_counters
+
+RUN_TIMEOUT_S = 20
+FIRST_SECOND = 1_700_000_000
+
+
+def good_records(count, first=0):
+    return [(FIRST_SECOND + first + i, i, 100, udp_frame("10.0.0.1", "10.0.0.2", 1000 + first + i, 53).ljust(100, b"\0")[:100])
+            for i in range(count)]
+
+
+def record_bytes(caplen, wirelen, data=b""):
+    return struct.pack("<" + PCAP_RECORD.format, FIRST_SECOND, 0, caplen, wirelen) + data
+
+
+def read_through_engine(path):
+    """Runs one pcap file through a Dummy into a null sink: (engine stats, packets delivered, source state)."""
+    keep = ffi.new("char[]", str(path).encode())
+    error = ffi.new("char[512]")
+    source = lib.brk_source_pcap_open(ffi.new("const char *[]", [keep]), 1, error, len(error))
+    assert source != ffi.NULL, ffi.string(error).decode()
+    with Graph(batch=4) as graph:
+        dummy = graph.brick("Dummy")
+        graph.null_sinks(dummy, 1)
+        graph.source(source, dummy)
+        assert graph.start().finished(RUN_TIMEOUT_S)
+        state = ffi.new("struct brk_io_state *")
+        lib.brk_source_state(source, state)
+        return graph.stats(), output_counters(dummy).packets, ffi.string(state.reason).decode()
+
+
+def assert_read(path, packets, malformed, *said):
+    stats, delivered, reason = read_through_engine(path)
+    assert stats.finished and stats.received_packets == delivered == packets
+    assert stats.input_malformed == malformed
+    for words in said:
+        assert words in reason, reason
+    assert "\n" not in reason
+
+
+def test_caplen_over_the_maximum_is_skipped_by_its_own_length(tmp_path):
+    path = tmp_path / "big.pcap"
+    big = 300 * 1024
+    path.write_bytes(pcap_bytes(good_records(5)) + record_bytes(big, big, b"\x55" * big)
+                     + pcap_bytes(good_records(5, 5))[24:])
+    assert_read(path, 10, 1, str(path), "record 6", "caplen 307200", "next record")
+
+
+def test_huge_caplen_resynchronises_on_the_next_record(tmp_path):
+    path = tmp_path / "huge.pcap"
+    path.write_bytes(pcap_bytes(good_records(3)) + record_bytes(0xFFFFFFF0, 0xFFFFFFF0, b"garbage!" * 3)
+                     + pcap_bytes(good_records(4, 3))[24:])
+    assert_read(path, 7, 1, "record 4", "over the maximum")
+
+
+def test_caplen_over_len_is_malformed_not_passed_on(tmp_path):
+    path = tmp_path / "over.pcap"
+    path.write_bytes(pcap_bytes(good_records(2)) + record_bytes(100, 60, b"\x01" * 100)
+                     + pcap_bytes(good_records(2, 2))[24:])
+    assert_read(path, 4, 1, "record 3", "over the length on the wire")
+
+
+def test_nothing_readable_after_the_bad_record(tmp_path):
+    path = tmp_path / "tail.pcap"
+    path.write_bytes(pcap_bytes(good_records(2)) + record_bytes(0x7FFFFFFF, 0x7FFFFFFF) + b"\0" * 40)
+    assert_read(path, 2, 1, "record 3", "rest of the file skipped")
+
+
+def test_record_cut_at_the_end_is_reported(tmp_path):
+    path = tmp_path / "cut.pcap"
+    path.write_bytes(pcap_bytes(good_records(3)) + record_bytes(100, 100, b"\2" * 40))
+    assert_read(path, 3, 1, "record 4", "cut short")
+
+
+def pcapng_block(block_type, body):
+    length = 12 + len(body)
+    return struct.pack("<II", block_type, length) + body + struct.pack("<I", length)
+
+
+def pcapng_file(frames, bad_block):
+    section = pcapng_block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+    interface = pcapng_block(1, struct.pack("<HHI", 1, 0, 262144))
+    packets = b""
+    for frame in frames:
+        padded = frame + b"\0" * (-len(frame) % 4)
+        packets += pcapng_block(6, struct.pack("<IIIII", 0, 0, 0, len(frame), len(frame)) + padded)
+    return section + interface + packets + bad_block + packets
+
+
+def test_bad_pcapng_block_is_reported(tmp_path):
+    path = tmp_path / "bad.pcapng"
+    frames = [udp_frame("10.0.0.1", "10.0.0.2", 2000 + i, 53) for i in range(3)]
+    # An enhanced packet block whose total length is not a multiple of 4.
+    path.write_bytes(pcapng_file(frames, struct.pack("<II", 6, 37) + b"\0" * 29))
+    assert_read(path, 3, 1, str(path), "record 4", "rest of the file skipped")
+
+
+def test_good_pcapng_is_read_whole(tmp_path):
+    path = tmp_path / "good.pcapng"
+    frames = [udp_frame("10.0.0.1", "10.0.0.2", 3000 + i, 53) for i in range(3)]
+    path.write_bytes(pcapng_file(frames, b""))
+    assert_read(path, 6, 0)
+
+
+def test_engine_logs_the_bad_record_and_counts_it(tmp_path, caplog):
+    source, output = tmp_path / "in.pcap", tmp_path / "out.pcap"
+    source.write_bytes(pcap_bytes(good_records(5)) + record_bytes(0xFFFFFFF0, 60, b"xyz")
+                       + pcap_bytes(good_records(5, 5))[24:])
+    engine = PktEngine.new("malformed")
+    try:
+        reader = Brick("PcapReader").connect_input(str(source)).connect_output("x{0")
+        reader.link(Brick("PcapWriter").connect_input("x}0").connect_output(str(output)))
+        engine.link(reader)
+        with caplog.at_level(logging.WARNING, logger="bricks"):
+            engine.start()
+            assert engine.wait(RUN_TIMEOUT_S)
+            stats = engine.stats()
+        assert stats["packets"] == 10 and stats["input_malformed"] == 1 and stats["drops"] == 0
+        assert "1 malformed input records skipped" in engine.stats_text()
+        assert any(f"input {source}" in line or str(source) in line for line in stats["problems"])
+        logged = [record.getMessage() for record in caplog.records if "record 6" in record.getMessage()]
+        assert len(logged) == 1, caplog.text
+    finally:
+        engine.delete()
+    assert len(read_pcap(output.read_bytes()).records) == 10

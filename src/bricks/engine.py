@@ -252,9 +252,12 @@ class Brick:
         counters = ffi.new("struct brk_counters *")
         outputs = []
         for index, port in enumerate(self.outputs):
-            lib.brk_brick_output_stats(self.handle, index, counters)
             device, base = self.transmit_drop_base.get(index, (None, 0))
-            kernel_drops = links.transmit_drops(device) - base if device else 0
+            transmit_drops = links.transmit_drops(device) - base if device else 0
+            lib.brk_brick_output_stats(self.handle, index, counters)   # after: refused never lags behind
+            # A frame the device refused counts in its tx_dropped, but it stays queued and is tried again (and
+            # counted again): those are not packets lost.
+            kernel_drops = max(0, transmit_drops - counters.refused)
             output = {"name": port.name, "packets": counters.packets, "bytes": counters.bytes,
                       "drops": counters.drops, "kernel_drops": kernel_drops, "queued": counters.queued}
             output.update((cause, getattr(counters, cause)) for cause, _ in DROP_CAUSES)

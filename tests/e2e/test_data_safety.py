@@ -187,3 +187,31 @@ def test_pcap_writer_on_a_full_disk_counts_write_errors_and_keeps_the_file_reada
     assert any("write error" in line for line in stats["problems"])
     assert len(logged(caplog, "write error")) == 1, caplog.text
     engine.delete()
+
+
+def test_a_down_consumer_keeps_a_ring_queued_and_retries_are_not_drops(testbed):
+    """A refused frame stays requested (the kernel puts it back to SEND_REQUEST) and is retried at every flush;
+    each retry bumps the pipe's tx_dropped but loses nothing: the ring's frames are queued, then delivered."""
+    host_if, ns_if = testbed.add_input("in")
+    engine = PktEngine.new("down", 64)
+    engine.link(Brick("Dummy").connect_input(host_if).connect_outputs(host_if, 1))
+    consumer = links.consumer_name(host_if, 0)
+    subprocess.run(["ip", "link", "set", consumer, "down"], check=True)
+    frames = flow_frames(100, seed=6)
+    engine.start()
+    testbed.send(ns_if, frames, pps=SEND_RATE)
+    wait_for_packets(engine, len(frames))
+    time.sleep(0.5)                                  # ~10 idle retries of the refused frame
+    output = engine.stats()["bricks"][0]["outputs"][0]
+    assert (output["packets"], output["queued"], output["kernel_drops"]) == (0, 64, 0), output
+    assert output["full"] == len(frames) - 64
+    assert_accounted(output, len(frames))
+    assert engine.stats()["drops"] == len(frames) - 64
+    subprocess.run(["ip", "link", "set", consumer, "up"], check=True)
+    assert wait_until(lambda: engine.stats()["bricks"][0]["outputs"][0]["packets"] == 64)
+    with open(f"/sys/class/net/{consumer}/statistics/rx_packets") as received:
+        assert int(received.read()) >= 64
+    engine.stop()
+    output = engine.stats()["bricks"][0]["outputs"][0]
+    assert (output["packets"], output["queued"], output["kernel_drops"]) == (64, 0, 0), output
+    assert_accounted(output, len(frames))

@@ -559,6 +559,8 @@ static void request_send(struct afpacket_sink *sink)
         sink->pending = 0;
     else if (errno == ENXIO || errno == ENODEV)
         output_gone(sink, errno);
+    else if (errno == ENOBUFS)
+        sink->base.counters->refused++;   /* the kernel stops at the one frame refused */
     account_taken(sink);
 }
 

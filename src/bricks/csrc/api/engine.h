@@ -25,6 +25,10 @@ struct brk_counters {
     uint64_t gone;          /* the output's interface no longer exists */
     uint64_t write_errors;  /* the file could not be written (disk full, I/O error) */
     uint64_t queued;        /* in the output's ring, not yet taken by the kernel */
+    /* Not packets but attempts: sends the device refused (a veth whose peer
+     * is down or whose backlog is full). The kernel counts each one in the
+     * device's tx_dropped, yet the frame stays queued and is tried again. */
+    uint64_t refused;
 };
 
 struct brk_brick_stats {

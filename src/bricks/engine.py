@@ -332,7 +332,7 @@ class _Linked:
         self.sources = []            # (C source, target Brick)
         self.sinks = []
         self.inputs_quieted = []
-        self.watched = []            # (what, read its state into PktEngine._state): every source and sink
+        self.watched = []            # (what, read its state into PktEngine._state, call when back or None)
 
     def close(self):
         for source, _ in self.sources:
@@ -460,7 +460,8 @@ class PktEngine:
                 sink = self._open_sink(linked, brick, output)
                 lib.brk_brick_add_sink(handle, sink)
                 brick.sinks[index] = sink
-                linked.watched.append((f"output {output.name}", lambda s=sink, out=self._state: lib.brk_sink_state(s, out)))
+                linked.watched.append((f"output {output.name}",
+                                       lambda s=sink, out=self._state: lib.brk_sink_state(s, out), None))
                 if output.kind in ("broker", "interface"):
                     device = output.name
                     brick.transmit_drop_base[index] = (device, links.transmit_drops(device))
@@ -470,7 +471,10 @@ class PktEngine:
                 continue   # an internal edge: fed by its parent, no kernel round trip
             source = self._open_source(linked, port)
             linked.sources.append((source, brick))
-            linked.watched.append((f"input {port.name}", lambda s=source, out=self._state: lib.brk_source_state(s, out)))
+            # An interface that returns (the C source opens it anew) is a new device: quiet its offloads again.
+            returned = (lambda name=port.name: links.disable_offloads(name)) if port.kind == "interface" else None
+            linked.watched.append((f"input {port.name}",
+                                   lambda s=source, out=self._state: lib.brk_source_state(s, out), returned))
 
     def _input_mtu(self, linked):
         mtus = [links.interface_info(port.interface).mtu for port in linked.root.inputs
@@ -534,10 +538,11 @@ class PktEngine:
     def unlink(self):
         self._check_usable("unlink")
         self._drop_engine_handle()
-        for linked in reversed(self.linked):
-            linked.close()
-        self.linked = []
-        self.problems, self._changes_seen = {}, {}
+        with self._watch_lock:   # the watcher's last look may still be reading these sources and sinks
+            for linked in reversed(self.linked):
+                linked.close()
+            self.linked = []
+            self.problems, self._changes_seen = {}, {}
 
     # -- start / stop / delete --
     def start(self):
@@ -586,7 +591,7 @@ class PktEngine:
         """Reads the state of every input and output; logs each change once and keeps what is not working."""
         with self._watch_lock:
             for linked in self.linked:
-                for what, read in linked.watched:
+                for what, read, when_back in linked.watched:
                     read()
                     changes = self._state.changes
                     if changes == self._changes_seen.get(what, 0):
@@ -596,6 +601,12 @@ class PktEngine:
                     if self._state.status == lib.BRK_IO_UP:
                         self.problems.pop(what, None)
                         log.info("engine %s: %s", self.name, reason)
+                        if when_back is not None:
+                            try:
+                                when_back()
+                            except Exception as error:   # noqa: BLE001 - the watcher must live on
+                                # e.g. ethtool refused: the input works, with its offloads on
+                                log.warning("engine %s: %s: %s", self.name, what, error)
                     else:
                         self.problems[what] = reason
                         log.warning("engine %s: %s", self.name, reason)

@@ -7,6 +7,7 @@ from bricks._native import ffi, lib
 from bricks.engine import PktEngine, Brick
 from bricks.frames import PCAP_RECORD, pcap_bytes, read_pcap, udp_frame
 from tests.native import Graph, output_counters
+from tests.unit.test_lua_api import Console
 
 RUN_TIMEOUT_S = 20
 FIRST_SECOND = 1_700_000_000
@@ -128,6 +129,12 @@ def test_engine_logs_the_bad_record_and_counts_it(tmp_path, caplog):
         assert any(f"input {source}" in line or str(source) in line for line in stats["problems"])
         logged = [record.getMessage() for record in caplog.records if "record 6" in record.getMessage()]
         assert len(logged) == 1, caplog.text
+        # The Lua shell's status and stats say it too.
+        console = Console()
+        for chunk in ("BRICKS.print_status()", "BRICKS.show_stats()"):
+            console.run(chunk)
+            said = [line for line in console.output().splitlines() if "record 6" in line]
+            assert len(said) == 1 and said[0].startswith("Engine malformed: ") and str(source) in said[0], said
     finally:
         engine.delete()
     assert len(read_pcap(output.read_bytes()).records) == 10

@@ -382,7 +382,9 @@ int brk_engine_run(brk_engine *engine)
             update_drop_counts(engine);
             next_stats = now_ns() + BRK_STATS_INTERVAL_NS;
             publish_counters(engine);
-        } else if (total) {
+        } else {
+            /* Idle rounds too (at most one per idle poll): a flush may have
+             * counted queued frames the kernel took, or a refused retry. */
             publish_counters(engine);
         }
         if (engine->sources && exhausted == engine->sources) {

@@ -15,7 +15,6 @@ from bricks import engine as engine_module
 from bricks import links
 from bricks.engine import Brick, PktEngine
 from bricks.frames import flow_frames, pcap_bytes, read_pcap, udp_frame
-from bricks.testbed import wait_for_total
 
 pytestmark = pytest.mark.root
 

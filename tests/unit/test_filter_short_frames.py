@@ -1,20 +1,11 @@
 """Filter brick on frames shorter than their headers (issue 8.12): every frame of 0..60 bytes is counted once and
 nothing past its end is read; the last check is a build of the C code under AddressSanitizer and UBSan."""
-import shutil
-import subprocess
-from pathlib import Path
-
-import pytest
-
 from bricks.filter import FilterRules
 from bricks.frames import tcp_frame, udp_frame
 from tests.native import Graph, brick_stats, memory_source, output_packets
+from tests.sanitized.build import build, run
 
 LONGEST = 60
-CSRC = Path(__file__).resolve().parents[2] / "src" / "bricks" / "csrc"
-DRIVER = Path(__file__).resolve().parents[1] / "sanitized" / "filter_short_frames.c"
-# The files the driver needs: the engine, the Filter and its rules, the in-memory back-end.
-DRIVER_SOURCES = ["engine.c", "brick_filter.c", "filter_rules.c", "io_memory.c"]
 
 
 def prefixes(frame):
@@ -42,28 +33,7 @@ def test_every_short_frame_is_counted_once():
     assert counted.filtered == 2 * (LONGEST + 1 - 34)
 
 
-def sanitizing_compiler():
-    for compiler in ("gcc", "clang"):
-        if shutil.which(compiler):
-            return compiler
-    return None
-
-
 def test_no_read_past_a_short_frame_under_address_sanitizer(tmp_path):
-    compiler = sanitizing_compiler()
-    if compiler is None:
-        pytest.skip("no C compiler")
-    binary = tmp_path / "filter_short_frames"
-    build = subprocess.run(
-        [compiler, "-g", "-O1", "-std=gnu11", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
-         f"-I{CSRC}", str(DRIVER), *(str(CSRC / name) for name in DRIVER_SOURCES),
-         "-lpcap", "-lpthread", "-o", str(binary)],
-        capture_output=True, text=True, timeout=120)
-    if build.returncode != 0 and "asan" in build.stderr.lower():
-        pytest.skip(f"{compiler} cannot link the sanitizers here")
-    assert build.returncode == 0, build.stderr
-    run = subprocess.run([str(binary)], capture_output=True, text=True, timeout=120,
-                         env={"ASAN_OPTIONS": "detect_leaks=1", "UBSAN_OPTIONS": "print_stacktrace=1"})
-    assert run.returncode == 0, run.stderr[-4000:]
+    binary = build("filter_short_frames.c", ["engine.c", "brick_filter.c", "filter_rules.c", "io_memory.c"], tmp_path)
     # Both frame kinds, lengths 0..60, 3 rounds each.
-    assert run.stdout.split() == ["ok", str(2 * (LONGEST + 1) * 3)]
+    assert run(binary) == [f"ok {2 * (LONGEST + 1) * 3}"]

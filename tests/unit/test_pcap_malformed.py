@@ -3,10 +3,13 @@ malformed, never passed on, and the good records after it are still read. Every 
 import logging
 import struct
 
+import pytest
+
 from bricks._native import ffi, lib
 from bricks.engine import PktEngine, Brick
 from bricks.frames import PCAP_RECORD, pcap_bytes, read_pcap, udp_frame
 from tests.native import Graph, output_counters
+from tests.sanitized.build import build, run
 from tests.unit.test_lua_api import Console
 
 RUN_TIMEOUT_S = 20
@@ -38,49 +41,6 @@ def read_through_engine(path):
         return graph.stats(), output_counters(dummy).packets, ffi.string(state.reason).decode()
 
 
-def assert_read(path, packets, malformed, *said):
-    stats, delivered, reason = read_through_engine(path)
-    assert stats.finished and stats.received_packets == delivered == packets
-    assert stats.input_malformed == malformed
-    for words in said:
-        assert words in reason, reason
-    assert "\n" not in reason
-
-
-def test_caplen_over_the_maximum_is_skipped_by_its_own_length(tmp_path):
-    path = tmp_path / "big.pcap"
-    big = 300 * 1024
-    path.write_bytes(pcap_bytes(good_records(5)) + record_bytes(big, big, b"\x55" * big)
-                     + pcap_bytes(good_records(5, 5))[24:])
-    assert_read(path, 10, 1, str(path), "record 6", "caplen 307200", "next record")
-
-
-def test_huge_caplen_resynchronises_on_the_next_record(tmp_path):
-    path = tmp_path / "huge.pcap"
-    path.write_bytes(pcap_bytes(good_records(3)) + record_bytes(0xFFFFFFF0, 0xFFFFFFF0, b"garbage!" * 3)
-                     + pcap_bytes(good_records(4, 3))[24:])
-    assert_read(path, 7, 1, "record 4", "over the maximum")
-
-
-def test_caplen_over_len_is_malformed_not_passed_on(tmp_path):
-    path = tmp_path / "over.pcap"
-    path.write_bytes(pcap_bytes(good_records(2)) + record_bytes(100, 60, b"\x01" * 100)
-                     + pcap_bytes(good_records(2, 2))[24:])
-    assert_read(path, 4, 1, "record 3", "over the length on the wire")
-
-
-def test_nothing_readable_after_the_bad_record(tmp_path):
-    path = tmp_path / "tail.pcap"
-    path.write_bytes(pcap_bytes(good_records(2)) + record_bytes(0x7FFFFFFF, 0x7FFFFFFF) + b"\0" * 40)
-    assert_read(path, 2, 1, "record 3", "rest of the file skipped")
-
-
-def test_record_cut_at_the_end_is_reported(tmp_path):
-    path = tmp_path / "cut.pcap"
-    path.write_bytes(pcap_bytes(good_records(3)) + record_bytes(100, 100, b"\2" * 40))
-    assert_read(path, 3, 1, "record 4", "cut short")
-
-
 def pcapng_block(block_type, body):
     length = 12 + len(body)
     return struct.pack("<II", block_type, length) + body + struct.pack("<I", length)
@@ -96,19 +56,51 @@ def pcapng_file(frames, bad_block):
     return section + interface + packets + bad_block + packets
 
 
-def test_bad_pcapng_block_is_reported(tmp_path):
-    path = tmp_path / "bad.pcapng"
-    frames = [udp_frame("10.0.0.1", "10.0.0.2", 2000 + i, 53) for i in range(3)]
+BIG = 300 * 1024
+NG_FRAMES = [udp_frame("10.0.0.1", "10.0.0.2", 2000 + i, 53) for i in range(3)]
+
+# name: (file contents, packets read, malformed records, words the one-line report holds)
+CASES = {
+    "caplen-300k.pcap": (pcap_bytes(good_records(5)) + record_bytes(BIG, BIG, b"\x55" * BIG)
+                         + pcap_bytes(good_records(5, 5))[24:],
+                         10, 1, ["record 6", "caplen 307200", "skipped to the next record"]),
+    "huge-caplen.pcap": (pcap_bytes(good_records(3)) + record_bytes(0xFFFFFFF0, 0xFFFFFFF0, b"garbage!" * 3)
+                         + pcap_bytes(good_records(4, 3))[24:],
+                         7, 1, ["record 4", "over the maximum"]),
+    "caplen-over-len.pcap": (pcap_bytes(good_records(2)) + record_bytes(100, 60, b"\x01" * 100)
+                             + pcap_bytes(good_records(2, 2))[24:],
+                             4, 1, ["record 3", "over the length on the wire"]),
+    "nothing-after.pcap": (pcap_bytes(good_records(2)) + record_bytes(0x7FFFFFFF, 0x7FFFFFFF) + b"\0" * 40,
+                           2, 1, ["record 3", "rest of the file skipped"]),
+    "cut-at-end.pcap": (pcap_bytes(good_records(3)) + record_bytes(100, 100, b"\2" * 40),
+                        3, 1, ["record 4", "cut short"]),
     # An enhanced packet block whose total length is not a multiple of 4.
-    path.write_bytes(pcapng_file(frames, struct.pack("<II", 6, 37) + b"\0" * 29))
-    assert_read(path, 3, 1, str(path), "record 4", "rest of the file skipped")
+    "bad-block.pcapng": (pcapng_file(NG_FRAMES, struct.pack("<II", 6, 37) + b"\0" * 29),
+                         3, 1, ["record 4", "not a multiple of 4", "rest of the file skipped"]),
+    "good.pcapng": (pcapng_file(NG_FRAMES, b""), 6, 0, []),
+}
 
 
-def test_good_pcapng_is_read_whole(tmp_path):
-    path = tmp_path / "good.pcapng"
-    frames = [udp_frame("10.0.0.1", "10.0.0.2", 3000 + i, 53) for i in range(3)]
-    path.write_bytes(pcapng_file(frames, b""))
-    assert_read(path, 6, 0)
+@pytest.mark.parametrize("name", CASES)
+def test_malformed_record_is_reported_counted_and_skipped(tmp_path, name):
+    contents, packets, malformed, said = CASES[name]
+    path = tmp_path / name
+    path.write_bytes(contents)
+    stats, delivered, reason = read_through_engine(path)
+    assert stats.finished and stats.received_packets == delivered == packets
+    assert stats.input_malformed == malformed
+    if said:
+        assert reason.startswith(f"{path}: ") and "\n" not in reason, reason
+    for words in said:
+        assert words in reason, reason
+
+
+def test_every_case_reads_the_same_under_address_sanitizer(tmp_path):
+    binary = build("pcap_read.c", ["engine.c", "brick_dummy.c", "io_pcap.c", "io_memory.c"], tmp_path)
+    for name, (contents, _, _, _) in CASES.items():
+        (tmp_path / name).write_bytes(contents)
+    lines = run(binary, *(tmp_path / name for name in CASES))
+    assert lines == [f"{packets} {malformed}" for _, packets, malformed, _ in CASES.values()]
 
 
 def test_engine_logs_the_bad_record_and_counts_it(tmp_path, caplog):
@@ -138,3 +130,4 @@ def test_engine_logs_the_bad_record_and_counts_it(tmp_path, caplog):
     finally:
         engine.delete()
     assert len(read_pcap(output.read_bytes()).records) == 10
+

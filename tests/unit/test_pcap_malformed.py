@@ -17,8 +17,9 @@ FIRST_SECOND = 1_700_000_000
 
 
 def good_records(count, first=0):
-    return [(FIRST_SECOND + first + i, i, 100, udp_frame("10.0.0.1", "10.0.0.2", 1000 + first + i, 53).ljust(100, b"\0")[:100])
-            for i in range(count)]
+    """count pcap records of 100-byte UDP frames, the n-th stamped FIRST_SECOND + first + n."""
+    frames = [udp_frame("10.0.0.1", "10.0.0.2", 1000 + first + i, 53).ljust(100, b"\0") for i in range(count)]
+    return [(FIRST_SECOND + first + i, i, len(frame), frame) for i, frame in enumerate(frames)]
 
 
 def record_bytes(caplen, wirelen, data=b""):

@@ -606,7 +606,7 @@ brk_sink *brk_sink_pcap_open(const char *path, unsigned snaplen,
         return brk_fail(error, error_size, "out of memory");
     sink->base.ops = &file_sink_ops;
     sink->snaplen = snaplen ? snaplen : PCAP_DEFAULT_SNAPLEN;
-    sink->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    sink->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
     if (sink->fd < 0) {
         brk_fail(error, error_size, "%s: %s", path, strerror(errno));
         file_sink_close(&sink->base);

@@ -152,6 +152,27 @@ def test_an_input_that_vanishes_is_noticed_and_taken_up_when_it_returns(testbed,
     assert len(logged(caplog, f"input {host_if} is back")) == 1, caplog.text
 
 
+def test_a_vanished_input_of_a_busy_engine_is_noticed(testbed, caplog):
+    """A Merge of two inputs: one goes away while the other keeps the engine busy; the rest goes on, counted."""
+    gone_if, gone_ns_if = testbed.add_input("gone")
+    busy_if, busy_ns_if = testbed.add_input("busy")
+    engine = PktEngine.new("merge")
+    engine.link(Brick("Merge").connect_input(gone_if, busy_if).connect_output(f"{busy_if}{{0"))
+    caplog.set_level(logging.WARNING, logger="bricks")
+    engine.start()
+    first = flow_frames(30, seed=7)
+    testbed.send(gone_ns_if, first, pps=SEND_RATE)
+    wait_for_packets(engine, len(first))
+    delete_link(gone_if)
+    steady = flow_frames(2000, seed=8)
+    testbed.send(busy_ns_if, steady, pps=SEND_RATE)
+    assert wait_until(lambda: any(f"input {gone_if} is gone" in line for line in engine.status_lines()))
+    wait_for_packets(engine, len(first) + len(steady))
+    engine.stop()
+    assert engine.stats()["packets"] == len(first) + len(steady)
+    assert len(logged(caplog, f"input {gone_if} is gone")) == 1, caplog.text
+
+
 @pytest.fixture
 def small_tmpfs():
     directory = tempfile.mkdtemp(prefix="bricks-full-")

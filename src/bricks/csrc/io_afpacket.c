@@ -125,6 +125,7 @@ static void restore_vlan_tag(const struct tpacket3_hdr *header, struct brk_packe
 }
 
 static void check_input(struct afpacket_source *source, int now_please);
+static void check_idle_input(struct afpacket_source *source);
 
 static unsigned afpacket_next_batch(struct brk_source *base, struct brk_packet *packets, unsigned max)
 {
@@ -168,6 +169,8 @@ static unsigned afpacket_next_batch(struct brk_source *base, struct brk_packet *
         source->blocks_read++;
         source->current_block = (source->current_block + 1) % source->block_count;
     }
+    if (BRK_UNLIKELY(n == 0))
+        check_idle_input(source);
     return n;
 }
 
@@ -266,16 +269,37 @@ static void check_input(struct afpacket_source *source, int now_please)
     }
 }
 
+/* The socket's pending error (ENETDOWN when the interface went down or
+ * away), cleared by reading it: poll() stops reporting it. */
+static int take_socket_error(struct afpacket_source *source)
+{
+    int pending = 0;
+    socklen_t length = sizeof(pending);
+    if (getsockopt(source->fd, SOL_SOCKET, SO_ERROR, &pending, &length) != 0)
+        return 0;
+    return pending;
+}
+
 static void afpacket_poll_error(struct brk_source *base)
 {
     struct afpacket_source *source = (struct afpacket_source *)base;
-    int pending = 0;
-    socklen_t length = sizeof(pending);
-    /* Reading the error clears it: poll() stops reporting it. */
-    if (getsockopt(source->fd, SOL_SOCKET, SO_ERROR, &pending, &length) != 0) {
-        /* Nothing to clear. */
-    }
+    take_socket_error(source);
     check_input(source, 1);
+}
+
+/* An input with nothing to read in an engine that never polls (its other
+ * sources keep it busy) would never see its poll error: once a second, an
+ * idle input looks for it itself. */
+static void check_idle_input(struct afpacket_source *source)
+{
+    if (source->away)
+        return;   /* checked on every call already */
+    uint64_t now = coarse_now_ns();
+    if (now < source->next_check_ns)
+        return;
+    source->next_check_ns = now + RX_RECHECK_INTERVAL_NS;
+    if (take_socket_error(source))
+        check_input(source, 1);
 }
 
 static uint64_t afpacket_kernel_drops(struct brk_source *base)

@@ -15,6 +15,7 @@ from bricks import engine as engine_module
 from bricks import links
 from bricks.engine import Brick, PktEngine
 from bricks.frames import flow_frames, pcap_bytes, read_pcap, udp_frame
+from tests.e2e.daemons import alive
 
 pytestmark = pytest.mark.root
 
@@ -120,7 +121,7 @@ def test_frames_over_the_output_mtu_are_too_big_not_full(testbed):
 
 def test_an_input_that_vanishes_is_noticed_and_taken_up_when_it_returns(testbed, caplog):
     host_if, ns_if = testbed.add_input("in")
-    other_if, other_ns_if = testbed.add_input("other")
+    other_if, other_ns_if = testbed.add_input("othr")
     vanishing, steady = PktEngine.new("vanishing"), PktEngine.new("steady")
     vanishing.link(Brick("Dummy").connect_input(host_if).connect_outputs(host_if, 1))
     steady.link(Brick("Dummy").connect_input(other_if).connect_outputs(other_if, 1))
@@ -171,6 +172,37 @@ def test_a_vanished_input_of_a_busy_engine_is_noticed(testbed, caplog):
     engine.stop()
     assert engine.stats()["packets"] == len(first) + len(steady)
     assert len(logged(caplog, f"input {gone_if} is gone")) == 1, caplog.text
+
+
+def test_the_daemon_reports_a_vanished_input_and_pipe_and_serves_on(paths, testbed):
+    """bricks-server with two engines: one's input and the other's pipe are deleted; the daemon logs each once,
+    print_status and show_stats name them, and it answers as before."""
+    first_if, _ = testbed.add_input("one")
+    second_if, second_ns_if = testbed.add_input("two")
+    pid = paths.start_daemon()
+    for name, interface in (("a", first_if), ("b", second_if)):
+        result = paths.remote(f'pe = PktEngine.new("{name}"); d = Brick.new("Dummy"); '
+                              f'd:connect_input("{interface}"); d:connect_outputs("{interface}", 1); '
+                              f'pe:link(d); pe:start()')
+        assert result.returncode == 0, result.stderr
+    delete_link(first_if)
+    delete_link(links.consumer_name(second_if, 0))
+    testbed.send(second_ns_if, flow_frames(20, seed=9), pps=SEND_RATE)
+    said = {f"input {first_if} is gone", f"output {second_if}{{0 is gone"}
+
+    def reported(chunk):
+        output = paths.remote(chunk).stdout
+        return all(any(words in line and line.startswith("Engine ") for line in output.splitlines())
+                   for words in said)
+
+    assert wait_until(lambda: reported("BRICKS.print_status()")), paths.remote("BRICKS.print_status()").stdout
+    assert reported("BRICKS.show_stats()")
+    assert paths.remote("BRICKS.print_status()").stdout.startswith("BRICKS is online.")
+    assert alive(pid)
+    with open(paths.log) as log:
+        text = log.read()
+    for words in said:
+        assert text.count(words) == 1, text
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ Linking is all or nothing: a link that fails undoes what it opened or created.
 """
 import atexit
 import glob
+import logging
 import os
 import signal
 import threading
@@ -16,6 +17,8 @@ from ._ffi import error_buffer, error_text, ffi, lib
 from .catalog import UNLIMITED, find_kind
 from .errors import BricksError
 
+log = logging.getLogger("bricks")
+
 DEFAULT_BUFFER_SLOTS = 512
 DEFAULT_BATCH = 1024
 PCAP_PIPE_MTU = 9000           # pcap inputs carry no MTU: pipes fed from files take jumbo frames
@@ -25,6 +28,11 @@ RX_RING_BYTES_PER_SLOT = 8192   # buffer_sz slots of RX ring, each room for a ju
 MIN_RX_RING_BYTES = 16 << 20   # ~10,000 full-size frames: tens of ms of engine stall at line rate
 STOP_TIMEOUT = 5.0
 MAX_CPU = 65535                 # a CPU number beyond any host: above it the number is a mistake, not a bigger host
+WATCH_INTERVAL = 0.2            # how often a running engine's inputs and outputs are checked for news
+
+# Why an output dropped packets: the C counter, and how show_stats names it.
+DROP_CAUSES = (("full", "at full outputs"), ("too_big", "too big for the output"),
+               ("too_short", "too short to send"), ("gone", "output gone"), ("write_errors", "write error"))
 
 _engines = {}                   # name -> PktEngine, in creation order
 _engines_lock = threading.RLock()
@@ -154,6 +162,7 @@ class Brick:
         self.engine = None           # the PktEngine this brick is linked to
         self.handle = None           # the C brick while linked
         self.transmit_drop_base = {}  # output index -> (device, its tx_dropped when linked)
+        self.sinks = {}               # output index -> its C sink while linked
         if self.kind.register:
             self.kind.register(self)
 
@@ -255,11 +264,16 @@ class Brick:
         counters = ffi.new("struct brk_counters *")
         outputs = []
         for index, port in enumerate(self.outputs):
-            lib.brk_brick_output_stats(self.handle, index, counters)
             device, base = self.transmit_drop_base.get(index, (None, 0))
-            kernel_drops = links.transmit_drops(device) - base if device else 0
-            outputs.append({"name": port.name, "packets": counters.packets, "bytes": counters.bytes,
-                            "drops": counters.drops, "kernel_drops": kernel_drops})
+            transmit_drops = links.transmit_drops(device) - base if device else 0
+            lib.brk_brick_output_stats(self.handle, index, counters)   # after: refused never lags behind
+            # A frame the device refused counts in its tx_dropped, but it stays queued and is tried again (and
+            # counted again): those are not packets lost.
+            kernel_drops = max(0, transmit_drops - counters.refused)
+            output = {"name": port.name, "packets": counters.packets, "bytes": counters.bytes,
+                      "drops": counters.drops, "kernel_drops": kernel_drops, "queued": counters.queued}
+            output.update((cause, getattr(counters, cause)) for cause, _ in DROP_CAUSES)
+            outputs.append(output)
         return {"kind": self.kind.name, "received": brick_stats.received_packets,
                 "received_bytes": brick_stats.received_bytes, "malformed": brick_stats.malformed,
                 "fragment_fallbacks": brick_stats.fragment_fallbacks, "filtered": brick_stats.filtered,
@@ -331,6 +345,7 @@ class _Linked:
         self.sinks = []
         self.inputs_quieted = []
         self.finite = True           # every source opened is a pcap file (it ends by itself)
+        self.watched = []            # (what, read its state into PktEngine._state, call when back or None)
 
     def close(self):
         for source, _ in self.sources:
@@ -344,7 +359,7 @@ class _Linked:
             lib.brk_sink_close(sink)
         for interface in self.inputs_quieted:
             _shared.release_input(interface)
-        self.sources, self.sinks, self.bricks, self.inputs_quieted = [], [], [], []
+        self.sources, self.sinks, self.bricks, self.inputs_quieted, self.watched = [], [], [], [], []
 
 
 class PktEngine:
@@ -366,6 +381,10 @@ class PktEngine:
         # would then be freed under its thread.
         self.run_done = threading.Event()
         self.pin_warning = None      # why the CPU asked for was not used (the engine then runs unpinned)
+        self._state = ffi.new("struct brk_io_state *")
+        self._watch_lock = threading.Lock()
+        self.problems = {}           # what -> (changes seen, one-line reason) of inputs/outputs not working
+        self._changes_seen = {}      # what -> the state's change count last logged
 
     # -- creation and lookup (PktEngine.new / PktEngine.retrieve) --
     @classmethod
@@ -453,7 +472,12 @@ class PktEngine:
             for port in brick.inputs:
                 if any(_edge(output, port) for parent in parents for output in parent.outputs):
                     continue   # an internal edge: fed by its parent, no kernel round trip
-                linked.sources.append((self._open_source(linked, port), brick))
+                source = self._open_source(linked, port)
+                linked.sources.append((source, brick))
+                # An interface that returns (the C source opens it anew) is a new device: quiet its offloads again.
+                returned = (lambda name=port.name: links.disable_offloads(name)) if port.kind == "interface" else None
+                linked.watched.append((f"input {port.name}",
+                                       lambda s=source, out=self._state: lib.brk_source_state(s, out), returned))
 
     def _open(self, linked, brick, depth):
         """Creates brick's C object, its sinks and children (its sources are open already)."""
@@ -474,6 +498,7 @@ class PktEngine:
             brick.kind.attach(brick, handle)
         child_depth = depth + 1 if brick.kind.balances else depth
         brick.transmit_drop_base = {}
+        brick.sinks = {}
         for index, output in enumerate(brick.outputs):
             child = next((c for c in brick.children if _feeds(output, c)), None)
             if child is not None:
@@ -483,6 +508,9 @@ class PktEngine:
             else:
                 sink = self._open_sink(linked, brick, output)
                 lib.brk_brick_add_sink(handle, sink)
+                brick.sinks[index] = sink
+                linked.watched.append((f"output {output.name}",
+                                       lambda s=sink, out=self._state: lib.brk_sink_state(s, out), None))
                 if output.kind in ("broker", "interface"):
                     device = output.name
                     brick.transmit_drop_base[index] = (device, links.transmit_drops(device))
@@ -552,9 +580,11 @@ class PktEngine:
     def unlink(self):
         self._check_usable("unlink")
         self._drop_engine_handle()
-        for linked in reversed(self.linked):
-            linked.close()
-        self.linked = []
+        with self._watch_lock:   # the watcher's last look may still be reading these sources and sinks
+            for linked in reversed(self.linked):
+                linked.close()
+            self.linked = []
+            self.problems, self._changes_seen = {}, {}
 
     # -- start / stop / delete --
     def start(self):
@@ -576,6 +606,8 @@ class PktEngine:
         self.run_done = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"bricks-{self.name}", daemon=True)
         self.thread.start()
+        threading.Thread(target=self._watch, args=(self.thread,), name=f"bricks-{self.name}-watch",
+                         daemon=True).start()
         if priority is not None:
             self._make_realtime(priority)
 
@@ -595,6 +627,41 @@ class PktEngine:
                 self.run_error = os.strerror(-result)
         finally:
             self.run_done.set()
+
+    def _watch(self, thread):
+        """While `thread` runs the engine: logs, once each, what happens to its inputs and outputs."""
+        while thread.is_alive():
+            thread.join(WATCH_INTERVAL)
+            self.check_states()
+
+    def check_states(self):
+        """Reads the state of every input and output; logs each change once and keeps what is not working."""
+        with self._watch_lock:
+            for linked in self.linked:
+                for what, read, when_back in linked.watched:
+                    read()
+                    changes = self._state.changes
+                    if changes == self._changes_seen.get(what, 0):
+                        continue
+                    self._changes_seen[what] = changes
+                    reason = ffi.string(self._state.reason).decode(errors="replace")
+                    if self._state.status == lib.BRK_IO_UP:
+                        self.problems.pop(what, None)
+                        log.info("engine %s: %s", self.name, reason)
+                        if when_back is not None:
+                            try:
+                                when_back()
+                            except Exception as error:   # noqa: BLE001 - the watcher must live on
+                                # e.g. ethtool refused: the input works, with its offloads on
+                                log.warning("engine %s: %s: %s", self.name, what, error)
+                    else:
+                        self.problems[what] = reason
+                        log.warning("engine %s: %s", self.name, reason)
+
+    def status_lines(self):
+        """One line per input or output of this engine that does not work now (print_status, show_stats)."""
+        self.check_states()
+        return [f"Engine {self.name}: {reason}" for reason in self.problems.values()]
 
     def stop(self):
         if self.deleted:
@@ -631,7 +698,10 @@ class PktEngine:
         if timeout is None and not self.finite:
             raise BricksError(f"engine {self.name} reads live input and finishes only when stopped: "
                               "give a number of seconds to wait")
-        return self.run_done.wait(timeout)
+        finished = self.run_done.wait(timeout)
+        if finished:
+            self.check_states()   # what happened at the very end is logged before the caller goes on
+        return finished
 
     def delete(self):
         self._check_usable("delete")
@@ -652,23 +722,39 @@ class PktEngine:
 
     # -- counters --
     def stats(self):
+        """Counters: received packets = delivered + every drop cause + queued, per output and in total.
+
+        drops = kernel_drops + output_drops + transmit_drops; output_drops is the sum of the causes in
+        DROP_CAUSES (output_full, output_too_big, ...); queued packets sit in output rings, not yet taken by
+        the kernel; input_malformed counts records of input files that could not be read (never received).
+        """
         engine_stats = ffi.new("struct brk_engine_stats *")
         if self.handle is not None:
             lib.brk_engine_stats(self.handle, engine_stats)
         bricks = [brick.stats() for linked in self.linked for brick in linked.bricks]
         transmit_drops = sum(output["kernel_drops"] for brick in bricks for output in brick["outputs"])
-        return {"name": self.name, "packets": engine_stats.received_packets,
-                "bytes": engine_stats.received_bytes,
-                "drops": engine_stats.kernel_drops + engine_stats.output_drops + transmit_drops,
-                "kernel_drops": engine_stats.kernel_drops, "output_drops": engine_stats.output_drops,
-                "transmit_drops": transmit_drops,
-                "running": self.running, "finished": bool(engine_stats.finished), "bricks": bricks}
+        stats = {"name": self.name, "packets": engine_stats.received_packets,
+                 "bytes": engine_stats.received_bytes,
+                 "drops": engine_stats.kernel_drops + engine_stats.output_drops + transmit_drops,
+                 "kernel_drops": engine_stats.kernel_drops, "output_drops": engine_stats.output_drops,
+                 "transmit_drops": transmit_drops, "queued": engine_stats.output_queued,
+                 "input_malformed": engine_stats.input_malformed,
+                 "running": self.running, "finished": bool(engine_stats.finished), "bricks": bricks,
+                 "problems": self.status_lines()}
+        stats.update((f"output_{cause}", getattr(engine_stats, f"output_{cause}")) for cause, _ in DROP_CAUSES)
+        return stats
 
     def stats_text(self):
         stats = self.stats()
+        # The usual cause always, the others only once they happened.
+        causes = [f"{stats['output_full']} at full outputs"] + [
+            f"{stats['output_' + cause]} {text}" for cause, text in DROP_CAUSES[1:] if stats["output_" + cause]]
         lines = [f"Engine {self.name}: {stats['packets']} packets, {stats['bytes']} bytes, "
                  f"{stats['drops']} dropped ({stats['kernel_drops']} by the kernel on input, "
-                 f"{stats['output_drops']} at full outputs, {stats['transmit_drops']} by the kernel on output)"]
+                 f"{', '.join(causes)}, {stats['transmit_drops']} by the kernel on output)"
+                 + (f", {stats['queued']} queued" if stats["queued"] else "")
+                 + (f", {stats['input_malformed']} malformed input records skipped"
+                    if stats["input_malformed"] else "")]
         outputs = [[(output["name"], output["packets"], output["bytes"], output["drops"] + output["kernel_drops"])
                     for output in brick["outputs"]] for brick in stats["bricks"]]
         # One width per column over every brick's outputs: long names (pcap paths) keep the numbers aligned.
@@ -678,7 +764,14 @@ class PktEngine:
             for name, packets, size, dropped in rows:
                 lines.append(f"    -> {name:<{widths[0]}} {packets:>{widths[1]}} packets "
                              f"{size:>{widths[2]}} bytes {dropped:>{widths[3]}} dropped")
+        lines += stats["problems"]
         return "\n".join(lines)
+
+
+def status_lines():
+    """What does not work now in every engine, one line each: inputs or outputs gone, down, failing."""
+    return [line for known in engines() for line in known.status_lines()]
+
 
 
 def usable_cpus():

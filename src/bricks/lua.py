@@ -542,9 +542,13 @@ class LuaRuntime:
             online = any(known.running for known in engine.engines())
             runtime._print("BRICKS is online." if online else "BRICKS is offline.")
             runtime._print(f"Back-end: {engine.backend_name()} ({engine.backend_detail()})")
+            for line in engine.status_lines():   # inputs or outputs gone, down, failing
+                runtime._print(line)
 
         def show_all_stats():
             runtime._print(stats_table(engine.engines()))
+            for line in engine.status_lines():
+                runtime._print(line)
 
         def shutdown():
             engine.shutdown_all()

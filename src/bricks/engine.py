@@ -604,29 +604,37 @@ class PktEngine:
         lib.brk_engine_rearm(self.handle)
         self.started = True
         self.run_done = threading.Event()
-        self.thread = threading.Thread(target=self._run, name=f"bricks-{self.name}", daemon=True)
+        ready = threading.Event()
+        self._refusal = None
+        self.thread = threading.Thread(target=self._run, args=(priority, ready), name=f"bricks-{self.name}",
+                                       daemon=True)
         self.thread.start()
+        ready.wait()
+        if self._refusal is not None:
+            self.thread.join()
+            self.thread = None
+            raise BricksError(f"engine {self.name}: {self._refusal}")
         threading.Thread(target=self._watch, args=(self.thread,), name=f"bricks-{self.name}-watch",
                          daemon=True).start()
-        if priority is not None:
-            self._make_realtime(priority)
 
-    def _make_realtime(self, priority):
-        """SCHED_FIFO for the running thread; the engine is stopped again if the kernel refuses."""
+    def _run(self, priority, ready):
+        """The engine thread: takes its real-time priority itself (a short pcap run may end before another
+        thread could set it), tells start() it is under way, then runs the C loop with the GIL released."""
         try:
-            os.sched_setscheduler(self.thread.native_id, os.SCHED_FIFO, os.sched_param(priority))
-        except OSError as error:
-            self.stop()
-            raise BricksError(f"engine {self.name}: cannot run at real-time priority {priority}: "
-                              f"{error.strerror} (it needs root or CAP_SYS_NICE)") from None
-
-    def _run(self):
-        try:
+            if priority is not None:
+                try:
+                    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+                except OSError as error:
+                    self._refusal = (f"cannot run at real-time priority {priority}: {error.strerror} "
+                                      "(it needs root or CAP_SYS_NICE)")
+                    return
+            ready.set()
             result = lib.brk_engine_run(self.handle)
             if result != 0:
                 self.run_error = os.strerror(-result)
         finally:
             self.run_done.set()
+            ready.set()
 
     def _watch(self, thread):
         """While `thread` runs the engine: logs, once each, what happens to its inputs and outputs."""

@@ -45,6 +45,12 @@ BACKENDS = ("auto", "netmap", "packet")
 BACKEND_ENVIRONMENT = "BRICKS_BACKEND"   # the back-end of this process and its children, as --backend
 
 
+def set_default_batch(batch):
+    """The batch of every pe:link(brick) given none (the command line's -b); link reads it at each call."""
+    global DEFAULT_BATCH
+    DEFAULT_BATCH = _whole(batch, "batch", 1, 65536)
+
+
 def _environment_backend():
     """BRICKS_BACKEND when it names a back-end, else auto (the CLI rejects a bad value in one line)."""
     name = os.environ.get(BACKEND_ENVIRONMENT, "").strip()
@@ -256,7 +262,16 @@ class Brick:
         return order
 
     def stats(self):
-        """Counters of this brick while linked: received, malformed, and per output."""
+        """Counters of this brick while linked: received, malformed, and per output (None when not linked).
+
+        Safe from any thread: the engine's lock keeps unlink from freeing the C brick while it is read."""
+        engine = self.engine
+        if engine is None:
+            return None
+        with engine.lock:
+            return self._stats_locked()
+
+    def _stats_locked(self):
         if self.handle is None:
             return None
         brick_stats = ffi.new("struct brk_brick_stats *")
@@ -383,6 +398,8 @@ class PktEngine:
         self.pin_warning = None      # why the CPU asked for was not used (the engine then runs unpinned)
         self._state = ffi.new("struct brk_io_state *")
         self._watch_lock = threading.Lock()
+        # Held while C objects are freed or read from another thread (stats): no reader sees freed memory.
+        self.lock = threading.RLock()
         self.problems = {}           # what -> (changes seen, one-line reason) of inputs/outputs not working
         self._changes_seen = {}      # what -> the state's change count last logged
 
@@ -448,7 +465,8 @@ class PktEngine:
             self._open_sources(linked)
             self._open(linked, brick, depth=0)
         except BaseException:
-            linked.close()
+            with self.lock:   # a stats reader may be reading the bricks opened so far
+                linked.close()
             raise
         self.linked.append(linked)
         self._drop_engine_handle()
@@ -504,10 +522,10 @@ class PktEngine:
             if child is not None:
                 if child.handle is None:
                     self._open(linked, child, child_depth)
-                lib.brk_brick_add_child(handle, child.handle)
+                _added(lib.brk_brick_add_child(handle, child.handle), brick, output)
             else:
                 sink = self._open_sink(linked, brick, output)
-                lib.brk_brick_add_sink(handle, sink)
+                _added(lib.brk_brick_add_sink(handle, sink), brick, output)
                 brick.sinks[index] = sink
                 linked.watched.append((f"output {output.name}",
                                        lambda s=sink, out=self._state: lib.brk_sink_state(s, out), None))
@@ -580,7 +598,8 @@ class PktEngine:
     def unlink(self):
         self._check_usable("unlink")
         self._drop_engine_handle()
-        with self._watch_lock:   # the watcher's last look may still be reading these sources and sinks
+        # The watcher's last look may still be reading these sources and sinks, a stats reader these bricks.
+        with self._watch_lock, self.lock:
             for linked in reversed(self.linked):
                 linked.close()
             self.linked = []
@@ -592,13 +611,7 @@ class PktEngine:
         if not self.linked:
             raise BricksError(f"engine {self.name} has nothing linked: link a brick first")
         if self.handle is None:
-            self.handle = lib.brk_engine_new(max(linked.batch for linked in self.linked), self.cpu)
-            if self.handle == ffi.NULL:
-                self.handle = None
-                raise BricksError(f"engine {self.name}: out of memory")
-            for linked in self.linked:
-                for source, target in linked.sources:
-                    lib.brk_engine_add_source(self.handle, source, target.handle)
+            self._make_engine_handle()
         priority = realtime_priority()
         self.run_error = None
         lib.brk_engine_rearm(self.handle)
@@ -631,7 +644,8 @@ class PktEngine:
             ready.set()
             result = lib.brk_engine_run(self.handle)
             if result != 0:
-                self.run_error = os.strerror(-result)
+                self.run_error = f"stopped on an error: {os.strerror(-result)}"
+                log.error("engine %s: %s", self.name, self.run_error)
         finally:
             self.run_done.set()
             ready.set()
@@ -667,9 +681,11 @@ class PktEngine:
                         log.warning("engine %s: %s", self.name, reason)
 
     def status_lines(self):
-        """One line per input or output of this engine that does not work now (print_status, show_stats)."""
+        """One line per input or output of this engine that does not work now, and the error its last run
+        ended on (print_status, show_stats)."""
         self.check_states()
-        return [f"Engine {self.name}: {reason}" for reason in self.problems.values()]
+        run_error = [self.run_error] if self.run_error else []
+        return [f"Engine {self.name}: {reason}" for reason in run_error + list(self.problems.values())]
 
     def stop(self):
         if self.deleted:
@@ -723,10 +739,25 @@ class PktEngine:
             if _engines.get(self.name) is self:
                 del _engines[self.name]
 
+    def _make_engine_handle(self):
+        """The C engine over every linked tree; all of it or, in one line, why not."""
+        handle = lib.brk_engine_new(max(linked.batch for linked in self.linked), self.cpu)
+        if handle == ffi.NULL:
+            raise BricksError(f"engine {self.name}: out of memory")
+        for linked in self.linked:
+            for source, target in linked.sources:
+                result = lib.brk_engine_add_source(handle, source, target.handle)
+                if result != 0:
+                    lib.brk_engine_free(handle)
+                    raise BricksError(f"engine {self.name}: cannot add an input: {os.strerror(-result)}")
+        with self.lock:
+            self.handle = handle
+
     def _drop_engine_handle(self):
-        if self.handle is not None:
-            lib.brk_engine_free(self.handle)
-            self.handle = None
+        with self.lock:
+            if self.handle is not None:
+                lib.brk_engine_free(self.handle)
+                self.handle = None
 
     # -- counters --
     def stats(self):
@@ -737,9 +768,11 @@ class PktEngine:
         the kernel; input_malformed counts records of input files that could not be read (never received).
         """
         engine_stats = ffi.new("struct brk_engine_stats *")
-        if self.handle is not None:
-            lib.brk_engine_stats(self.handle, engine_stats)
-        bricks = [brick.stats() for linked in self.linked for brick in linked.bricks]
+        with self.lock:
+            if self.handle is not None:
+                lib.brk_engine_stats(self.handle, engine_stats)
+            bricks = [brick._stats_locked() for linked in self.linked for brick in linked.bricks]
+        bricks = [brick for brick in bricks if brick is not None]
         transmit_drops = sum(output["kernel_drops"] for brick in bricks for output in brick["outputs"])
         stats = {"name": self.name, "packets": engine_stats.received_packets,
                  "bytes": engine_stats.received_bytes,
@@ -830,6 +863,12 @@ def _whole(value, what, lowest, highest):
             or not lowest <= value <= highest:
         raise BricksError(f"{what} must be a whole number from {lowest} to {highest}, got {value!r}")
     return int(value)
+
+
+def _added(result, brick, output):
+    """Raises when C refused output of brick (the checks at link should have said so first)."""
+    if result != 0:
+        raise BricksError(f"{brick.kind.name}: output {output.name} refused: more outputs than its kind takes")
 
 
 def _link_call(function, *args):

@@ -786,8 +786,7 @@ def configure_runtime(runtime, backend="auto", batch=None):
     if backend and backend != "auto":
         runtime.set_backend(backend)
     if batch is not None:
-        # pe:link(brick) without a batch reads engine.DEFAULT_BATCH when called, so -b changes the default.
-        engine.DEFAULT_BATCH = batch
+        engine.set_default_batch(batch)
 
 
 def lua_string(text):

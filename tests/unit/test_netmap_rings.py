@@ -566,3 +566,22 @@ def test_bricks_ports_become_netmap_ports(name, qid, request_name, mode, ring):
 
     port = engine._netmap_port(links.parse_port_name(name), qid)
     assert (port.request_name, port.mode, port.ring) == (request_name, getattr(lib, mode), ring)
+
+
+def test_a_brick_that_moves_data_never_sends_the_buffers_stale_bytes(kernel):
+    """The zero-copy rule: TestShift cuts 4 bytes off each packet but keeps its swappable slot (a Strip brick
+    that forgot brk_packet_moved); the sink sees that data no longer starts at the slot's buffer and copies."""
+    region = Region(buffers=40)
+    nic = kernel.port(region, "eth9", tx_slots=[4], rx_slots=[8])
+    pipe = kernel.port(region, "eth9{0", tx_slots=[8], host_rings=0)
+    sent = udp_frames(30)
+    for frame in sent:
+        nic.receive(frame)
+    with Graph(batch=BATCH) as graph:
+        brick = graph.brick("TestShift")
+        received, counters = forward(kernel, graph, nic, brick, [pipe])
+    assert received == len(sent) and counters == [(len(sent), 0)]
+    assert pipe.frames_out() == [frame[4:] for frame in sent]
+    assert not any(changed for _, _, changed in pipe.transmitted)   # copied, not swapped
+    assert nic.returned_changed == 0
+    region.check_every_buffer_owned_once()

@@ -22,7 +22,16 @@
 #define BRK_MAX_OUTPUTS 64
 
 /* One packet as a source hands it over; data stays valid until the source's
- * release(), i.e. until the end of the batch. */
+ * release(), i.e. until the end of the batch.
+ *
+ * The zero-copy rule: swappable_slot says that the whole of the RX buffer
+ * holding this packet may change hands, and a sink may then send that buffer
+ * (the slot's length of bytes from its start) instead of copying `data`. A
+ * brick that hands on a packet whose data or caplen it changed (stripping a
+ * header, slicing) must hand it on through brk_packet_moved(), which clears
+ * the slot; the netmap sink also swaps only when data still starts at the
+ * slot's buffer with the slot's length, so a brick that forgets sends its
+ * bytes by copy, never the buffer's stale ones. */
 struct brk_packet {
     const uint8_t *data;
     uint32_t caplen;     /* bytes present at data */
@@ -34,6 +43,21 @@ struct brk_packet {
     struct netmap_slot *swappable_slot;
     const void *slot_region;
 };
+
+/* A copy of packet whose data now starts `skip` bytes later and holds at most
+ * `caplen` bytes: its buffer can no longer be swapped whole (the rule above). */
+static inline struct brk_packet brk_packet_moved(const struct brk_packet *packet, uint32_t skip,
+                                                 uint32_t caplen)
+{
+    struct brk_packet moved = *packet;
+    skip = skip < packet->caplen ? skip : packet->caplen;
+    moved.data = packet->data + skip;
+    moved.caplen = caplen < packet->caplen - skip ? caplen : packet->caplen - skip;
+    moved.wirelen = packet->wirelen - (skip < packet->wirelen ? skip : packet->wirelen);
+    moved.swappable_slot = NULL;
+    moved.slot_region = NULL;
+    return moved;
+}
 
 /* A brick kind, defined once in its own brick_<kind>.c (Click's element):
  * its name, how many outputs it takes, and its per-packet action. */

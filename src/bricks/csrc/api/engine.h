@@ -61,6 +61,7 @@ brk_brick *brk_brick_new(const brk_brick_kind *kind, const struct brk_brick_conf
                          char *error, size_t error_size);
 /* The kind whose C name is name (e.g. "LoadBalancer"), or NULL. */
 const brk_brick_kind *brk_brick_kind_find(const char *name);
+/* 0, or -1 when the brick has all the outputs its kind (or BRK_MAX_OUTPUTS) allows. */
 int brk_brick_add_child(brk_brick *brick, brk_brick *child);
 int brk_brick_add_sink(brk_brick *brick, brk_sink *sink);
 void brk_brick_stats(const brk_brick *brick, struct brk_brick_stats *out);
@@ -68,9 +69,12 @@ int brk_brick_output_stats(const brk_brick *brick, unsigned output, struct brk_c
 void brk_brick_free(brk_brick *brick);
 
 brk_engine *brk_engine_new(unsigned batch, int cpu);
+/* An engine takes any number of sources (and their trees' bricks and sinks).
+ * 0, or -ENOMEM: the engine must then be freed, not run. */
 int brk_engine_add_source(brk_engine *engine, brk_source *source, brk_brick *target);
 /* Runs the RX loop in the calling thread until brk_engine_stop() or until
- * every source is exhausted. Returns 0, or -errno if it could not start. */
+ * every source is exhausted. Returns 0, or -errno when waiting for input
+ * failed (poll): the run then ended early, its sinks flushed. */
 int brk_engine_run(brk_engine *engine);
 /* Clears a past stop request; call before every brk_engine_run. */
 void brk_engine_rearm(brk_engine *engine);

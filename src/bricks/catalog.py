@@ -8,13 +8,14 @@ from typing import Callable, Optional, Tuple
 
 from . import filter as filter_rules
 from .errors import BricksError
+from .ports import PortKind
 
 UNLIMITED = 64   # the C core's output limit (BRK_MAX_OUTPUTS)
 
-# What a port name may be, per side of a brick (see links.parse_port_name).
-LIVE_INPUTS = ("interface", "consumer")
-LIVE_OUTPUTS = ("interface", "broker")
-PCAP = ("pcap",)
+# What a port name may be, per side of a brick (see ports.parse_port_name).
+LIVE_INPUTS = (PortKind.INTERFACE, PortKind.CONSUMER)
+LIVE_OUTPUTS = (PortKind.INTERFACE, PortKind.BROKER)
+PCAP = (PortKind.PCAP,)
 
 
 def _no_argument(kind_name, argument):

@@ -12,7 +12,7 @@ import signal
 import threading
 import zlib
 
-from . import links, netmap
+from . import links, netmap, ports, registry
 from ._ffi import error_buffer, error_text, ffi, lib
 from .catalog import UNLIMITED, find_kind
 from .errors import BricksError
@@ -149,10 +149,7 @@ def _steering_pipes():
 def _port(name, side):
     if not isinstance(name, str):
         raise BricksError(f"{side} name must be a string, got {type(name).__name__}")
-    try:
-        return links.parse_port_name(name)
-    except (links.LinkError, ValueError) as error:
-        raise BricksError(str(error)) from None
+    return ports.parse_port_name(name)
 
 
 class Brick:
@@ -307,8 +304,7 @@ def _feeds(output, child):
 
 
 def _describe(port):
-    return {"interface": "an interface", "broker": "the broker end of a pipe",
-            "consumer": "the consumer end of a pipe", "pcap": "a pcap path"}[port.kind]
+    return port.kind.described
 
 
 def _pcap_files(path):
@@ -320,34 +316,6 @@ def _pcap_files(path):
     if not os.path.isfile(path):
         raise BricksError(f"{path}: no such pcap file or directory")
     return [path]
-
-
-class _SharedResources:
-    """Offloads and pipes are per interface, not per engine: counted references."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.offloads = {}           # interface -> [restore token, users]
-
-    def quiet_input(self, interface):
-        with self.lock:
-            entry = self.offloads.get(interface)
-            if entry is None:
-                entry = self.offloads[interface] = [links.disable_offloads(interface), 0]
-            entry[1] += 1
-
-    def release_input(self, interface):
-        with self.lock:
-            entry = self.offloads.get(interface)
-            if entry is None:
-                return
-            entry[1] -= 1
-            if entry[1] == 0:
-                del self.offloads[interface]
-                links.restore_offloads(entry[0])
-
-
-_shared = _SharedResources()
 
 
 class _Linked:
@@ -373,7 +341,7 @@ class _Linked:
         for sink in self.sinks:
             lib.brk_sink_close(sink)
         for interface in self.inputs_quieted:
-            _shared.release_input(interface)
+            registry.release_input(interface)
         self.sources, self.sinks, self.bricks, self.inputs_quieted, self.watched = [], [], [], [], []
 
 
@@ -385,7 +353,7 @@ class PktEngine:
         self.buffer_slots = buffer_slots
         self.cpu = cpu
         self.linked = []             # _Linked, one per pe:link()
-        self.pipes = {}              # broker end name -> links.PipePair created for this engine
+        self.pipes = {}              # broker end name -> links.PipePair this engine holds in the registry
         self.handle = None           # the C engine, made at start from the linked trees
         self.thread = None
         self.run_error = None
@@ -560,13 +528,9 @@ class PktEngine:
     def _ensure_pipe(self, port, mtu):
         name = f"{port.interface}{{{port.index}"
         if name in self.pipes:
-            return
-        for other in _engines.values():
-            if other is not self and name in other.pipes:
-                return   # another engine's pipe: share it, it owns its removal
-        pipe = self.pipes[name] = _link_call(links.create_pipe, port.interface, port.index, mtu)
-        if _steering_pipes() and self.cpu >= 0:
-            _link_call(links.steer_receive, pipe.consumer, self.cpu)
+            return   # this engine holds it already (from an earlier link): one reference per engine
+        steer_cpu = self.cpu if _steering_pipes() and self.cpu >= 0 else None
+        self.pipes[name] = _link_call(registry.use_pipe, port.interface, port.index, mtu, steer_cpu)
 
     def _open_source(self, linked, port):
         error = error_buffer()
@@ -579,14 +543,14 @@ class PktEngine:
             if port.kind == "interface":
                 if not links.interface_exists(port.interface):
                     raise BricksError(f"{port.interface}: no such interface")
-                _link_call(_shared.quiet_input, port.interface)   # netmap forwards no offloaded frame either
+                _link_call(registry.quiet_input, port.interface)   # netmap forwards no offloaded frame either
                 linked.inputs_quieted.append(port.interface)
             source = netmap.open_source(_netmap_port(port, linked.qid))
         else:
             name = port.name if port.kind == "interface" else f"{port.interface}}}{port.index}"
             info = _link_call(links.interface_info, name)
             if port.kind == "interface":
-                _link_call(_shared.quiet_input, name)
+                _link_call(registry.quiet_input, name)
                 linked.inputs_quieted.append(name)
             ring_bytes = max(MIN_RX_RING_BYTES, self.buffer_slots * RX_RING_BYTES_PER_SLOT)
             fanout = _fanout_group(info.index) if linked.qid >= 0 else -1
@@ -731,8 +695,8 @@ class PktEngine:
         self._check_usable("delete")
         self.stop()
         self.unlink()
-        for pipe in self.pipes.values():
-            pipe.delete()
+        for name in self.pipes:
+            registry.release_pipe(name)   # removed with its last engine
         self.pipes = {}
         self.deleted = True
         with _engines_lock:

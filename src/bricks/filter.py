@@ -15,6 +15,7 @@ from collections import namedtuple
 
 from ._ffi import error_buffer, error_text, ffi, lib
 from .errors import BricksError
+from .ports import strip_netmap_prefix
 
 FIELDS = ("src", "dst", "sport", "dport", "proto", "bidirectional", "timeout")
 MATCH_FIELDS = ("src", "dst", "sport", "dport", "proto")
@@ -392,7 +393,7 @@ def retrieve(name):
     """The Filter brick whose first output is name (e.g. "eth3{4"), or None."""
     if not isinstance(name, str):
         raise BricksError(f"Filter.retrieve: expected an output name, got {name!r}")
-    name = name[len("netmap:"):] if name.startswith("netmap:") else name
+    name = strip_netmap_prefix(name)
     named = [brick for brick in _live_filters() if brick.outputs and brick.outputs[0].name == name]
     # A name is bound like a variable: the linked filter, else the newest one, wins over an abandoned one.
     linked = [brick for brick in named if brick.engine is not None]

@@ -597,7 +597,7 @@ FILE_METHODS = ("save", "load")
 def _refuse_files(where, method, args):
     """A restricted client (lua_guard.lua) must not make the root daemon read or write files: pcap ports,
     rules files. Everything else of the broker API is theirs."""
-    from .links import PortNameError, parse_port_name
+    from .ports import PortNameError, parse_port_name
     if method in FILE_METHODS:
         raise BricksError(f"{where}: files are for root only (this client is restricted)")
     if method not in ("connect_input", "connect_output"):

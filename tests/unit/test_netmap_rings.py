@@ -448,7 +448,7 @@ class FakeNetmap:
 @pytest.fixture
 def fake_netmap(kernel, monkeypatch):
     """The engine on the netmap back-end over simulated rings: interface nmtest0 and its pipes nmtest0{0..1."""
-    from bricks import engine, links, netmap
+    from bricks import engine, links, netmap, registry
 
     fake = FakeNetmap(kernel, Region(buffers=80), "nmtest0", pipes=2)
     monkeypatch.setattr(netmap, "available", lambda: True)
@@ -457,8 +457,8 @@ def fake_netmap(kernel, monkeypatch):
                                                            {fake.interface: fake.nic}))
     monkeypatch.setattr(netmap, "open_sink", fake.opener("sink", lib.brk_sink_netmap_attach, fake.pipes))
     monkeypatch.setattr(links, "interface_exists", lambda name: name == fake.interface)
-    monkeypatch.setattr(engine._shared, "quiet_input", lambda interface: None)
-    monkeypatch.setattr(engine._shared, "release_input", lambda interface: None)
+    monkeypatch.setattr(registry, "quiet_input", lambda interface: None)
+    monkeypatch.setattr(registry, "release_input", lambda interface: None)
     monkeypatch.setattr(links, "create_pipe", lambda *args: pytest.fail("a veth was created on netmap"))
     engine.set_backend("auto")
     yield fake

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 
-from . import __version__, engine
+from . import __version__, engine, stats
 from .catalog import KINDS
 from .engine import Brick, PktEngine
 from .errors import BricksError
@@ -614,20 +614,7 @@ def _refuse_files(where, method, args):
 
 def stats_table(engines):
     """One table of every engine: Engine, Packet Cnt, Byte Cnt, Packet Drop, then a Total row."""
-    header = ("Engine", "Packet Cnt", "Byte Cnt", "Packet Drop")
-    rows = []
-    for known in engines:
-        stats = known.stats()
-        rows.append((known.name, stats["packets"], stats["bytes"], stats["drops"]))
-    total = ("Total",) + tuple(sum(row[column] for row in rows) for column in (1, 2, 3))
-    widths = engine.column_widths(rows + [header, total], (0, 14, 18, 14))   # long names, big counts: still aligned
-
-    def line(row):
-        cells = [f"{value:>{width}}" for value, width in zip(row[1:], widths[1:])]
-        return "  ".join([f"{row[0]:<{widths[0]}}"] + cells)
-
-    rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
-    return "\n".join([line(header), rule] + [line(row) for row in rows] + [rule, line(total)])
+    return stats.engines_table([known.stats() for known in engines])
 
 
 def _describe_engine(handle):

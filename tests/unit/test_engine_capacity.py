@@ -5,16 +5,19 @@ be read from another thread while engines are linked, started, unlinked and dele
 Pcap files only: runs without root."""
 import errno
 import threading
+import time
 
 import pytest
 
 from bricks import engine as engine_module
+from bricks import stats as stats_module
 from bricks.engine import Brick, PktEngine
 from bricks.errors import BricksError
 from bricks.frames import read_pcap, udp_frame, pad, write_pcap
 
 FRAMES_PER_TREE = 5
 STRESS_SECONDS = 3.0
+FREE_WINDOW = 0.001
 
 
 @pytest.fixture(autouse=True)
@@ -108,6 +111,7 @@ class _FreedMemoryGuard:
     def _free(self, handle):
         with self.lock:
             self.freed.add(int(engine_module.ffi.cast("uintptr_t", handle)))
+        time.sleep(FREE_WINDOW)   # the reader gets the GIL right after a free: a missing lock shows at once
 
     def _alive(self, handle):
         with self.lock:   # malloc may hand the same address out again
@@ -146,7 +150,8 @@ class _FreedMemoryGuard:
 
 def test_stats_from_another_thread_never_read_a_freed_brick(tmp_path, monkeypatch):
     guard = _FreedMemoryGuard(engine_module.lib)
-    monkeypatch.setattr(engine_module, "lib", guard)
+    monkeypatch.setattr(engine_module, "lib", guard)      # frees
+    monkeypatch.setattr(stats_module, "lib", guard)       # reads
     done = threading.Event()
     failures = []
     bricks = []

@@ -526,14 +526,14 @@ class RingCountModule:
     (4, 4, "packet"),
 ])
 def test_auto_falls_back_to_packet_when_netmap_cannot_serve_the_qid(monkeypatch, rings, qid, backend):
-    from bricks import engine, netmap
+    from bricks import backends, engine, graph, netmap
 
     monkeypatch.setattr(netmap, "available", lambda: True)
     monkeypatch.setattr(netmap, "lib", RingCountModule(rings))
     engine.set_backend("auto")
     try:
         tree = engine.Brick("LoadBalancer", 4).connect_input("eth9").connect_outputs("eth9", 2)
-        assert engine._settle_backend(tree, qid) == backend
+        assert backends.select(graph.plan(tree, 1024, qid)).backend.name == backend
         detail = engine.backend_detail()
     finally:
         engine.set_backend("auto")
@@ -562,9 +562,10 @@ def test_a_ring_the_port_lacks_is_named_not_blamed_on_an_old_module():
     ("netmap:eth3}4", -1, "eth3}4", "NR_REG_PIPE_SLAVE", 0),
 ])
 def test_bricks_ports_become_netmap_ports(name, qid, request_name, mode, ring):
-    from bricks import engine, links
+    from bricks import ports
+    from bricks.backends.netmap import netmap_port
 
-    port = engine._netmap_port(links.parse_port_name(name), qid)
+    port = netmap_port(ports.parse_port_name(name), qid)
     assert (port.request_name, port.mode, port.ring) == (request_name, getattr(lib, mode), ring)
 
 

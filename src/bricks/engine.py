@@ -243,8 +243,11 @@ class PktEngine:
         kind = lib.brk_brick_kind_find(node.kind.name.encode())
         if kind == ffi.NULL:
             raise BricksError(f"{node.kind.name}: this build of bricks has no such brick kind")
+        config_type = lib.brk_brick_kind_config_type(kind)
+        config = ffi.NULL if config_type == ffi.NULL else ffi.new(ffi.string(config_type).decode() + " *",
+                                                                  node.config or {})
         error = error_buffer()
-        handle = lib.brk_brick_new(kind, ffi.new("struct brk_brick_config *", node.config), error, len(error))
+        handle = lib.brk_brick_new(kind, config, error, len(error))
         if handle == ffi.NULL:
             raise BricksError(f"{node.kind.name}: {error_text(error)}")
         brick.handle, brick.engine = handle, self

@@ -18,8 +18,6 @@ from .errors import BricksError
 from . import ports
 from .ports import PortKind, PortName
 
-FRAGMENT_TABLE_SLOTS = 4096
-DEFAULT_SPLIT = 4           # what the C config carries for kinds that do not balance (unused there)
 MAX_BATCH = 65536
 MAX_QID = 65535
 
@@ -39,7 +37,7 @@ class Brick:
         self.inputs = []             # links.PortName
         self.outputs = []
         self.children = []
-        self.stands_for = None       # PcapReader: the interface its files were captured on
+        self.stands_for = None       # kinds that stand for an interface (PcapReader): the one files were read on
         self.engine = None           # the PktEngine this brick is linked to
         self.handle = None           # the C brick while linked
         self.transmit_drop_base = {}  # output index -> (device, its tx_dropped when linked)
@@ -66,10 +64,10 @@ class Brick:
     def connect_input(self, *names):
         self._check_unlinked()
         names = list(names)
-        if self.kind.name == "PcapReader" and len(names) == 2:
+        if self.kind.stands_for_interface and len(names) == 2:
             interface = _port(names.pop(), "interface")
             if interface.kind != "interface":
-                raise BricksError(f"PcapReader: {interface.name!r} is not an interface name")
+                raise BricksError(f"{self.kind.name}: {interface.name!r} is not an interface name")
             self.stands_for = interface.interface
         ports = [_port(name, "input") for name in names]
         if not ports:
@@ -181,7 +179,7 @@ class Node:
     brick: "Brick"
     kind: BrickKind
     depth: int                   # LoadBalancers and PcapReaders above it (the hash's per-level seed)
-    config: Dict[str, int]       # the fields of struct brk_brick_config
+    config: Optional[Dict[str, int]]   # the fields of the kind's C config struct, None for a kind without
     outputs: Tuple[Output, ...]
 
 
@@ -296,9 +294,7 @@ def _child_fed_by(brick, output):
 
 
 def _node(brick, depth, index) -> Node:
-    balances = brick.kind.balances
-    config = {"split": brick.argument if balances else DEFAULT_SPLIT, "depth": depth,
-              "frag_slots": FRAGMENT_TABLE_SLOTS if balances else 0}
+    config = brick.kind.config(brick.argument, depth) if brick.kind.config else None
     outputs = []
     for number, port in enumerate(brick.outputs):
         child = _child_fed_by(brick, port)

@@ -10,6 +10,7 @@ Prometheus:
      "output_full", "output_too_big", ... (one per DROP_CAUSES), "input_malformed",
      "problems": [one line per input or output not working, or the error the run ended on],
      "bricks": [{"kind", "received", "received_bytes", "malformed", "fragment_fallbacks", "filtered",
+                 ... (every counter its C descriptor names: a Filter's passed, rule_dropped ...),
                  "outputs": [{"name", "packets", "bytes", "drops", "kernel_drops", "queued",
                               "full", "too_big", ... (one per DROP_CAUSES)}]}]}
 
@@ -25,7 +26,24 @@ from ._ffi import ffi, lib
 # Why an output dropped packets: the C counter, and how show_stats names it.
 DROP_CAUSES = (("full", "at full outputs"), ("too_big", "too big for the output"),
                ("too_short", "too short to send"), ("gone", "output gone"), ("write_errors", "write error"))
-BRICK_COUNTERS = ("received_packets", "received_bytes", "malformed", "fragment_fallbacks", "filtered")
+# Kind counters every brick snapshot carries (0 for a kind without them): the text tables read them.
+COMMON_KIND_COUNTERS = ("malformed", "fragment_fallbacks", "filtered")
+_counter_names = {}   # kind name -> the names of its C counters, as its C descriptor lists them
+
+
+def kind_counter_names(kind_name):
+    """The names of brk_brick_stats.counters[0..] of a kind, from its C descriptor."""
+    names = _counter_names.get(kind_name)
+    if names is None:
+        kind = lib.brk_brick_kind_find(kind_name.encode())
+        names = []
+        while kind != ffi.NULL:
+            name = lib.brk_brick_kind_counter(kind, len(names))
+            if name == ffi.NULL:
+                break
+            names.append(ffi.string(name).decode())
+        names = _counter_names[kind_name] = tuple(names)
+    return names
 
 
 def brick_snapshot(brick):
@@ -47,10 +65,13 @@ def brick_snapshot(brick):
                   "drops": counters.drops, "kernel_drops": kernel_drops, "queued": counters.queued}
         output.update((cause, getattr(counters, cause)) for cause, _ in DROP_CAUSES)
         outputs.append(output)
-    return {"kind": brick.kind.name, "received": brick_stats.received_packets,
-            "received_bytes": brick_stats.received_bytes, "malformed": brick_stats.malformed,
-            "fragment_fallbacks": brick_stats.fragment_fallbacks, "filtered": brick_stats.filtered,
-            "outputs": outputs}
+    snapshot = {"kind": brick.kind.name, "received": brick_stats.received_packets,
+                "received_bytes": brick_stats.received_bytes}
+    snapshot.update((name, 0) for name in COMMON_KIND_COUNTERS)
+    snapshot.update((name, brick_stats.counters[index])
+                    for index, name in enumerate(kind_counter_names(brick.kind.name)))
+    snapshot["outputs"] = outputs
+    return snapshot
 
 
 def engine_snapshot(engine):

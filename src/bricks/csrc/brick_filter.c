@@ -8,7 +8,11 @@
 struct filter_state {
     struct brk_filter_table *table;       /* NULL until attached: everything passes */
     uint64_t epoch;                       /* the reader's copy of table->reader_epoch */
-    struct brk_filter_stats stats;
+    uint64_t *counters;                   /* the brick's stats.counters: enum brk_filter_counter */
+};
+
+static const char *const filter_counters[] = {
+    "filtered", "passed", "expression_rejected", "rule_dropped", "rule_allowed", NULL
 };
 
 extern const struct brk_brick_kind brk_brick_filter;
@@ -212,10 +216,10 @@ static inline int decide(struct filter_state *state, const struct filter_rule_se
     decider->counter->hits++;
     decider->counter->bytes += packet->wirelen;
     if (allow) {
-        state->stats.rule_allowed++;
+        state->counters[BRK_FILTER_RULE_ALLOWED]++;
         return 1;
     }
-    state->stats.rule_dropped++;
+    state->counters[BRK_FILTER_RULE_DROPPED]++;
     return 0;
 }
 
@@ -240,7 +244,7 @@ static inline int expression_passes(struct filter_state *state, const struct brk
 {
     if (table->has_program
             && !bpf_filter(table->program.bf_insns, packet->data, packet->wirelen, packet->caplen)) {
-        state->stats.expression_rejected++;
+        state->counters[BRK_FILTER_EXPRESSION_REJECTED]++;
         return 0;
     }
     return 1;
@@ -250,12 +254,12 @@ static inline void deliver(struct brk_brick *brick, struct filter_state *state, 
                            int pass)
 {
     if (BRK_LIKELY(pass)) {
-        state->stats.passed++;
+        state->counters[BRK_FILTER_PASSED]++;
         brk_output_push(brick, 0, packet);
     } else if (brick->outputs > 1) {
         brk_output_push(brick, 1, packet);
     } else {
-        brick->stats.filtered++;
+        brick->stats.counters[BRK_FILTER_FILTERED]++;
     }
 }
 
@@ -354,6 +358,12 @@ static void filter_push_batch(struct brk_brick *brick, const struct brk_packet *
     filter_read_end(table, &state->epoch);
 }
 
+static int filter_init(struct brk_brick *brick, char *error, size_t error_size)
+{
+    ((struct filter_state *)brick->state)->counters = brick->stats.counters;
+    return 0;
+}
+
 static void filter_fini(struct brk_brick *brick)
 {
     struct filter_state *state = brick->state;
@@ -365,7 +375,9 @@ const struct brk_brick_kind brk_brick_filter = {
     .name = "Filter",
     .min_outputs = 1,
     .max_outputs = 2,
+    .counters = filter_counters,
     .state_size = sizeof(struct filter_state),
+    .init = filter_init,
     .push = filter_push,
     .push_batch = filter_push_batch,
     .fini = filter_fini,
@@ -386,16 +398,4 @@ int brk_filter_attach(brk_brick *brick, brk_filter_table *table, char *error, si
     }
     state->table = table;
     return 0;
-}
-
-void brk_filter_stats(const brk_brick *brick, struct brk_filter_stats *out)
-{
-    const struct filter_state *state = brick->state;
-    memset(out, 0, sizeof(*out));
-    if (brick->kind != &brk_brick_filter)
-        return;
-    out->passed = __atomic_load_n(&state->stats.passed, __ATOMIC_RELAXED);
-    out->expression_rejected = __atomic_load_n(&state->stats.expression_rejected, __ATOMIC_RELAXED);
-    out->rule_dropped = __atomic_load_n(&state->stats.rule_dropped, __ATOMIC_RELAXED);
-    out->rule_allowed = __atomic_load_n(&state->stats.rule_allowed, __ATOMIC_RELAXED);
 }

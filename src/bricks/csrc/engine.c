@@ -46,21 +46,58 @@ const brk_brick_kind *brk_brick_kind_find(const char *name)
     return NULL;
 }
 
-brk_brick *brk_brick_new(const brk_brick_kind *kind, const struct brk_brick_config *config,
-                         char *error, size_t error_size)
+const char *brk_brick_kind_config_type(const brk_brick_kind *kind)
+{
+    return kind->config_size ? kind->config_type : NULL;
+}
+
+const char *brk_brick_kind_counter(const brk_brick_kind *kind, unsigned i)
+{
+    if (!kind->counters)
+        return NULL;
+    for (unsigned k = 0; k < i; k++)
+        if (!kind->counters[k])
+            return NULL;
+    return i < BRK_MAX_KIND_COUNTERS ? kind->counters[i] : NULL;
+}
+
+const brk_brick_kind *brk_brick_kind_of(const brk_brick *brick)
+{
+    return brick->kind;
+}
+
+static void brick_release(struct brk_brick *brick)
+{
+    free((void *)brick->config);
+    free(brick->state);
+    free(brick);
+}
+
+brk_brick *brk_brick_new(const brk_brick_kind *kind, const void *config, char *error, size_t error_size)
 {
     struct brk_brick *brick = calloc(1, sizeof(*brick));
+    void *own_config = NULL;
     if (!brick)
         return brk_fail(error, error_size, "out of memory");
     brick->kind = kind;
-    brick->config = *config;
+    if (kind->config_size) {
+        if (!config) {
+            free(brick);
+            return brk_fail(error, error_size, "%s needs its config", kind->name);
+        }
+        if (!(own_config = malloc(kind->config_size))) {
+            free(brick);
+            return brk_fail(error, error_size, "out of memory");
+        }
+        memcpy(own_config, config, kind->config_size);
+        brick->config = own_config;
+    }
     if (kind->state_size && !(brick->state = calloc(1, kind->state_size))) {
-        free(brick);
+        brick_release(brick);
         return brk_fail(error, error_size, "out of memory");
     }
     if (kind->init && kind->init(brick, error, error_size) != 0) {
-        free(brick->state);
-        free(brick);
+        brick_release(brick);
         return NULL;
     }
     return brick;
@@ -173,8 +210,7 @@ void brk_brick_free(brk_brick *brick)
         return;
     if (brick->kind->fini)
         brick->kind->fini(brick);
-    free(brick->state);
-    free(brick);
+    brick_release(brick);
 }
 
 /* A growable array of pointers: an engine has as many sources, sinks and

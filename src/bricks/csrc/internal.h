@@ -15,6 +15,7 @@
 #include "api/engine.h"
 #include "api/io.h"
 #include "api/filter.h"
+#include "api/balance.h"
 #include "api/netmap.h"
 
 #define BRK_LIKELY(x)   __builtin_expect(!!(x), 1)
@@ -60,11 +61,21 @@ static inline struct brk_packet brk_packet_moved(const struct brk_packet *packet
 }
 
 /* A brick kind, defined once in its own brick_<kind>.c (Click's element):
- * its name, how many outputs it takes, and its per-packet action. */
+ * its name, how many outputs it takes, its config and counters, and its
+ * per-packet action. A kind with settings declares their struct and its
+ * counters' enum in api/<kind>.h; the builder registers every brick_*.c. */
 struct brk_brick_kind {
     const char *name;
     unsigned min_outputs;
     unsigned max_outputs;
+    /* Its config struct: brk_brick_new copies config_size bytes into
+     * brick->config. config_type names it for Python (cffi's ffi.new). */
+    size_t config_size;
+    const char *config_type;
+    /* The names of brick->stats.counters[0..], NULL-terminated (at most
+     * BRK_MAX_KIND_COUNTERS): the generic snapshot copies them, Python lists
+     * them by these names. */
+    const char *const *counters;
     size_t state_size;
     int (*init)(struct brk_brick *brick, char *error, size_t error_size);
     void (*push)(struct brk_brick *brick, const struct brk_packet *packet);
@@ -83,7 +94,7 @@ struct brk_output {
 
 struct brk_brick {
     const struct brk_brick_kind *kind;
-    struct brk_brick_config config;
+    const void *config;              /* kind->config_size bytes, or NULL */
     struct brk_brick_stats stats;
     unsigned outputs;
     uint64_t outputs_reciprocal;     /* for brk_output_for_hash: no division per packet */

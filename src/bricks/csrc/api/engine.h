@@ -6,13 +6,6 @@ typedef struct brk_brick_kind brk_brick_kind;
 typedef struct brk_sink brk_sink;
 typedef struct brk_source brk_source;
 
-/* Filled and checked by Python; C never parses strings. */
-struct brk_brick_config {
-    int split;              /* LoadBalancer: 2 or 4 */
-    unsigned depth;         /* 0 = the brick linked to the engine */
-    unsigned frag_slots;    /* fragment table size (0 = none) */
-};
-
 /* One output's counters. Every packet handed to it is exactly one of:
  * delivered (packets), dropped (drops, split by cause below) or queued. */
 struct brk_counters {
@@ -31,12 +24,13 @@ struct brk_counters {
     uint64_t refused;
 };
 
+/* A brick's counters: the two every brick has, then its kind's own, whose
+ * names its descriptor lists (brk_brick_kind_counter). */
+enum { BRK_MAX_KIND_COUNTERS = 8 };
 struct brk_brick_stats {
     uint64_t received_packets;
     uint64_t received_bytes;
-    uint64_t malformed;         /* truncated or unparsable headers (still forwarded) */
-    uint64_t fragment_fallbacks;
-    uint64_t filtered;          /* dropped on purpose (Filter without a reject output) */
+    uint64_t counters[BRK_MAX_KIND_COUNTERS];
     unsigned outputs;
 };
 
@@ -57,10 +51,16 @@ struct brk_engine_stats {
     int finished;               /* every source is exhausted (pcap input) */
 };
 
-brk_brick *brk_brick_new(const brk_brick_kind *kind, const struct brk_brick_config *config,
-                         char *error, size_t error_size);
+/* config: the kind's own config struct (filled and checked by Python; C
+ * never parses strings), or NULL for a kind that has none. */
+brk_brick *brk_brick_new(const brk_brick_kind *kind, const void *config, char *error, size_t error_size);
 /* The kind whose C name is name (e.g. "LoadBalancer"), or NULL. */
 const brk_brick_kind *brk_brick_kind_find(const char *name);
+/* The C type of the kind's config ("struct brk_balance_config"), or NULL when it takes none. */
+const char *brk_brick_kind_config_type(const brk_brick_kind *kind);
+/* The name of the kind's counter i (brk_brick_stats.counters[i]), or NULL past its last. */
+const char *brk_brick_kind_counter(const brk_brick_kind *kind, unsigned i);
+const brk_brick_kind *brk_brick_kind_of(const brk_brick *brick);
 /* 0, or -1 when the brick has all the outputs its kind (or BRK_MAX_OUTPUTS) allows. */
 int brk_brick_add_child(brk_brick *brick, brk_brick *child);
 int brk_brick_add_sink(brk_brick *brick, brk_sink *sink);

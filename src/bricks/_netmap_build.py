@@ -24,6 +24,9 @@ def brick_kind_symbols():
 def preamble():
     kinds = brick_kind_symbols()
     lines = ['#include "internal.h"']
+    # The API headers internal.h does not include (those its C files do not need).
+    included = set(re.findall(r'#include "(api/[^"]+)"', (CSRC / "internal.h").read_text()))
+    lines += [f'#include "api/{path.name}"' for path in API_HEADERS if f"api/{path.name}" not in included]
     lines += [f"extern const struct brk_brick_kind {symbol};" for symbol in kinds]
     lines.append("const struct brk_brick_kind *const brk_brick_kinds[] = {")
     lines += [f"    &{symbol}," for symbol in kinds]

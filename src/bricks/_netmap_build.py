@@ -6,6 +6,9 @@ which this builder registers in the kind table so that adding a brick touches
 one C file and one Python descriptor.
 """
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from cffi import FFI
@@ -39,6 +42,35 @@ def sources():
     return [str(path) for path in sorted(CSRC.glob("*.c"))]
 
 
+BPF_SOURCE = CSRC / "xdp" / "bricks.bpf.c"
+BPF_OBJECT = HERE / "bricks.bpf.o"
+
+
+def multiarch_include():
+    """Where Debian keeps <asm/types.h>, which <linux/types.h> needs under -target bpf."""
+    try:
+        triplet = subprocess.run(["gcc", "-print-multiarch"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return []
+    return [f"-I/usr/include/{triplet.strip()}"] if triplet.strip() else []
+
+
+def build_bpf_object():
+    """Compiles the XDP back-end's program next to the module (an editable install uses it in place).
+
+    Without clang the module still builds: the XDP back-end then says, in one line, that it was not installed.
+    """
+    clang = shutil.which("clang")
+    if clang is None:
+        print("bricks: clang not found, the XDP back-end is not built (bin/setup installs it)", file=sys.stderr)
+        return
+    command = [clang, "-target", "bpf", "-O2", "-g", "-Wall", "-Wextra", "-Werror", f"-I{CSRC}",
+               *multiarch_include(), "-c", str(BPF_SOURCE), "-o", str(BPF_OBJECT)]
+    subprocess.run(command, check=True)
+
+
+build_bpf_object()
+
 ffibuilder = FFI()
 ffibuilder.cdef("\n".join(path.read_text() for path in API_HEADERS)
                 + "\nconst char *brk_version(void);\n")
@@ -47,7 +79,7 @@ ffibuilder.set_source(
     preamble(),
     sources=sources(),
     include_dirs=[str(CSRC)],
-    libraries=["pcap", "pthread"],
+    libraries=["pcap", "pthread", "bpf"],
     extra_compile_args=["-O3", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )
 

@@ -6,8 +6,8 @@
  * The same source compiles for the host and for BPF (clang -target bpf):
  * every read is preceded by a check written as pointer-plus-end that the
  * verifier can see, every loop has a constant bound, and offsets from the
- * frame start stay below BRK_DISSECT_MAX_OFFSET so that packet pointers stay
- * within the verifier's 64 KiB. It parses exactly what hash.c parses (the
+ * frame stay below BRK_DISSECT_MAX_OFFSET (32 KiB) so that packet pointers
+ * stay within the verifier's 64 KiB. It parses exactly what hash.c parses (the
  * unit test test_dissect.py compares both on the hash vectors); a frame
  * longer than BRK_DISSECT_MAX_OFFSET whose headers reach past it is treated
  * as cut there. */
@@ -20,6 +20,8 @@ typedef __u8 uint8_t;
 typedef __u16 uint16_t;
 typedef __u32 uint32_t;
 typedef __u64 uint64_t;
+typedef __s32 int32_t;
+typedef unsigned long size_t;
 /* The verifier sees one program: every helper is inlined into it. */
 #define BRK_DISSECT_FUNCTION static inline __attribute__((always_inline))
 #else
@@ -38,8 +40,9 @@ typedef __u64 uint64_t;
 #define BRK_DISSECT_MAX_VLAN_TAGS 4
 #define BRK_DISSECT_MAX_IP_HEADERS 4          /* the outer header plus nested tunnels */
 #define BRK_DISSECT_MAX_IPV6_EXTENSIONS 8
-/* Room for a 40-byte read past any offset within the verifier's 0xffff. */
-#define BRK_DISSECT_MAX_OFFSET 0xfe00u
+/* Headers start below 32 KiB: a mask the verifier sees keeps packet offsets
+ * within its 0xffff (a frame whose headers reach past it counts as cut). */
+#define BRK_DISSECT_MAX_OFFSET 0x7fffu
 
 #define BRK_PROTO_HOP_BY_HOP 0
 #define BRK_PROTO_IPIP 4
@@ -73,6 +76,14 @@ struct brk_ip_header {
 BRK_DISSECT_FUNCTION uint16_t brk_load_be16(const uint8_t *p)
 {
     return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+/* The bytes at offset, which the caller checked is <= BRK_DISSECT_MAX_OFFSET:
+ * the mask changes nothing but shows the verifier the bound on the very
+ * register added to the pointer (clang may check one copy, add another). */
+BRK_DISSECT_FUNCTION const uint8_t *brk_at(const uint8_t *data, uint32_t offset)
+{
+    return data + (offset & BRK_DISSECT_MAX_OFFSET);
 }
 
 /* Byte by byte: the addresses are unaligned in the frame, and BPF has no memcpy. */
@@ -112,7 +123,7 @@ BRK_DISSECT_FUNCTION uint32_t brk_dissect_ethernet(const uint8_t *data, const ui
         if (ethertype != BRK_ETHERTYPE_VLAN && ethertype != BRK_ETHERTYPE_QINQ
             && ethertype != BRK_ETHERTYPE_QINQ_LEGACY)
             break;
-        const uint8_t *tag = data + offset;
+        const uint8_t *tag = brk_at(data, offset);
         if (tags == BRK_DISSECT_MAX_VLAN_TAGS || tag + 4 > end)
             return 0;
         keys->vlan_tci[tags] = brk_load_be16(tag);
@@ -128,7 +139,7 @@ BRK_DISSECT_FUNCTION uint32_t brk_dissect_ethernet(const uint8_t *data, const ui
 BRK_DISSECT_FUNCTION int brk_dissect_ipv4(const uint8_t *data, const uint8_t *end, uint32_t offset,
                                           struct brk_flow_endpoints *endpoints, struct brk_ip_header *header)
 {
-    const uint8_t *ip = data + offset;
+    const uint8_t *ip = brk_at(data, offset);
     if (ip + 20 > end)
         return 0;
     uint32_t header_size = (uint32_t)(ip[0] & 0x0f) * 4;
@@ -150,7 +161,7 @@ BRK_DISSECT_FUNCTION int brk_dissect_ipv4(const uint8_t *data, const uint8_t *en
 BRK_DISSECT_FUNCTION int brk_dissect_ipv6(const uint8_t *data, const uint8_t *end, uint32_t offset,
                                           struct brk_flow_endpoints *endpoints, struct brk_ip_header *header)
 {
-    const uint8_t *ip = data + offset;
+    const uint8_t *ip = brk_at(data, offset);
     if (ip + 40 > end)
         return 0;
     uint8_t next = ip[6];
@@ -162,7 +173,7 @@ BRK_DISSECT_FUNCTION int brk_dissect_ipv6(const uint8_t *data, const uint8_t *en
     for (unsigned extensions = 0; extensions < BRK_DISSECT_MAX_IPV6_EXTENSIONS; extensions++) {
         if (extension_offset > BRK_DISSECT_MAX_OFFSET)
             goto cut;
-        const uint8_t *extension = data + extension_offset;
+        const uint8_t *extension = brk_at(data, extension_offset);
         uint32_t extension_size;
         switch (next) {
         case BRK_PROTO_HOP_BY_HOP:
@@ -220,7 +231,9 @@ cut:
 BRK_DISSECT_FUNCTION int brk_dissect_ports(const uint8_t *data, const uint8_t *end, uint32_t offset,
                                            struct brk_flow_endpoints *endpoints)
 {
-    const uint8_t *ports = data + offset;
+    if (offset > BRK_DISSECT_MAX_OFFSET)
+        return 0;
+    const uint8_t *ports = brk_at(data, offset);
     if (ports + 4 > end)
         return 0;
     endpoints->source_port = brk_load_be16(ports);
@@ -245,75 +258,101 @@ BRK_DISSECT_FUNCTION void brk_set_fragment(struct brk_flow_fragment *fragment, c
     fragment->address_size = endpoints->address_size;
 }
 
-/* The IP layers from offset: the first header's address pair, then through
- * tunnels to the deepest ports. Invariant (hash.c's): keys->flow always holds
- * the deepest endpoints parsed completely, so a cut header leaves what came
- * before it; nothing past end is read. */
-BRK_DISSECT_FUNCTION void brk_dissect_ip(const uint8_t *data, const uint8_t *end, uint32_t offset, int version,
-                                         unsigned options, struct brk_flow_keys *keys)
+/* Where the walk over the IP layers stands between two headers. */
+struct brk_dissect_walk {
+    uint32_t offset;              /* of the next IP header, from the frame start */
+    uint32_t version;             /* 4 or 6 */
+    uint32_t nesting;             /* IP headers behind */
+    uint32_t result;              /* enum brk_dissect_result bits so far */
+};
+
+/* One IP header of the walk: the first one's address pair, then through
+ * tunnels to the deepest ports. Returns 1 when a tunnel follows (walk moved
+ * to it), 0 when the walk is over (keys->flow_result then final).
+ * Invariant (hash.c's): keys->flow always holds the deepest endpoints parsed
+ * completely, so a cut header leaves what came before it; nothing past end
+ * is read. A step is the unit a BPF program can verify on its own. */
+BRK_DISSECT_FUNCTION int brk_dissect_ip_step(const uint8_t *data, const uint8_t *end, unsigned options,
+                                             struct brk_dissect_walk *walk, struct brk_flow_keys *keys)
 {
-    uint8_t result = 0;
-    for (unsigned nesting = 0; nesting < BRK_DISSECT_MAX_IP_HEADERS; nesting++) {
-        struct brk_ip_header header = { 0, 0, 0, 0, 0 };
-        int parsed = 0;
-        if (offset <= BRK_DISSECT_MAX_OFFSET)
-            parsed = version == 4 ? brk_dissect_ipv4(data, end, offset, &keys->flow, &header)
-                                  : brk_dissect_ipv6(data, end, offset, &keys->flow, &header);
-        if (!parsed) {
-            result |= BRK_DISSECT_TRUNCATED;
-            if (nesting == 0)
-                keys->address_result = result;
-            break;
-        }
-        keys->ip_headers++;
-        keys->ip_protocol = header.protocol;
-        if (header.cut)
-            result |= BRK_DISSECT_TRUNCATED;
-        if (header.fragment != BRK_NOT_FRAGMENT)
-            result |= BRK_DISSECT_FRAGMENT;
-        if (nesting == 0) {
-            keys->address_pair = keys->flow;
-            keys->address_result = result;
-        }
-        if (header.cut || !brk_depends_on_payload(header.protocol))
-            break;
-        if (header.fragment != BRK_NOT_FRAGMENT) {
-            /* Without a memory of first fragments every fragment goes by its address pair. */
-            if (!(options & BRK_DISSECT_PARSE_FIRST_FRAGMENT))
-                break;
-            if (header.fragment == BRK_LATER_FRAGMENT) {
-                brk_set_fragment(&keys->later_fragment, &keys->flow, &header);
-                break;
-            }
-            brk_set_fragment(&keys->first_fragment, &keys->flow, &header);
-        }
-        if (header.protocol == BRK_PROTO_TCP || header.protocol == BRK_PROTO_UDP) {
-            if (!brk_dissect_ports(data, end, header.payload_offset, &keys->flow))
-                result |= BRK_DISSECT_TRUNCATED;
-            break;
-        }
-        version = header.protocol == BRK_PROTO_IPIP ? 4 : 6;
-        offset = header.payload_offset;
+    struct brk_ip_header header = { 0, 0, 0, 0, 0 };
+    int parsed = 0;
+    int more = 0;
+    if (walk->offset <= BRK_DISSECT_MAX_OFFSET)
+        parsed = walk->version == 4 ? brk_dissect_ipv4(data, end, walk->offset, &keys->flow, &header)
+                                    : brk_dissect_ipv6(data, end, walk->offset, &keys->flow, &header);
+    if (!parsed) {
+        walk->result |= BRK_DISSECT_TRUNCATED;
+        if (walk->nesting == 0)
+            keys->address_result = (uint8_t)walk->result;
+        goto done;
     }
-    keys->flow_result = result;
+    keys->ip_headers++;
+    keys->ip_protocol = header.protocol;
+    if (header.cut)
+        walk->result |= BRK_DISSECT_TRUNCATED;
+    if (header.fragment != BRK_NOT_FRAGMENT)
+        walk->result |= BRK_DISSECT_FRAGMENT;
+    if (walk->nesting == 0) {
+        keys->address_pair = keys->flow;
+        keys->address_result = (uint8_t)walk->result;
+    }
+    if (header.cut || !brk_depends_on_payload(header.protocol))
+        goto done;
+    if (header.fragment != BRK_NOT_FRAGMENT) {
+        /* Without a memory of first fragments every fragment goes by its address pair. */
+        if (!(options & BRK_DISSECT_PARSE_FIRST_FRAGMENT))
+            goto done;
+        if (header.fragment == BRK_LATER_FRAGMENT) {
+            brk_set_fragment(&keys->later_fragment, &keys->flow, &header);
+            goto done;
+        }
+        brk_set_fragment(&keys->first_fragment, &keys->flow, &header);
+    }
+    if (header.protocol == BRK_PROTO_TCP || header.protocol == BRK_PROTO_UDP) {
+        if (!brk_dissect_ports(data, end, header.payload_offset, &keys->flow))
+            walk->result |= BRK_DISSECT_TRUNCATED;
+        goto done;
+    }
+    walk->version = header.protocol == BRK_PROTO_IPIP ? 4 : 6;
+    walk->offset = header.payload_offset;
+    more = ++walk->nesting < BRK_DISSECT_MAX_IP_HEADERS;
+done:
+    keys->flow_result = (uint8_t)walk->result;
+    return more;
+}
+
+/* L2 of the walk: fills the Ethernet part of keys and starts walk at the IP
+ * header. Returns 0 when there is no IP header to walk (keys final). */
+BRK_DISSECT_FUNCTION int brk_dissect_start(const uint8_t *data, const uint8_t *end, struct brk_dissect_walk *walk,
+                                           struct brk_flow_keys *keys)
+{
+    __builtin_memset(keys, 0, sizeof(*keys));
+    __builtin_memset(walk, 0, sizeof(*walk));
+    uint32_t offset = brk_dissect_ethernet(data, end, keys);
+    keys->flow = keys->address_pair;
+    if (offset == 0) {
+        keys->address_result = keys->flow_result = BRK_DISSECT_TRUNCATED;
+        return 0;
+    }
+    if (keys->ethertype != BRK_ETHERTYPE_IPV4 && keys->ethertype != BRK_ETHERTYPE_IPV6) {
+        keys->address_result = keys->flow_result = BRK_DISSECT_NON_IP;
+        return 0;
+    }
+    walk->offset = offset;
+    walk->version = keys->ethertype == BRK_ETHERTYPE_IPV4 ? 4 : 6;
+    return 1;
 }
 
 /* Fills keys from the frame at data (end = one past its last byte). */
 BRK_DISSECT_FUNCTION void brk_dissect(const uint8_t *data, const uint8_t *end, unsigned options,
                                       struct brk_flow_keys *keys)
 {
-    __builtin_memset(keys, 0, sizeof(*keys));
-    uint32_t offset = brk_dissect_ethernet(data, end, keys);
-    if (offset == 0) {
-        keys->flow = keys->address_pair;
-        keys->address_result = keys->flow_result = BRK_DISSECT_TRUNCATED;
+    struct brk_dissect_walk walk;
+    if (!brk_dissect_start(data, end, &walk, keys))
         return;
-    }
-    keys->flow = keys->address_pair;
-    if (keys->ethertype == BRK_ETHERTYPE_IPV4 || keys->ethertype == BRK_ETHERTYPE_IPV6) {
-        brk_dissect_ip(data, end, offset, keys->ethertype == BRK_ETHERTYPE_IPV4 ? 4 : 6, options, keys);
-        return;
-    }
-    keys->address_result = keys->flow_result = BRK_DISSECT_NON_IP;
+    for (unsigned nesting = 0; nesting < BRK_DISSECT_MAX_IP_HEADERS; nesting++)
+        if (!brk_dissect_ip_step(data, end, options, &walk, keys))
+            break;
 }
 #endif

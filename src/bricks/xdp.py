@@ -126,6 +126,14 @@ class XdpProgram:
         self.attached[ifindex] = bool(generic[0])
         return self.attached[ifindex]
 
+    def attach_pass(self, interface: Union[str, int]) -> None:
+        """Gives the consumer end of a pipe fed by an output the NAPI it needs, without GRO (native XDP_PASS)."""
+        ifindex = interface_index(interface)
+        error = error_buffer()
+        if lib.brk_xdp_attach_pass(self._live(), ifindex, error, len(error)) != 0:
+            raise BricksError(error_text(error).replace(f"ifindex {ifindex}", str(interface)))
+        self.attached[ifindex] = False
+
     def detach(self, interface: Union[str, int]) -> None:
         ifindex = interface_index(interface)
         lib.brk_xdp_detach(self._live(), ifindex)

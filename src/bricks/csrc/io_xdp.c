@@ -14,17 +14,20 @@
 #include <linux/if_link.h>
 
 #define PROGRAM_NAME "brk_xdp_bricks"
+#define PASS_PROGRAM_NAME "brk_xdp_pass"
 #define MAX_ATTACHMENTS 16
 #define LOG_SIZE 4096
 
 struct attachment {
     int ifindex;
+    int program_fd;        /* the bricks program or its XDP_PASS companion */
     uint32_t mode_flags;   /* XDP_FLAGS_DRV_MODE or XDP_FLAGS_SKB_MODE: detach needs the same */
 };
 
 struct brk_xdp {
     struct bpf_object *object;
     int program_fd;
+    int pass_program_fd;
     int node_counters_fd;
     int output_counters_fd;
     unsigned node_count;
@@ -225,6 +228,12 @@ brk_xdp *brk_xdp_open(const char *object_path, const struct brk_xdp_node *nodes,
         goto fail;
     }
     xdp->program_fd = bpf_program__fd(program);
+    struct bpf_program *pass_program = bpf_object__find_program_by_name(xdp->object, PASS_PROGRAM_NAME);
+    if (!pass_program) {
+        brk_fail(error, error_size, "XDP: %s has no program %s: reinstall bricks", object_path, PASS_PROGRAM_NAME);
+        goto fail;
+    }
+    xdp->pass_program_fd = bpf_program__fd(pass_program);
     xdp->node_counters_fd = map_fd(xdp->object, "brk_node_counters", error, error_size);
     xdp->output_counters_fd = map_fd(xdp->object, "brk_output_counters", error, error_size);
     if (xdp->cpus <= 0 || xdp->node_counters_fd < 0 || xdp->output_counters_fd < 0
@@ -247,7 +256,8 @@ int brk_xdp_attached_id(int ifindex, uint32_t *program_id)
     return result < 0 ? result : 0;
 }
 
-int brk_xdp_attach(brk_xdp *xdp, int ifindex, int mode, int *generic, char *error, size_t error_size)
+static int attach_program(brk_xdp *xdp, int program_fd, int ifindex, int mode, int *generic,
+                          char *error, size_t error_size)
 {
     uint32_t existing = 0;
     char name[32];
@@ -263,20 +273,31 @@ int brk_xdp_attach(brk_xdp *xdp, int ifindex, int mode, int *generic, char *erro
     /* UPDATE_IF_NOEXIST: should another program arrive since the query, the kernel refuses. */
     uint32_t flags = XDP_FLAGS_UPDATE_IF_NOEXIST;
     uint32_t mode_flags = mode == BRK_XDP_MODE_GENERIC ? XDP_FLAGS_SKB_MODE : XDP_FLAGS_DRV_MODE;
-    result = bpf_xdp_attach(ifindex, xdp->program_fd, flags | mode_flags, NULL);
+    result = bpf_xdp_attach(ifindex, program_fd, flags | mode_flags, NULL);
     if (result < 0 && mode == BRK_XDP_MODE_AUTO && result != -EEXIST && result != -EBUSY) {
         mode_flags = XDP_FLAGS_SKB_MODE;
-        result = bpf_xdp_attach(ifindex, xdp->program_fd, flags | mode_flags, NULL);
+        result = bpf_xdp_attach(ifindex, program_fd, flags | mode_flags, NULL);
     }
     if (result == -EEXIST || result == -EBUSY)
         return brk_fail(error, error_size, "XDP: %s already runs an XDP program: not replacing it", name), -1;
     if (result < 0)
         return brk_fail(error, error_size, "XDP: cannot attach to %s in %s mode: %s", name,
                         mode_flags == XDP_FLAGS_SKB_MODE ? "generic" : "native", strerror(-result)), -1;
-    xdp->attachments[xdp->attachment_count++] = (struct attachment){ ifindex, mode_flags };
+    xdp->attachments[xdp->attachment_count++] = (struct attachment){ ifindex, program_fd, mode_flags };
     if (generic)
         *generic = mode_flags == XDP_FLAGS_SKB_MODE;
     return 0;
+}
+
+int brk_xdp_attach(brk_xdp *xdp, int ifindex, int mode, int *generic, char *error, size_t error_size)
+{
+    return attach_program(xdp, xdp->program_fd, ifindex, mode, generic, error, error_size);
+}
+
+int brk_xdp_attach_pass(brk_xdp *xdp, int ifindex, char *error, size_t error_size)
+{
+    /* Native only: generic mode gives a veth no NAPI, the reason for this program. */
+    return attach_program(xdp, xdp->pass_program_fd, ifindex, BRK_XDP_MODE_NATIVE, NULL, error, error_size);
 }
 
 int brk_xdp_detach(brk_xdp *xdp, int ifindex)
@@ -286,7 +307,7 @@ int brk_xdp_detach(brk_xdp *xdp, int ifindex)
         if (attachment->ifindex != ifindex)
             continue;
         /* old_prog_fd: the kernel detaches only if the program there is still ours. */
-        LIBBPF_OPTS(bpf_xdp_attach_opts, options, .old_prog_fd = xdp->program_fd);
+        LIBBPF_OPTS(bpf_xdp_attach_opts, options, .old_prog_fd = attachment->program_fd);
         int result = bpf_xdp_detach(ifindex, attachment->mode_flags, &options);
         *attachment = xdp->attachments[--xdp->attachment_count];
         /* The interface is gone (and its program with it), or another program replaced ours. */

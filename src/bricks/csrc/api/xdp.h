@@ -61,6 +61,11 @@ brk_xdp *brk_xdp_open(const char *object_path, const struct brk_xdp_node *nodes,
 /* Attaches the program to ifindex (mode: enum brk_xdp_mode); *generic tells
  * which mode it got. Refuses when any XDP program is already attached there. */
 int brk_xdp_attach(brk_xdp *xdp, int ifindex, int mode, int *generic, char *error, size_t error_size);
+/* Attaches the program's XDP_PASS companion to ifindex, the consumer end of
+ * a veth pipe fed by a DEVMAP output: it gives that end the NAPI a veth needs
+ * to receive redirected frames, without GRO merging them. Same refusals;
+ * detached with the rest by brk_xdp_detach/brk_xdp_close. */
+int brk_xdp_attach_pass(brk_xdp *xdp, int ifindex, char *error, size_t error_size);
 /* Detaches the program from ifindex if it is still ours there; 0 or -errno. */
 int brk_xdp_detach(brk_xdp *xdp, int ifindex);
 /* Detaches from every interface and frees programs and maps. */

@@ -1,0 +1,125 @@
+"""The XDP program on a real veth: attached in native mode to the input, redirecting through its DEVMAP into
+veth pipes made as the engine makes them, the consumer ends given NAPI by the XDP_PASS companion (GRO off).
+Every frame arrives once, byte for byte (a TCP stream's consecutive segments unmerged), on the pipe the C
+engine's LoadBalancer chooses; a Duplicator's pipes each get every frame; counters are exact; someone else's
+XDP program is never replaced; nothing stays attached after close."""
+import collections
+import random
+import subprocess
+
+import pytest
+
+from bricks.errors import BricksError
+from bricks.frames import (
+    ETHERTYPE_QINQ, ETHERTYPE_VLAN, TCP, flow_frames, ip_frame, ipv4, pad, tcp, tcp_frame, udp_frame,
+)
+from bricks.links import create_pipe
+from bricks.testbed import wait_for_total
+from bricks.xdp import XdpProgram, XdpTree, attached_program
+from tests.unit.test_hash import datagram_fragments
+from tests.unit.test_xdp_program import CEngineChoice
+
+pytestmark = pytest.mark.root
+
+SEND_PPS = 4000
+ARRIVAL_TIMEOUT_S = 20
+SEGMENT = 1000
+
+
+def tcp_stream(segments):
+    """Consecutive full-size segments of one TCP connection: what GRO would merge into one frame."""
+    return [ip_frame(ipv4("10.20.0.1", "10.20.0.2", TCP, tcp(40000, 5201, bytes([n % 251]) * SEGMENT, flags=0x10,
+                                                             sequence=1 + n * SEGMENT), ident=n))
+            for n in range(segments)]
+
+
+def traffic():
+    """Flows both ways, IPv6, tags, fragment trains and a TCP stream, shuffled except within each train."""
+    frames = flow_frames(300, packets_per_direction=2, seed=50)
+    rng = random.Random(51)
+    for n in range(100):
+        frames.append(pad(udp_frame(f"2001:db8::{n + 1:x}", "2001:db8::ffff", 1000 + n, 53)))
+        frames.append(pad(tcp_frame(f"10.30.{n}.1", "10.30.0.2", 2000 + n, 80,
+                                    vlans=[(ETHERTYPE_QINQ, 10), (ETHERTYPE_VLAN, 20 + n)])))
+    rng.shuffle(frames)
+    for ident in range(10):
+        frames += datagram_fragments(4 if ident % 2 else 6, 7000 + ident, ports=(3000 + ident, 53))
+    return frames + tcp_stream(50)
+
+
+def pipes_with_readers(testbed, input_interface, count):
+    pairs = [create_pipe(input_interface, index, 1500) for index in range(count)]
+    for pair in pairs:
+        subprocess.run(["ethtool", "-K", pair.consumer, "gro", "off"], check=True, capture_output=True)
+    readers = [testbed.reader(pair.consumer, in_namespace=False) for pair in pairs]
+    return pairs, readers
+
+
+def attach_all(program, input_interface, pairs):
+    generic = program.attach(input_interface)
+    assert generic is False, "veth runs XDP in native mode"
+    for pair in pairs:
+        program.attach_pass(pair.consumer)
+    assert attached_program(input_interface) != 0
+
+
+def assert_nothing_attached(interfaces):
+    assert [attached_program(name) for name in interfaces] == [0] * len(interfaces)
+
+
+def test_load_balancer_redirects_every_frame_once_to_the_c_engines_pipe(testbed):
+    input_host, input_namespace = testbed.add_input("in")
+    pairs, readers = pipes_with_readers(testbed, input_host, 4)
+    frames = traffic()
+    with XdpProgram(XdpTree("LoadBalancer", [pair.broker for pair in pairs], split=4)) as program:
+        attach_all(program, input_host, pairs)
+        reference = CEngineChoice(program)
+        expected = [collections.Counter() for _ in pairs]
+        try:
+            for frame in frames:
+                expected[reference.output(frame)][frame] += 1
+        finally:
+            reference.close()
+        testbed.send(input_namespace, frames, pps=SEND_PPS)
+        assert wait_for_total(readers, len(frames), ARRIVAL_TIMEOUT_S) == len(frames)
+        received = [collections.Counter(reader.stop()) for reader in readers]
+        assert received == expected
+        assert all(expected), "every pipe gets traffic"
+        assert program.node_counters() == {"received_packets": len(frames), "received_bytes": sum(map(len, frames)),
+                                           "malformed": 0, "fragment_fallbacks": 0}
+        assert program.output_counters() == [
+            {"packets": sum(counts.values()), "bytes": sum(len(frame) * n for frame, n in counts.items()),
+             "redirect_failures": 0} for counts in expected]
+    assert_nothing_attached([input_host] + [pair.consumer for pair in pairs])
+
+
+def test_duplicator_gives_every_pipe_every_frame(testbed):
+    input_host, input_namespace = testbed.add_input("in")
+    pairs, readers = pipes_with_readers(testbed, input_host, 3)
+    frames = flow_frames(100, seed=52) + tcp_stream(20)
+    with XdpProgram(XdpTree("Duplicator", [pair.broker for pair in pairs])) as program:
+        attach_all(program, input_host, pairs)
+        testbed.send(input_namespace, frames, pps=SEND_PPS)
+        assert wait_for_total(readers, 3 * len(frames), ARRIVAL_TIMEOUT_S) == 3 * len(frames)
+        for reader in readers:
+            assert collections.Counter(reader.stop()) == collections.Counter(frames)
+        assert program.node_counters()["received_packets"] == len(frames)
+        assert [output["packets"] for output in program.output_counters()] == [len(frames)] * 3
+    assert_nothing_attached([input_host] + [pair.consumer for pair in pairs])
+
+
+def test_someone_elses_program_is_never_replaced(testbed):
+    input_host, _ = testbed.add_input("in")
+    pairs = [create_pipe(input_host, 0, 1500)]
+    with XdpProgram(XdpTree("Dummy", [pairs[0].broker])) as first:
+        first.attach(input_host)
+        owner = attached_program(input_host)
+        with XdpProgram(XdpTree("Dummy", [pairs[0].broker])) as second:
+            with pytest.raises(BricksError, match=f"{input_host} already runs XDP program {owner}: not replacing it"):
+                second.attach(input_host)
+            with pytest.raises(BricksError, match="already runs XDP program"):
+                second.attach(input_host, mode="generic")
+        # The refused program's close detached nothing of the first one's.
+        assert attached_program(input_host) == owner
+        first.detach(input_host)
+        assert attached_program(input_host) == 0

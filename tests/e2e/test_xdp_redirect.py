@@ -55,9 +55,9 @@ def pipes_with_readers(testbed, input_interface, count):
     return pairs, readers
 
 
-def attach_all(program, input_interface, pairs):
-    generic = program.attach(input_interface)
-    assert generic is False, "veth runs XDP in native mode"
+def attach_all(program, input_interface, pairs, mode="native"):
+    generic = program.attach(input_interface, mode)
+    assert generic is (mode == "generic")
     for pair in pairs:
         program.attach_pass(pair.consumer)
     assert attached_program(input_interface) != 0
@@ -67,12 +67,13 @@ def assert_nothing_attached(interfaces):
     assert [attached_program(name) for name in interfaces] == [0] * len(interfaces)
 
 
-def test_load_balancer_redirects_every_frame_once_to_the_c_engines_pipe(testbed):
+@pytest.mark.parametrize("mode", ["native", "generic"])
+def test_load_balancer_redirects_every_frame_once_to_the_c_engines_pipe(testbed, mode):
     input_host, input_namespace = testbed.add_input("in")
     pairs, readers = pipes_with_readers(testbed, input_host, 4)
     frames = traffic()
     with XdpProgram(XdpTree("LoadBalancer", [pair.broker for pair in pairs], split=4)) as program:
-        attach_all(program, input_host, pairs)
+        attach_all(program, input_host, pairs, mode)
         reference = CEngineChoice(program)
         expected = [collections.Counter() for _ in pairs]
         try:
@@ -106,6 +107,31 @@ def test_duplicator_gives_every_pipe_every_frame(testbed):
         assert program.node_counters()["received_packets"] == len(frames)
         assert [output["packets"] for output in program.output_counters()] == [len(frames)] * 3
     assert_nothing_attached([input_host] + [pair.consumer for pair in pairs])
+
+
+def test_a_vanished_pipe_counts_its_frames_as_redirect_failures(testbed):
+    input_host, input_namespace = testbed.add_input("in")
+    pairs, readers = pipes_with_readers(testbed, input_host, 2)
+    frames = flow_frames(200, seed=53)
+    with XdpProgram(XdpTree("LoadBalancer", [pair.broker for pair in pairs], split=2)) as program:
+        attach_all(program, input_host, pairs)
+        reference = CEngineChoice(program)
+        try:
+            chosen = [reference.output(frame) for frame in frames]
+        finally:
+            reference.close()
+        readers[1].stop()
+        pairs[1].delete()    # the kernel empties its DEVMAP slot
+        testbed.send(input_namespace, frames, pps=SEND_PPS)
+        kept = [frame for frame, output in zip(frames, chosen) if output == 0]
+        assert 0 < len(kept) < len(frames)
+        assert wait_for_total(readers[:1], len(kept), ARRIVAL_TIMEOUT_S) == len(kept)
+        assert collections.Counter(readers[0].stop()) == collections.Counter(kept)
+        delivered, failed = program.output_counters()
+        assert (delivered["packets"], delivered["redirect_failures"]) == (len(kept), 0)
+        assert (failed["packets"], failed["redirect_failures"]) == (0, len(frames) - len(kept))
+        assert program.node_counters()["received_packets"] == len(frames)
+    assert_nothing_attached([input_host, pairs[0].consumer])
 
 
 def test_someone_elses_program_is_never_replaced(testbed):

@@ -38,7 +38,8 @@ struct brk_xdp {
 };
 
 /* libbpf's messages (the verifier log among them) of the current load, so an
- * error can quote the line that says why; BRICKS_XDP_VERBOSE=1 prints them all. */
+ * error can quote the line that says why; BRICKS_XDP_VERBOSE=1 prints them all,
+ * with the verifier's statistics. */
 static __thread char libbpf_log[LOG_SIZE];
 static __thread size_t libbpf_log_used;
 
@@ -213,6 +214,12 @@ brk_xdp *brk_xdp_open(const char *object_path, const struct brk_xdp_node *nodes,
         brk_fail(error, error_size, "XDP: cannot open %s: %s", object_path, strerror(errno));
         goto fail;
     }
+    if (getenv("BRICKS_XDP_VERBOSE")) {
+        /* The verifier's statistics (instructions processed per function) even on success. */
+        struct bpf_program *each;
+        bpf_object__for_each_program(each, xdp->object)
+            bpf_program__set_log_level(each, 4);
+    }
     if (bpf_object__load(xdp->object)) {
         int code = errno;
         if (code == EPERM)
@@ -360,12 +367,13 @@ int brk_xdp_output_counters(brk_xdp *xdp, unsigned output, struct brk_xdp_output
     return sum_per_cpu(xdp, xdp->output_counters_fd, output, (uint64_t *)out, sizeof(*out) / sizeof(uint64_t));
 }
 
-int brk_xdp_test_run(brk_xdp *xdp, const uint8_t *frame, uint32_t length, uint32_t *action,
-                     char *error, size_t error_size)
+int brk_xdp_test_run(brk_xdp *xdp, const uint8_t *frame, uint32_t length, unsigned repeat, uint32_t *action,
+                     uint32_t *nanoseconds, char *error, size_t error_size)
 {
-    LIBBPF_OPTS(bpf_test_run_opts, options, .data_in = frame, .data_size_in = length, .repeat = 1);
+    LIBBPF_OPTS(bpf_test_run_opts, options, .data_in = frame, .data_size_in = length, .repeat = (int)repeat);
     if (bpf_prog_test_run_opts(xdp->program_fd, &options))
         return brk_fail(error, error_size, "XDP: BPF_PROG_RUN failed: %s", strerror(errno)), -1;
     *action = options.retval;
+    *nanoseconds = options.duration;
     return 0;
 }

@@ -72,8 +72,9 @@ int brk_xdp_detach(brk_xdp *xdp, int ifindex);
 void brk_xdp_close(brk_xdp *xdp);
 int brk_xdp_node_counters(brk_xdp *xdp, unsigned node, struct brk_xdp_node_counters *out);
 int brk_xdp_output_counters(brk_xdp *xdp, unsigned output, struct brk_xdp_output_counters *out);
-/* Runs the program once on frame (BPF_PROG_RUN, nothing transmitted): its XDP action in *action. */
-int brk_xdp_test_run(brk_xdp *xdp, const uint8_t *frame, uint32_t length, uint32_t *action,
-                     char *error, size_t error_size);
+/* Runs the program repeat times on frame (BPF_PROG_RUN, nothing transmitted):
+ * its XDP action in *action, the kernel's mean time per run in *nanoseconds. */
+int brk_xdp_test_run(brk_xdp *xdp, const uint8_t *frame, uint32_t length, unsigned repeat, uint32_t *action,
+                     uint32_t *nanoseconds, char *error, size_t error_size);
 /* The id of the XDP program attached to ifindex (0: none); 0 or -errno. */
 int brk_xdp_attached_id(int ifindex, uint32_t *program_id);

@@ -5,7 +5,10 @@ engine's LoadBalancer chooses; a Duplicator's pipes each get every frame; counte
 XDP program is never replaced; nothing stays attached after close."""
 import collections
 import random
+import signal
 import subprocess
+import sys
+import time
 
 import pytest
 
@@ -24,6 +27,18 @@ pytestmark = pytest.mark.root
 SEND_PPS = 4000
 ARRIVAL_TIMEOUT_S = 20
 SEGMENT = 1000
+DETACH_TIMEOUT_S = 5
+
+# Attaches a Dummy to an input and the companion to a pipe's consumer end, says so, then waits to be killed.
+_ATTACHED_PROCESS = r"""
+import sys, time
+from bricks.xdp import XdpProgram, XdpTree
+program = XdpProgram(XdpTree("Dummy", [sys.argv[2]]))
+program.attach(sys.argv[1])
+program.attach_pass(sys.argv[3])
+print("attached", flush=True)
+time.sleep(60)
+"""
 
 
 def tcp_stream(segments):
@@ -149,3 +164,23 @@ def test_someone_elses_program_is_never_replaced(testbed):
         assert attached_program(input_host) == owner
         first.detach(input_host)
         assert attached_program(input_host) == 0
+
+
+def test_a_killed_process_leaves_no_program_attached(testbed):
+    input_host, _ = testbed.add_input("in")
+    pair = create_pipe(input_host, 0, 1500)
+    process = subprocess.Popen([sys.executable, "-c", _ATTACHED_PROCESS, input_host, pair.broker, pair.consumer],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "attached", process.stderr.read()
+        assert attached_program(input_host) != 0 and attached_program(pair.consumer) != 0
+        process.send_signal(signal.SIGKILL)
+        process.wait(DETACH_TIMEOUT_S)
+        deadline = time.monotonic() + DETACH_TIMEOUT_S
+        while attached_program(input_host) + attached_program(pair.consumer) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert_nothing_attached([input_host, pair.consumer])
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

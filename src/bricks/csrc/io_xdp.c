@@ -1,6 +1,6 @@
 /* The XDP back-end's control side: loads xdp/bricks.bpf.o through libbpf,
- * fills its tree and DEVMAPs, attaches it to input interfaces without ever
- * replacing someone else's program, runs it once on a frame for the tests
+ * fills its tree and DEVMAPs, attaches it to input interfaces by BPF links
+ * (never replacing someone else's program, gone with the process), runs it once on a frame for the tests
  * (BPF_PROG_RUN), reads its per-CPU counters, and detaches and frees it all.
  * Nothing is pinned: closing the last descriptor frees programs and maps. */
 #include "internal.h"
@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/if_link.h>
@@ -20,8 +21,7 @@
 
 struct attachment {
     int ifindex;
-    int program_fd;        /* the bricks program or its XDP_PASS companion */
-    uint32_t mode_flags;   /* XDP_FLAGS_DRV_MODE or XDP_FLAGS_SKB_MODE: detach needs the same */
+    int link_fd;           /* the bricks program's or its XDP_PASS companion's */
 };
 
 struct brk_xdp {
@@ -263,6 +263,16 @@ int brk_xdp_attached_id(int ifindex, uint32_t *program_id)
     return result < 0 ? result : 0;
 }
 
+/* A BPF link per attachment: no other program can replace ours through it
+ * (nor ours theirs), and it is detached when its descriptor closes, so a
+ * process killed with SIGKILL leaves no program behind. */
+static int link_program(int program_fd, int ifindex, uint32_t mode_flags)
+{
+    LIBBPF_OPTS(bpf_link_create_opts, options, .flags = mode_flags);
+    int fd = bpf_link_create(program_fd, ifindex, BPF_XDP, &options);
+    return fd < 0 ? -errno : fd;
+}
+
 static int attach_program(brk_xdp *xdp, int program_fd, int ifindex, int mode, int *generic,
                           char *error, size_t error_size)
 {
@@ -270,27 +280,26 @@ static int attach_program(brk_xdp *xdp, int program_fd, int ifindex, int mode, i
     char name[32];
     snprintf(name, sizeof(name), "ifindex %d", ifindex);
     if (xdp->attachment_count == MAX_ATTACHMENTS)
-        return brk_fail(error, error_size, "XDP: one program takes at most %d inputs", MAX_ATTACHMENTS), -1;
+        return brk_fail(error, error_size, "XDP: one program takes at most %d interfaces", MAX_ATTACHMENTS), -1;
     int result = brk_xdp_attached_id(ifindex, &existing);
     if (result < 0)
         return brk_fail(error, error_size, "XDP: cannot query %s: %s", name, strerror(-result)), -1;
     if (existing)
         return brk_fail(error, error_size, "XDP: %s already runs XDP program %u: not replacing it", name,
                         existing), -1;
-    /* UPDATE_IF_NOEXIST: should another program arrive since the query, the kernel refuses. */
-    uint32_t flags = XDP_FLAGS_UPDATE_IF_NOEXIST;
     uint32_t mode_flags = mode == BRK_XDP_MODE_GENERIC ? XDP_FLAGS_SKB_MODE : XDP_FLAGS_DRV_MODE;
-    result = bpf_xdp_attach(ifindex, program_fd, flags | mode_flags, NULL);
-    if (result < 0 && mode == BRK_XDP_MODE_AUTO && result != -EEXIST && result != -EBUSY) {
+    int link_fd = link_program(program_fd, ifindex, mode_flags);
+    if (link_fd < 0 && mode == BRK_XDP_MODE_AUTO && link_fd != -EBUSY && link_fd != -EEXIST) {
         mode_flags = XDP_FLAGS_SKB_MODE;
-        result = bpf_xdp_attach(ifindex, program_fd, flags | mode_flags, NULL);
+        link_fd = link_program(program_fd, ifindex, mode_flags);
     }
-    if (result == -EEXIST || result == -EBUSY)
+    /* Another program arrived since the query: the kernel refuses to replace it. */
+    if (link_fd == -EBUSY || link_fd == -EEXIST)
         return brk_fail(error, error_size, "XDP: %s already runs an XDP program: not replacing it", name), -1;
-    if (result < 0)
+    if (link_fd < 0)
         return brk_fail(error, error_size, "XDP: cannot attach to %s in %s mode: %s", name,
-                        mode_flags == XDP_FLAGS_SKB_MODE ? "generic" : "native", strerror(-result)), -1;
-    xdp->attachments[xdp->attachment_count++] = (struct attachment){ ifindex, program_fd, mode_flags };
+                        mode_flags == XDP_FLAGS_SKB_MODE ? "generic" : "native", strerror(-link_fd)), -1;
+    xdp->attachments[xdp->attachment_count++] = (struct attachment){ ifindex, link_fd };
     if (generic)
         *generic = mode_flags == XDP_FLAGS_SKB_MODE;
     return 0;
@@ -313,12 +322,10 @@ int brk_xdp_detach(brk_xdp *xdp, int ifindex)
         struct attachment *attachment = &xdp->attachments[i];
         if (attachment->ifindex != ifindex)
             continue;
-        /* old_prog_fd: the kernel detaches only if the program there is still ours. */
-        LIBBPF_OPTS(bpf_xdp_attach_opts, options, .old_prog_fd = attachment->program_fd);
-        int result = bpf_xdp_detach(ifindex, attachment->mode_flags, &options);
+        /* Closing the link detaches exactly our program (nothing if the interface went away). */
+        int result = close(attachment->link_fd) ? -errno : 0;
         *attachment = xdp->attachments[--xdp->attachment_count];
-        /* The interface is gone (and its program with it), or another program replaced ours. */
-        return result == -ENODEV || result == -EEXIST ? 0 : result;
+        return result;
     }
     return -ENOENT;
 }

@@ -58,15 +58,16 @@ struct brk_xdp_output_counters {
  * brick). Checks the tree (kinds, links, limits) first. Pins nothing. */
 brk_xdp *brk_xdp_open(const char *object_path, const struct brk_xdp_node *nodes, unsigned node_count,
                       const int *output_ifindexes, unsigned output_count, char *error, size_t error_size);
-/* Attaches the program to ifindex (mode: enum brk_xdp_mode); *generic tells
- * which mode it got. Refuses when any XDP program is already attached there. */
+/* Attaches the program to ifindex (mode: enum brk_xdp_mode) by a BPF link,
+ * which the kernel detaches when this process ends, even by SIGKILL; *generic
+ * tells which mode it got. Refuses when any XDP program is already there. */
 int brk_xdp_attach(brk_xdp *xdp, int ifindex, int mode, int *generic, char *error, size_t error_size);
 /* Attaches the program's XDP_PASS companion to ifindex, the consumer end of
  * a veth pipe fed by a DEVMAP output: it gives that end the NAPI a veth needs
  * to receive redirected frames, without GRO merging them. Same refusals;
  * detached with the rest by brk_xdp_detach/brk_xdp_close. */
 int brk_xdp_attach_pass(brk_xdp *xdp, int ifindex, char *error, size_t error_size);
-/* Detaches the program from ifindex if it is still ours there; 0 or -errno. */
+/* Detaches the program (or its companion) from ifindex; 0 or -errno. */
 int brk_xdp_detach(brk_xdp *xdp, int ifindex);
 /* Detaches from every interface and frees programs and maps. */
 void brk_xdp_close(brk_xdp *xdp);

@@ -18,7 +18,7 @@ from .errors import BricksError
 OBJECT_PATH = Path(__file__).resolve().parent / "bricks.bpf.o"
 KINDS = {"Dummy": lib.BRK_XDP_DUMMY, "LoadBalancer": lib.BRK_XDP_LOADBALANCER, "Duplicator": lib.BRK_XDP_DUPLICATOR}
 MODES = {"auto": lib.BRK_XDP_MODE_AUTO, "native": lib.BRK_XDP_MODE_NATIVE, "generic": lib.BRK_XDP_MODE_GENERIC}
-NODE_COUNTERS = ("received_packets", "received_bytes", "malformed", "fragment_fallbacks")
+NODE_COUNTERS = ("received_packets", "received_bytes", "malformed", "fragment_fallbacks", "jumbo_drops")
 OUTPUT_COUNTERS = ("packets", "bytes", "redirect_failures")
 XDP_ACTIONS = {0: "aborted", 1: "drop", 2: "pass", 3: "tx", 4: "redirect"}
 

@@ -44,6 +44,8 @@ struct brk_xdp_node_counters {
     uint64_t received_bytes;
     uint64_t malformed;              /* truncated headers (still forwarded, as in the C engine) */
     uint64_t fragment_fallbacks;     /* non-first fragment before its first: address pair */
+    uint64_t jumbo_drops;            /* Duplicator: a frame in several buffers (larger than about
+                                      * 3.5 KB on a veth), which XDP cannot broadcast: dropped */
 };
 
 /* Per program output, summed over the CPUs. */

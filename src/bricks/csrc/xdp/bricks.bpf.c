@@ -185,12 +185,11 @@ static __always_inline void brk_count_broadcast(uint32_t first, uint32_t count, 
     }
 }
 
-SEC("xdp")
+SEC("xdp.frags")
 int brk_xdp_bricks(struct xdp_md *context)
 {
-    const uint8_t *data = (const uint8_t *)(long)context->data;
-    const uint8_t *end = (const uint8_t *)(long)context->data_end;
-    uint64_t bytes = end - data;
+    /* The whole frame, jumbo ones included (data..end is only its first buffer). */
+    uint64_t bytes = bpf_xdp_get_buff_len(context);
     struct brk_flow_keys keys;
     int dissected = 0;
     __builtin_memset(&keys, 0, sizeof(keys));
@@ -205,6 +204,12 @@ int brk_xdp_bricks(struct xdp_md *context)
         counters->received_bytes += bytes;
 
         if (node->kind == BRK_XDP_DUPLICATOR) {
+            /* The kernel cannot clone a multi-buffer frame; it would drop it after we
+             * returned, unseen: drop it here, counted. */
+            if (bytes > (uint64_t)(context->data_end - context->data)) {
+                counters->jumbo_drops++;
+                return XDP_DROP;
+            }
             long action = brk_broadcast(node->duplicator);
             brk_count_broadcast(node->first_output, node->output_count, bytes, action == XDP_REDIRECT);
             return action;
@@ -242,7 +247,7 @@ int brk_xdp_bricks(struct xdp_md *context)
 /* For the consumer end of a pipe: a veth delivers redirected frames only to
  * a peer with NAPI, which an attached program gives; passing every frame on
  * and leaving GRO elided (netif_elide_gro) keeps each frame as it came. */
-SEC("xdp")
+SEC("xdp.frags")
 int brk_xdp_pass(struct xdp_md *context __attribute__((unused)))
 {
     return XDP_PASS;

@@ -69,7 +69,16 @@ def build_bpf_object():
     subprocess.run(command, check=True)
 
 
+def have_libbpf():
+    """Whether libbpf's headers are installed; without them io_xdp.c builds stubs that refuse in one line."""
+    try:
+        return subprocess.run(["pkg-config", "--exists", "libbpf"], check=False).returncode == 0
+    except OSError:
+        return Path("/usr/include/bpf/libbpf.h").exists()
+
+
 build_bpf_object()
+LIBBPF = have_libbpf()
 
 ffibuilder = FFI()
 ffibuilder.cdef("\n".join(path.read_text() for path in API_HEADERS)
@@ -79,7 +88,8 @@ ffibuilder.set_source(
     preamble(),
     sources=sources(),
     include_dirs=[str(CSRC)],
-    libraries=["pcap", "pthread", "bpf"],
+    libraries=["pcap", "pthread"] + (["bpf"] if LIBBPF else []),
+    define_macros=[("BRK_HAVE_LIBBPF", "1")] if LIBBPF else [],
     extra_compile_args=["-O3", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )
 

@@ -10,6 +10,8 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <unistd.h>
+
+#ifdef BRK_HAVE_LIBBPF
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/if_link.h>
@@ -384,3 +386,55 @@ int brk_xdp_test_run(brk_xdp *xdp, const uint8_t *frame, uint32_t length, unsign
     *nanoseconds = options.duration;
     return 0;
 }
+
+#else
+/* Built without libbpf (no libbpf-dev): the same API, refusing in one line. */
+#define NO_LIBBPF "XDP: bricks was built without libbpf (bin/setup installs libbpf-dev, then reinstall bricks)"
+
+brk_xdp *brk_xdp_open(const char *object_path, const struct brk_xdp_node *nodes, unsigned node_count,
+                      const int *output_ifindexes, unsigned output_count, char *error, size_t error_size)
+{
+    return brk_fail(error, error_size, NO_LIBBPF);
+}
+
+int brk_xdp_attach(brk_xdp *xdp, int ifindex, int mode, int *generic, char *error, size_t error_size)
+{
+    return brk_fail(error, error_size, NO_LIBBPF), -1;
+}
+
+int brk_xdp_attach_pass(brk_xdp *xdp, int ifindex, char *error, size_t error_size)
+{
+    return brk_fail(error, error_size, NO_LIBBPF), -1;
+}
+
+int brk_xdp_detach(brk_xdp *xdp, int ifindex)
+{
+    return -ENOSYS;
+}
+
+void brk_xdp_close(brk_xdp *xdp)
+{
+}
+
+int brk_xdp_node_counters(brk_xdp *xdp, unsigned node, struct brk_xdp_node_counters *out)
+{
+    return -ENOSYS;
+}
+
+int brk_xdp_output_counters(brk_xdp *xdp, unsigned output, struct brk_xdp_output_counters *out)
+{
+    return -ENOSYS;
+}
+
+int brk_xdp_test_run(brk_xdp *xdp, const uint8_t *frame, uint32_t length, unsigned repeat, uint32_t *action,
+                     uint32_t *nanoseconds, char *error, size_t error_size)
+{
+    return brk_fail(error, error_size, NO_LIBBPF), -1;
+}
+
+int brk_xdp_attached_id(int ifindex, uint32_t *program_id)
+{
+    *program_id = 0;
+    return -ENOSYS;
+}
+#endif

@@ -189,3 +189,12 @@ def attached_program(interface: Union[str, int]) -> int:
     if lib.brk_xdp_attached_id(interface_index(interface), program_id) != 0:
         raise BricksError(f"XDP: cannot query {interface}")
     return program_id[0]
+
+
+def transmit_errors(interface: str) -> int:
+    """Frames XDP redirected to interface that it could not take (a full veth pipe): dropped after the program
+    counted them delivered, so the back-end subtracts them per output."""
+    errors = ffi.new("uint64_t *")
+    if lib.brk_xdp_transmit_errors(interface.encode(), errors) != 0:
+        raise BricksError(f"XDP: {interface} has no XDP transmit counters")
+    return errors[0]

@@ -18,7 +18,7 @@ from bricks.frames import (
 )
 from bricks.links import create_pipe
 from bricks.testbed import wait_for_total
-from bricks.xdp import XdpProgram, XdpTree, attached_program
+from bricks.xdp import XdpProgram, XdpTree, attached_program, transmit_errors
 from tests.unit.test_hash import datagram_fragments
 from tests.unit.test_xdp_program import CEngineChoice
 
@@ -28,6 +28,7 @@ SEND_PPS = 4000
 ARRIVAL_TIMEOUT_S = 20
 SEGMENT = 1000
 DETACH_TIMEOUT_S = 5
+GRO_HOLD_NS = 10_000_000      # gro_flush_timeout: GRO, where it runs, merges across NAPI polls for 10 ms
 
 # Attaches a Dummy to an input and the companion to a pipe's consumer end, says so, then waits to be killed.
 _ATTACHED_PROCESS = r"""
@@ -166,6 +167,56 @@ def test_a_duplicator_drops_and_counts_the_jumbo_frames_xdp_cannot_clone(testbed
     assert counters["received_packets"] == len(frames)
     assert counters["jumbo_drops"] == len(frames) - sum(received[0].values())
     assert [output["packets"] for output in delivered] == [sum(received[0].values())] * 2
+
+
+def set_napi(interface, **settings):
+    """Writes /sys/class/net/<interface>/<setting> (gro_flush_timeout, napi_defer_hard_irqs)."""
+    for setting, value in settings.items():
+        with open(f"/sys/class/net/{interface}/{setting}", "w") as knob:
+            knob.write(str(value))
+
+
+@pytest.mark.parametrize("gro", ["off", "on"])
+def test_a_tcp_stream_reaches_the_consumer_unmerged_only_with_gro_off(testbed, gro):
+    """The companion gives the consumer end NAPI; with GRO on that NAPI would merge a TCP stream's segments
+    (the control case shows the stream is mergeable), so the pipes keep GRO off and every segment arrives as sent."""
+    input_host, input_namespace = testbed.add_input("in")
+    pair = create_pipe(input_host, 0, 1500)
+    subprocess.run(["ethtool", "-K", pair.consumer, "gro", gro], check=True, capture_output=True)
+    set_napi(pair.consumer, gro_flush_timeout=GRO_HOLD_NS)
+    reader = testbed.reader(pair.consumer, in_namespace=False)
+    stream = tcp_stream(400)
+    with XdpProgram(XdpTree("Dummy", [pair.broker])) as program:
+        attach_all(program, input_host, [pair])
+        testbed.send(input_namespace, stream)
+        arrived = reader.wait_for(len(stream), timeout=5 if gro == "off" else 2)
+        assert program.output_counters()[0]["packets"] == len(stream)
+    if gro == "off":
+        assert arrived == stream
+    else:
+        assert len(arrived) < len(stream) and sum(map(len, arrived)) > len(stream) * SEGMENT
+
+
+def test_a_full_pipe_counts_its_drops_as_transmit_errors(testbed):
+    """A consumer end that stops polling fills the pipe: what XDP redirected there but the veth could not take
+    is counted by the broker end's xdp_xmit_errors, and with what arrived it accounts for every frame."""
+    input_host, input_namespace = testbed.add_input("in")
+    pair = create_pipe(input_host, 0, 1500)
+    subprocess.run(["ethtool", "-K", pair.consumer, "gro", "off"], check=True, capture_output=True)
+    set_napi(pair.consumer, gro_flush_timeout=GRO_HOLD_NS, napi_defer_hard_irqs=100)   # a slow consumer
+    reader = testbed.reader(pair.consumer, in_namespace=False)
+    frames = flow_frames(500, seed=55)
+    with XdpProgram(XdpTree("Dummy", [pair.broker])) as program:
+        attach_all(program, input_host, [pair])
+        assert transmit_errors(pair.broker) == 0
+        testbed.send(input_namespace, frames)
+        time.sleep(1)
+        errors = transmit_errors(pair.broker)
+        arrived = reader.wait_for(len(frames) - errors, timeout=5)
+        assert program.output_counters()[0]["packets"] == len(frames)
+    assert errors > 0
+    assert len(arrived) + errors == len(frames)
+    assert collections.Counter(arrived) <= collections.Counter(frames)
 
 
 def test_a_vanished_pipe_counts_its_frames_as_redirect_failures(testbed):

@@ -10,6 +10,77 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include <linux/ethtool.h>
+#include <linux/sockios.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#define TRANSMIT_ERRORS_SUFFIX "xdp_xmit_errors"
+
+/* The ethtool statistics of ifname whose names end in TRANSMIT_ERRORS_SUFFIX,
+ * summed (a veth has one per queue): no netlink library, three ioctls. */
+int brk_xdp_transmit_errors(const char *ifname, uint64_t *errors)
+{
+    struct ifreq request;
+    int result = -ENOENT;
+    struct ethtool_gstrings *names = NULL;
+    struct ethtool_stats *stats = NULL;
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    *errors = 0;
+    if (fd < 0)
+        return -errno;
+    memset(&request, 0, sizeof(request));
+    snprintf(request.ifr_name, sizeof(request.ifr_name), "%s", ifname);
+
+    struct {
+        struct ethtool_sset_info info;
+        uint32_t count;
+    } sets = { .info = { .cmd = ETHTOOL_GSSET_INFO, .sset_mask = 1ull << ETH_SS_STATS } };
+    request.ifr_data = (void *)&sets;
+    if (ioctl(fd, SIOCETHTOOL, &request) < 0) {
+        result = -errno;
+        goto done;
+    }
+    uint32_t count = sets.info.sset_mask ? sets.count : 0;
+    names = calloc(1, sizeof(*names) + (size_t)count * ETH_GSTRING_LEN);
+    stats = calloc(1, sizeof(*stats) + (size_t)count * sizeof(uint64_t));
+    if (!names || !stats) {
+        result = -ENOMEM;
+        goto done;
+    }
+    names->cmd = ETHTOOL_GSTRINGS;
+    names->string_set = ETH_SS_STATS;
+    names->len = count;
+    request.ifr_data = (void *)names;
+    if (ioctl(fd, SIOCETHTOOL, &request) < 0) {
+        result = -errno;
+        goto done;
+    }
+    stats->cmd = ETHTOOL_GSTATS;
+    stats->n_stats = count;
+    request.ifr_data = (void *)stats;
+    if (ioctl(fd, SIOCETHTOOL, &request) < 0) {
+        result = -errno;
+        goto done;
+    }
+    for (uint32_t i = 0; i < count && i < stats->n_stats; i++) {
+        char name[ETH_GSTRING_LEN + 1];
+        memcpy(name, names->data + (size_t)i * ETH_GSTRING_LEN, ETH_GSTRING_LEN);
+        name[ETH_GSTRING_LEN] = '\0';
+        size_t length = strlen(name), suffix = strlen(TRANSMIT_ERRORS_SUFFIX);
+        if (length >= suffix && strncmp(name, "tx_", 3) == 0
+            && strcmp(name + length - suffix, TRANSMIT_ERRORS_SUFFIX) == 0) {
+            *errors += stats->data[i];
+            result = 0;
+        }
+    }
+done:
+    free(names);
+    free(stats);
+    close(fd);
+    return result;
+}
 
 #ifdef BRK_HAVE_LIBBPF
 #include <bpf/bpf.h>

@@ -79,5 +79,9 @@ int brk_xdp_output_counters(brk_xdp *xdp, unsigned output, struct brk_xdp_output
  * its XDP action in *action, the kernel's mean time per run in *nanoseconds. */
 int brk_xdp_test_run(brk_xdp *xdp, const uint8_t *frame, uint32_t length, unsigned repeat, uint32_t *action,
                      uint32_t *nanoseconds, char *error, size_t error_size);
+/* A full pipe: frames a veth could not take from XDP redirects (its ethtool
+ * counters tx_queue_<n>_xdp_xmit_errors, summed), dropped after the program
+ * counted them delivered. 0, -ENOENT (no such counters) or -errno. */
+int brk_xdp_transmit_errors(const char *ifname, uint64_t *errors);
 /* The id of the XDP program attached to ifindex (0: none); 0 or -errno. */
 int brk_xdp_attached_id(int ifindex, uint32_t *program_id);

@@ -244,6 +244,27 @@ def test_a_vanished_pipe_counts_its_frames_as_redirect_failures(testbed):
     assert_nothing_attached([input_host, pairs[0].consumer])
 
 
+def test_one_program_serves_several_inputs(testbed):
+    """A Merge in XDP: the same program attached to two inputs, their frames balanced together, counted once."""
+    first_host, first_namespace = testbed.add_input("ina")
+    second_host, second_namespace = testbed.add_input("inb")
+    pairs, readers = pipes_with_readers(testbed, first_host, 2)
+    first_frames, second_frames = flow_frames(100, seed=56), flow_frames(100, seed=57)
+    with XdpProgram(XdpTree("LoadBalancer", [pair.broker for pair in pairs], split=2)) as program:
+        attach_all(program, first_host, pairs)
+        assert program.attach(second_host, "native") is False
+        testbed.send(first_namespace, first_frames)
+        testbed.send(second_namespace, second_frames)
+        total = len(first_frames) + len(second_frames)
+        assert wait_for_total(readers, total, ARRIVAL_TIMEOUT_S) == total
+        received = collections.Counter()
+        for reader in readers:
+            received.update(reader.stop())
+        assert received == collections.Counter(first_frames + second_frames)
+        assert program.node_counters()["received_packets"] == total
+    assert_nothing_attached([first_host, second_host] + [pair.consumer for pair in pairs])
+
+
 def test_someone_elses_program_is_never_replaced(testbed):
     input_host, _ = testbed.add_input("in")
     pairs = [create_pipe(input_host, 0, 1500)]

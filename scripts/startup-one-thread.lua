@@ -3,8 +3,9 @@
 --
 -- Written for bricks after the original packet-bricks startup script. The
 -- interface read is the first script argument, else $BRICKS_IFACE, else
--- "eth3"; the real interface that receives a fifth share is the second
--- argument, else $BRICKS_EGRESS, else "eth2" (an empty value: no egress).
+-- "eth3". A real interface that receives a fifth share (the egress) is
+-- optional: the second argument, else $BRICKS_EGRESS; neither (or an empty
+-- value): no egress.
 -- The script sets up and starts engine "e0", prints the status and returns
 -- to the shell, where these functions remain:
 --   watch()   print the statistics STATS_PRINT_CYCLE_DEFAULT times, every
@@ -17,10 +18,11 @@ sampleSetup = dofile("scripts/configs/single-threaded-setups.lua")
 
 local script_arguments = arg or {}
 INTERFACE = script_arguments[1] or os.getenv("BRICKS_IFACE") or "eth3"
-EGRESS = script_arguments[2] or os.getenv("BRICKS_EGRESS") or "eth2"
+EGRESS = script_arguments[2] or os.getenv("BRICKS_EGRESS")
 if EGRESS == "" then
    EGRESS = nil
 end
+local EGRESS_HOW = "give the egress as the script's second argument or in $BRICKS_EGRESS, or neither for none"
 PCAPDIR = os.getenv("BRICKS_PCAPDIR") or "pcapsamples/"
 
 ENGINE_NAME = "e0"
@@ -29,6 +31,9 @@ ENGINE_NAME = "e0"
 -- load balancer (see lb_config in configs/single-threaded-setups.lua).
 function init()
    utilObj:prepare_to_run()
+   if EGRESS and not utilObj:directory_exists("/sys/class/net/" .. EGRESS) then
+      error(string.format("egress %s: no such interface (%s)", EGRESS, EGRESS_HOW), 0)
+   end
 
    local pe = PktEngine.new(ENGINE_NAME, BUFFER_SZ, NO_CPU_AFF)
    local ok, message = pcall(sampleSetup.lb_config, pe, INTERFACE, EGRESS)

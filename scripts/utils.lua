@@ -32,14 +32,51 @@ local function define(name, implementation)
    end
 end
 
+-- The original's file helpers. As there, file_exists and lines_from are
+-- also globals (its load-balance script calls lines_from(...) directly).
+
+-- Whether `path` can be opened for reading (a directory counts, as in the original).
 local function file_exists(path)
-   local file = io.open(path, "r")
+   if type(path) ~= "string" then
+      return false
+   end
+   local file = io.open(path, "rb")
    if file then
       file:close()
       return true
    end
    return false
 end
+
+-- The lines of file `path` as an array, without their line ends; {} when it cannot be read.
+local function lines_from(path)
+   local lines = {}
+   if not file_exists(path) then
+      return lines
+   end
+   local ok = pcall(function()
+      for line in io.lines(path) do
+         lines[#lines + 1] = line
+      end
+   end)
+   return ok and lines or {}
+end
+
+-- Whether `path` is a directory: only a directory opens with a "/" appended
+-- (no shell command, unlike the original's `cd`).
+local function directory_exists(path)
+   if type(path) ~= "string" or path == "" then
+      return false
+   end
+   return file_exists(path:sub(-1) == "/" and path or path .. "/")
+end
+
+
+define("file_exists", file_exists)
+define("lines_from", lines_from)
+define("directory_exists", directory_exists)
+_G.file_exists = file_exists
+_G.lines_from = lines_from
 
 -- The output of shell command `command`, as one string.
 define("shell", function(command)
@@ -74,6 +111,9 @@ end)
 
 -- Asks the netmap module for NETMAP_PIPES pipes per interface, where that
 -- module is loaded; elsewhere pipes need no enabling and nothing is done.
+-- Kept for the original's scripts: current netmap makes pipes on demand and
+-- ignores default_pipes (a parameter it keeps only for compatibility), so
+-- this write changes nothing there; it mattered to netmap before 2018.
 define("enable_nmpipes", function()
    if not file_exists(NETMAP_PIPES_PARAMETER) then
       return false

@@ -1,9 +1,15 @@
-"""Shared pytest set-up: the `root` marker's skip-or-fail rule and the end-to-end `testbed` fixture."""
+"""Shared pytest set-up: the back-end every test runs on, the `root` marker's skip-or-fail rule and the end-to-end
+`testbed` fixture."""
 import os
 
 import pytest
 
-from bricks.testbed import Testbed, remove_stale_testbeds
+# On a machine with /dev/netmap, auto would pick netmap for tests written for the packet back-end, in this process
+# and in the bricks commands tests start: pin packet for both; netmap tests pin netmap themselves.
+os.environ["BRICKS_BACKEND"] = "packet"
+
+from bricks import engine  # noqa: E402 - reads BRICKS_BACKEND when imported
+from bricks.testbed import Testbed, remove_stale_testbeds  # noqa: E402
 
 
 def _running_in_ci() -> bool:
@@ -30,3 +36,10 @@ def testbed(_stale_testbeds_removed):
     """A fresh namespace with nothing in it yet; removed with everything added, even on failure."""
     with Testbed() as bed:
         yield bed
+
+
+@pytest.fixture(autouse=True)
+def _packet_backend():
+    """Each test starts on the packet back-end, whatever the previous one chose (a test may choose again)."""
+    if not engine.engines():
+        engine.set_backend("packet")

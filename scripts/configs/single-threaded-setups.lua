@@ -17,6 +17,19 @@ local function interface_or_default(iface)
    return iface or INTERFACE or DEFAULT_INTERFACE
 end
 
+-- Whether interface `name` exists: its directory in /sys/class/net opens (a
+-- system without /sys says yes, and linking tells).
+local function interface_exists(name)
+   local function opens(path)
+      local handle = io.open(path, "rb")
+      if handle then
+         handle:close()
+      end
+      return handle ~= nil
+   end
+   return type(name) ~= "string" or not opens("/sys/class/net/") or opens("/sys/class/net/" .. name .. "/")
+end
+
 -- Defines setups.<name> so that both setups:<name>(pe, ...) and setups.<name>(pe, ...) work.
 local function define(name, implementation)
    setups[name] = function(first, ...)
@@ -28,10 +41,15 @@ local function define(name, implementation)
 end
 
 -- lb_config: load-balances iface over pipes {0..{3 by IP pair (split 2),
--- plus the real interface `egress` (global EGRESS) as a fifth output if given.
+-- plus the real interface `egress` (else the global EGRESS) as a fifth
+-- output if given; without one, four outputs.
 define("lb_config", function(pe, iface, egress)
    iface = interface_or_default(iface)
    egress = egress or EGRESS
+   if egress and not interface_exists(egress) then
+      error("lb_config: egress " .. tostring(egress) .. ": no such interface (give an existing one as the "
+            .. "third argument or in the global EGRESS, or neither for no egress)", 2)
+   end
    local lb = Brick.new("LoadBalancer", 2)
    lb:connect_input(iface)
    lb:connect_output(iface .. "{0", iface .. "{1", iface .. "{2", iface .. "{3")

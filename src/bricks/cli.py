@@ -5,6 +5,13 @@ import sys
 import click
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
+VERSION_MESSAGE = "BRICKS Version %(version)s"   # the original's banner line
+
+
+def _version_option(function):
+    from . import __version__
+    return click.version_option(__version__, "--version", message=VERSION_MESSAGE,
+                                help="Print the version and exit.")(function)
 BACKENDS = ("auto", "netmap", "packet")
 MAX_PIPES = 64
 
@@ -43,7 +50,17 @@ def _daemon_options(function):
         click.option("--log-file", "log_path", metavar="PATH", envvar="BRICKS_LOG_FILE",
                      help="Log file (also logged to syslog) [default: /var/log/bricks.log]."),
         click.option("--group", metavar="GROUP", envvar="BRICKS_GROUP",
-                     help="Let this group use the socket too (mode 0660) [default: root only, 0600]."),
+                     help="Let this group use the socket too (mode 0660) [default: root only, 0600]. "
+                          "Socket access is root-equivalent: members run Lua as root (os.execute, "
+                          "io.open); --restricted takes those away, but the broker API still writes "
+                          "pcap and rule files as root where it is told."),
+        click.option("--restricted", is_flag=True, envvar="BRICKS_RESTRICTED",
+                     help="Clients other than root (the --group members) get the broker API without "
+                          "os, io, debug, load*, dofile, require and package; root keeps full Lua."),
+        click.option("--chunk-timeout", type=click.FloatRange(min=0.1), metavar="SECONDS",
+                     envvar="BRICKS_CHUNK_TIMEOUT",
+                     help="Stop a client's chunk that runs longer than this (error 'chunk exceeded "
+                          "SECONDS s') [default: no limit; Ctrl+C in its shell always stops it]."),
         click.option("--foreground", is_flag=True, help="Do not detach; log to stderr as well."),
     ]):
         function = option(function)
@@ -57,12 +74,11 @@ def _rules_option(function):
                              "line and the daemon does not start.")(function)
 
 
-def _start_daemon(socket_path, pid_path, log_path, group, foreground, backend, batch,
-                  script=None, script_args=(), script_text=None, rules_path=None):
+def _start_daemon(daemon_settings, backend, batch, script=None, script_args=(), script_text=None, rules_path=None):
+    """daemon_settings: the values of _daemon_options (socket_path, pid_path, ..., chunk_timeout) by name."""
     from .server import DaemonError, DaemonOptions, run_daemon
-    options = DaemonOptions(script=script, script_text=script_text, script_args=script_args,
-                            socket_path=socket_path, pid_path=pid_path, log_path=log_path, group=group,
-                            backend=backend, batch=batch, foreground=foreground, rules_path=rules_path)
+    options = DaemonOptions(script=script, script_text=script_text, script_args=script_args, backend=backend,
+                            batch=batch, rules_path=rules_path, **daemon_settings)
     try:
         sys.exit(run_daemon(options))
     except DaemonError as error:
@@ -70,6 +86,7 @@ def _start_daemon(socket_path, pid_path, log_path, group, foreground, backend, b
 
 
 @click.command(context_settings=CONTEXT)
+@_version_option
 @click.option("-f", "--script", type=click.Path(exists=True, dir_okay=False), metavar="SCRIPT",
               help="Lua script to run first (extra arguments become its arg table).")
 @click.option("-d", "--daemon", is_flag=True, help="Run as a daemon serving remote shells.")
@@ -78,8 +95,7 @@ def _start_daemon(socket_path, pid_path, log_path, group, foreground, backend, b
 @_rules_option
 @_daemon_options
 @click.argument("script_args", nargs=-1)
-def main(script, daemon, remote, command, rules_path, socket_path, pid_path, log_path, group, foreground, backend,
-         batch, script_args):
+def main(script, daemon, remote, command, rules_path, backend, batch, script_args, **daemon_settings):
     """The bricks packet broker: without -d or -s, run SCRIPT then an interactive Lua shell."""
     if daemon and remote:
         _fail("-d (daemon) and -s (remote shell) cannot be used together", status=2)
@@ -90,10 +106,10 @@ def main(script, daemon, remote, command, rules_path, socket_path, pid_path, log
     if rules_path is not None and not daemon:
         _fail("--rules FILE needs -d (a local shell loads rules with f:load(path))", status=2)
     if daemon:
-        _start_daemon(socket_path, pid_path, log_path, group, foreground, backend, batch,
-                      script=script, script_args=script_args, rules_path=rules_path)
+        _start_daemon(daemon_settings, backend, batch, script=script, script_args=script_args,
+                      rules_path=rules_path)
     if remote:
-        _remote(socket_path, command)
+        _remote(daemon_settings["socket_path"], command)
     from .shell import run_local
     sys.exit(run_local(script=script, script_args=script_args, backend=backend, batch=batch))
 
@@ -105,21 +121,21 @@ def _remote(socket_path, command):
 
 
 @click.command(context_settings=CONTEXT)
+@_version_option
 @click.option("-f", "--script", type=click.Path(exists=True, dir_okay=False), metavar="SCRIPT",
               help="Lua script to run at start-up (extra arguments become its arg table).")
 @_rules_option
 @_daemon_options
 @click.argument("script_args", nargs=-1)
-def server_main(script, rules_path, socket_path, pid_path, log_path, group, foreground, backend, batch,
-                script_args):
+def server_main(script, rules_path, backend, batch, script_args, **daemon_settings):
     """Start the bricks daemon (= bricks -d): one Lua state served over a Unix socket."""
     if script_args and script is None:
         _fail("arguments given without -f SCRIPT", status=2)
-    _start_daemon(socket_path, pid_path, log_path, group, foreground, backend, batch,
-                  script=script, script_args=script_args, rules_path=rules_path)
+    _start_daemon(daemon_settings, backend, batch, script=script, script_args=script_args, rules_path=rules_path)
 
 
 @click.command(context_settings=CONTEXT)
+@_version_option
 @_socket_option
 @click.option("-c", "--command", metavar="CHUNK", help="Run one chunk, print its output and exit "
                                                        "(status 1 and the error on stderr if it fails).")
@@ -143,12 +159,12 @@ def fan_out_chunk(brick_kind, interface, count):
 
 def _fan_out_command(brick_kind, summary):
     @click.command(context_settings=CONTEXT, help=summary)
+    @_version_option
     @click.argument("interface", metavar="IFACE")
     @click.argument("count", metavar="N", type=click.IntRange(1, MAX_PIPES))
     @_daemon_options
-    def command(interface, count, socket_path, pid_path, log_path, group, foreground, backend, batch):
-        _start_daemon(socket_path, pid_path, log_path, group, foreground, backend, batch,
-                      script_text=fan_out_chunk(brick_kind, interface, count))
+    def command(interface, count, backend, batch, **daemon_settings):
+        _start_daemon(daemon_settings, backend, batch, script_text=fan_out_chunk(brick_kind, interface, count))
     return command
 
 
@@ -159,6 +175,7 @@ duplicate_main = _fan_out_command(
 
 
 @click.command(context_settings=CONTEXT)
+@_version_option
 @click.option("--pid-file", "pid_path", metavar="PATH", envvar="BRICKS_PID_FILE",
               help="The daemon's pid file [default: $BRICKS_RUN_DIR/bricks.pid, else /run/bricks/bricks.pid].")
 @click.option("--timeout", type=click.FloatRange(0.1, 600), default=10.0, show_default=True,

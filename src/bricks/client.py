@@ -1,9 +1,19 @@
-"""The remote shell (`bricks-shell`, `bricks -s`): the bricks shell, with every chunk run by the daemon."""
+"""The remote shell (`bricks-shell`, `bricks -s`): the bricks shell, with every chunk run by the daemon.
+
+Ctrl+C while a chunk runs asks the daemon to interrupt it (the chunk ends with
+"interrupted" and the shell carries on); a second Ctrl+C gives up waiting: the
+shell reconnects and the chunk's further output is dropped.
+"""
+import contextlib
+import selectors
+import signal
 import socket
 import sys
+import threading
 
-from .server import receive_message, send_message
-from .shell import Result, interactive_loop, report_error, run_script_from_stdin, write_output
+from . import __version__
+from .server import MAX_MESSAGE, WAIT_STEP, receive_message, send_message
+from .shell import Result, banner_line, interactive_loop, report_error, run_script_from_stdin, write_output
 
 
 class ClientError(Exception):
@@ -40,6 +50,9 @@ class RemoteSession:
             self.close()
             raise ClientError(f"{socket_path} is not a bricks daemon")
 
+    def banner(self):
+        return banner_line(__version__, f"remote shell to the daemon on {self.socket_path}")
+
     def _receive(self):
         try:
             message = receive_message(self.connection)
@@ -57,21 +70,33 @@ class RemoteSession:
 
     def run(self, chunk, mode="interactive"):
         """Runs a chunk in the daemon in a mode of bricks.server.run_chunk, printing its output as it comes."""
-        self._send({"op": "run", "chunk": chunk, "mode": mode})
-        try:
+        size = len(chunk.encode())
+        if size > MAX_MESSAGE - 1024:
+            return Result(error=f"chunk of {size} bytes is over the daemon's {MAX_MESSAGE} byte limit")
+        # Counting from before the request: a Ctrl+C must never leave a chunk's answers unread.
+        with _counting_interrupts() as interrupts, selectors.DefaultSelector() as selector:
+            self._send({"op": "run", "chunk": chunk, "mode": mode})
+            selector.register(self.connection, selectors.EVENT_READ)
+            asked = 0
             while True:
+                if interrupts[0] > asked:
+                    asked = interrupts[0]
+                    if asked > 1:
+                        # The daemon did not stop the chunk at the first Ctrl+C (stuck below Lua): stop waiting.
+                        # What it still sends belongs to that chunk, so start afresh on a new connection.
+                        self.close()
+                        self._connect()
+                        return Result(error="interrupted: the chunk runs on in the daemon, its output is dropped")
+                    self._send({"op": "interrupt"})
+                # A message is read whole once it starts; Ctrl+C only counts, so it never cuts one in half.
+                if not selector.select(WAIT_STEP):
+                    continue
                 message = self._receive()
                 if "output" in message:
                     write_output(message["output"])
                 elif message.get("done"):
                     return Result(message.get("error"), bool(message.get("incomplete")),
                                   bool(message.get("shutdown")))
-        except KeyboardInterrupt:
-            # The daemon cannot abandon a chunk halfway; what it still sends belongs to this chunk, so drop
-            # the connection (the daemon ignores a client that left) and start afresh.
-            self.close()
-            self._connect()
-            return Result(error="interrupted: the chunk runs on in the daemon, its output is dropped")
 
     def complete(self, line):
         self._send({"op": "complete", "prefix": line})
@@ -79,6 +104,24 @@ class RemoteSession:
 
     def close(self):
         self.connection.close()
+
+
+@contextlib.contextmanager
+def _counting_interrupts():
+    """While a chunk runs, SIGINT (Ctrl+C) counts in the list yielded instead of raising KeyboardInterrupt."""
+    count = [0]
+    if threading.current_thread() is not threading.main_thread():
+        yield count
+        return
+
+    def counted(signum, frame):
+        count[0] += 1
+
+    previous = signal.signal(signal.SIGINT, counted)
+    try:
+        yield count
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def run_remote(socket_path, command=None):

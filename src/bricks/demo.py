@@ -5,7 +5,6 @@ TCP and UDP flows (both directions) into the input, balances them over the
 pipes `IF{0..3` with a tcpdump reading each `IF}N`, prints what every reader
 got and checks flow affinity, then removes everything it made.
 """
-import os
 import sys
 import time
 
@@ -15,7 +14,7 @@ from . import frames as frame_builder
 from .engine import Brick, PktEngine, install_signal_handlers, shutdown_all
 from .errors import BricksError
 from .links import consumer_name
-from .testbed import Testbed, wait_for_total
+from .testbed import Testbed, TestbedError, require_privileges, require_tools, wait_for_total
 
 PIPES = 4
 FLOWS = 400
@@ -67,19 +66,29 @@ def report(frames, names, received, elapsed, echo):
     return ok
 
 
-@click.command(help="Run a LoadBalancer demo on a throwaway veth testbed (needs root).")
+@click.command(context_settings={"help_option_names": ["-h", "--help"]},
+               help="Run a LoadBalancer demo on a throwaway veth testbed (needs root, ip, sysctl and tcpdump).")
 def main():
-    if os.geteuid() != 0:
-        raise click.ClickException("the demo creates a network namespace and veth pairs: run it as root")
+    try:
+        require_privileges()
+        require_tools()         # all of them before anything is made: no half-built testbed to undo
+    except TestbedError as error:
+        _fail(str(error))
     install_signal_handlers()
     try:
         ok = run_demo()
-    except BricksError as error:
-        raise click.ClickException(str(error))
+    except (BricksError, RuntimeError, OSError) as error:
+        # RuntimeError: a tcpdump or the sender failed; OSError: the kernel refused a namespace or a veth.
+        _fail(" ".join(str(error).split()))
     finally:
         shutdown_all()
     sys.exit(0 if ok else 1)
 
 
+def _fail(message):
+    click.echo(f"bricks-demo: {message}", err=True)
+    sys.exit(1)
+
+
 if __name__ == "__main__":
-    main()
+    main(prog_name="bricks-demo")

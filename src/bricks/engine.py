@@ -6,6 +6,7 @@ Linking is all or nothing: a link that fails undoes what it opened or created.
 """
 import atexit
 import glob
+import logging
 import os
 import signal
 import threading
@@ -16,6 +17,8 @@ from ._ffi import error_buffer, error_text, ffi, lib
 from .catalog import UNLIMITED, find_kind
 from .errors import BricksError
 
+log = logging.getLogger("bricks")
+
 DEFAULT_BUFFER_SLOTS = 512
 DEFAULT_BATCH = 1024
 PCAP_PIPE_MTU = 9000           # pcap inputs carry no MTU: pipes fed from files take jumbo frames
@@ -24,6 +27,12 @@ MAX_NAME = 15                   # IFNAMSIZ - 1
 RX_RING_BYTES_PER_SLOT = 8192   # buffer_sz slots of RX ring, each room for a jumbo frame
 MIN_RX_RING_BYTES = 16 << 20   # ~10,000 full-size frames: tens of ms of engine stall at line rate
 STOP_TIMEOUT = 5.0
+MAX_CPU = 65535                 # a CPU number beyond any host: above it the number is a mistake, not a bigger host
+WATCH_INTERVAL = 0.2            # how often a running engine's inputs and outputs are checked for news
+
+# Why an output dropped packets: the C counter, and how show_stats names it.
+DROP_CAUSES = (("full", "at full outputs"), ("too_big", "too big for the output"),
+               ("too_short", "too short to send"), ("gone", "output gone"), ("write_errors", "write error"))
 
 _engines = {}                   # name -> PktEngine, in creation order
 _engines_lock = threading.RLock()
@@ -33,9 +42,18 @@ STEER_PIPES_ENVIRONMENT = "BRICKS_STEER_PIPES"   # 1: pipe consumers' receive wo
 MAX_REALTIME_PRIORITY = 99
 
 BACKENDS = ("auto", "netmap", "packet")
-_backend_chosen = "auto"
-_backend_active = None          # "netmap" or "packet" once chosen, or settled by the first link
-_backend_detail = ""            # why auto settled as it did
+BACKEND_ENVIRONMENT = "BRICKS_BACKEND"   # the back-end of this process and its children, as --backend
+
+
+def _environment_backend():
+    """BRICKS_BACKEND when it names a back-end, else auto (the CLI rejects a bad value in one line)."""
+    name = os.environ.get(BACKEND_ENVIRONMENT, "").strip()
+    return name if name in BACKENDS else "auto"
+
+
+_backend_chosen = _environment_backend()
+_backend_active = None if _backend_chosen == "auto" else _backend_chosen   # set, or settled by the first link
+_backend_detail = "" if _backend_chosen == "auto" else f"set to {_backend_chosen} by {BACKEND_ENVIRONMENT}"
 
 
 def set_backend(name):
@@ -67,8 +85,9 @@ def backend_detail():
     return "auto: " + ("netmap found" if netmap.available() else f"{netmap.DEVICE} not found")
 
 
-def _settle_backend(root):
-    """auto becomes netmap when the module opens every interface of root's tree, else packet; once per process."""
+def _settle_backend(root, qid=-1):
+    """auto becomes netmap when the module opens every interface of root's tree (and, with qid >= 0, serves
+    one engine per queue there), else packet; once per process."""
     global _backend_active, _backend_detail
     with _engines_lock:
         if _backend_active is not None:
@@ -77,9 +96,10 @@ def _settle_backend(root):
                              if port.kind in ("interface", "broker", "consumer")})
         if not interfaces:
             return backend_name()   # files only: nothing to settle yet
+        read = {port.interface for brick in root.walk() for port in brick.inputs if port.kind == "interface"}
         reason = netmap.missing_reason()
         for interface in interfaces:
-            reason = reason or netmap.probe(interface)
+            reason = reason or netmap.probe(interface, qid if interface in read else -1)
         _backend_active = "packet" if reason else "netmap"
         _backend_detail = f"auto: packet ({reason})" if reason else f"auto: netmap opens {', '.join(interfaces)}"
         return _backend_active
@@ -142,6 +162,7 @@ class Brick:
         self.engine = None           # the PktEngine this brick is linked to
         self.handle = None           # the C brick while linked
         self.transmit_drop_base = {}  # output index -> (device, its tx_dropped when linked)
+        self.sinks = {}               # output index -> its C sink while linked
         if self.kind.register:
             self.kind.register(self)
 
@@ -243,11 +264,16 @@ class Brick:
         counters = ffi.new("struct brk_counters *")
         outputs = []
         for index, port in enumerate(self.outputs):
-            lib.brk_brick_output_stats(self.handle, index, counters)
             device, base = self.transmit_drop_base.get(index, (None, 0))
-            kernel_drops = links.transmit_drops(device) - base if device else 0
-            outputs.append({"name": port.name, "packets": counters.packets, "bytes": counters.bytes,
-                            "drops": counters.drops, "kernel_drops": kernel_drops})
+            transmit_drops = links.transmit_drops(device) - base if device else 0
+            lib.brk_brick_output_stats(self.handle, index, counters)   # after: refused never lags behind
+            # A frame the device refused counts in its tx_dropped, but it stays queued and is tried again (and
+            # counted again): those are not packets lost.
+            kernel_drops = max(0, transmit_drops - counters.refused)
+            output = {"name": port.name, "packets": counters.packets, "bytes": counters.bytes,
+                      "drops": counters.drops, "kernel_drops": kernel_drops, "queued": counters.queued}
+            output.update((cause, getattr(counters, cause)) for cause, _ in DROP_CAUSES)
+            outputs.append(output)
         return {"kind": self.kind.name, "received": brick_stats.received_packets,
                 "received_bytes": brick_stats.received_bytes, "malformed": brick_stats.malformed,
                 "fragment_fallbacks": brick_stats.fragment_fallbacks, "filtered": brick_stats.filtered,
@@ -318,6 +344,8 @@ class _Linked:
         self.sources = []            # (C source, target Brick)
         self.sinks = []
         self.inputs_quieted = []
+        self.finite = True           # every source opened is a pcap file (it ends by itself)
+        self.watched = []            # (what, read its state into PktEngine._state, call when back or None)
 
     def close(self):
         for source, _ in self.sources:
@@ -331,7 +359,7 @@ class _Linked:
             lib.brk_sink_close(sink)
         for interface in self.inputs_quieted:
             _shared.release_input(interface)
-        self.sources, self.sinks, self.bricks, self.inputs_quieted = [], [], [], []
+        self.sources, self.sinks, self.bricks, self.inputs_quieted, self.watched = [], [], [], [], []
 
 
 class PktEngine:
@@ -347,6 +375,16 @@ class PktEngine:
         self.thread = None
         self.run_error = None
         self.deleted = False
+        self.started = False         # start() has run once: wait() then has something to wait for
+        # Set when the C loop of the current run has returned. Waits use it, not Thread.join: a join that
+        # Ctrl-C interrupts marks a still-running thread as stopped (CPython before 3.13), and the engine
+        # would then be freed under its thread.
+        self.run_done = threading.Event()
+        self.pin_warning = None      # why the CPU asked for was not used (the engine then runs unpinned)
+        self._state = ffi.new("struct brk_io_state *")
+        self._watch_lock = threading.Lock()
+        self.problems = {}           # what -> (changes seen, one-line reason) of inputs/outputs not working
+        self._changes_seen = {}      # what -> the state's change count last logged
 
     # -- creation and lookup (PktEngine.new / PktEngine.retrieve) --
     @classmethod
@@ -354,13 +392,22 @@ class PktEngine:
         if not isinstance(name, str) or not name or len(name) > 64 or not name.isprintable():
             raise BricksError(f"PktEngine.new: engine name must be a non-empty string, got {name!r}")
         buffer_slots = _whole(buffer_slots, "buffer size", 8, 1 << 20)
-        cpu = _whole(cpu, "cpu", -1, os.cpu_count() - 1)
+        cpu = _whole(cpu, "cpu", -1, MAX_CPU)
+        # As the original: a CPU this host (or this process's affinity) lacks is a warning, not an
+        # error, so scripts written for bigger machines run here, unpinned.
+        pin_warning = None
+        available = usable_cpus()
+        if cpu >= 0 and cpu not in available:
+            pin_warning = (f"engine {name} cannot be pinned to CPU {cpu} (this process may use CPUs "
+                           f"{cpu_list_text(available)}): it runs unpinned")
+            cpu = -1
         with _engines_lock:
             if name in _engines:
                 raise BricksError(f"PktEngine.new: an engine named {name!r} exists already")
             if not _engines:
                 links.reclaim_stale_pipes()
             engine = _engines[name] = cls(name, buffer_slots, cpu)
+        engine.pin_warning = pin_warning
         return engine
 
     @staticmethod
@@ -374,7 +421,7 @@ class PktEngine:
 
     @property
     def running(self):
-        return self.thread is not None and self.thread.is_alive()
+        return self.thread is not None and not self.run_done.is_set()
 
     def _check_usable(self, action):
         if self.deleted:
@@ -383,18 +430,22 @@ class PktEngine:
             raise BricksError(f"cannot {action} engine {self.name} while it is running: stop it first")
 
     # -- link / unlink --
-    def link(self, brick, batch=DEFAULT_BATCH, qid=-1):
+    def link(self, brick, batch=None, qid=-1):
+        """Binds brick's tree; batch None or -1 (the original's "unspecified") is DEFAULT_BATCH as it is now."""
         self._check_usable("link")
         if not isinstance(brick, Brick):
             raise BricksError(f"link: expected a Brick, got {type(brick).__name__}")
-        batch = _whole(batch, "batch", 1, 65536)
+        if batch is None or (not isinstance(batch, bool) and batch == -1):
+            batch = DEFAULT_BATCH
+        batch = _whole(batch, "batch (-1: the default)", 1, 65536)
         qid = _whole(qid, "qid", -1, 65535)
         for member in brick.walk():
             if member.engine is not None:
                 raise BricksError(f"{member.kind.name} is already linked to engine {member.engine.name}")
         self._check_tree(brick)
-        linked = _Linked(brick, batch, qid, _settle_backend(brick))
+        linked = _Linked(brick, batch, qid, _settle_backend(brick, qid))
         try:
+            self._open_sources(linked)
             self._open(linked, brick, depth=0)
         except BaseException:
             linked.close()
@@ -411,8 +462,25 @@ class PktEngine:
             if not brick.inputs:
                 raise BricksError(f"{brick.kind.name} has no input: connect_input first")
 
+    def _open_sources(self, linked):
+        """Opens the tree's external inputs, before any output exists: a mistyped input then fails before
+        it leaves an empty PcapWriter file, a veth, or a netmap pipe whose missing parent netmap would make
+        into an empty port that the input would then bind to, silently idle."""
+        tree = linked.root.walk()
+        for brick in tree:
+            parents = [parent for parent in tree if brick in parent.children]
+            for port in brick.inputs:
+                if any(_edge(output, port) for parent in parents for output in parent.outputs):
+                    continue   # an internal edge: fed by its parent, no kernel round trip
+                source = self._open_source(linked, port)
+                linked.sources.append((source, brick))
+                # An interface that returns (the C source opens it anew) is a new device: quiet its offloads again.
+                returned = (lambda name=port.name: links.disable_offloads(name)) if port.kind == "interface" else None
+                linked.watched.append((f"input {port.name}",
+                                       lambda s=source, out=self._state: lib.brk_source_state(s, out), returned))
+
     def _open(self, linked, brick, depth):
-        """Creates brick's C object, its sinks and children, then its external sources."""
+        """Creates brick's C object, its sinks and children (its sources are open already)."""
         linked.bricks.append(brick)
         config = ffi.new("struct brk_brick_config *")
         config.split = brick.argument if brick.kind.balances else 4
@@ -430,6 +498,7 @@ class PktEngine:
             brick.kind.attach(brick, handle)
         child_depth = depth + 1 if brick.kind.balances else depth
         brick.transmit_drop_base = {}
+        brick.sinks = {}
         for index, output in enumerate(brick.outputs):
             child = next((c for c in brick.children if _feeds(output, c)), None)
             if child is not None:
@@ -439,15 +508,12 @@ class PktEngine:
             else:
                 sink = self._open_sink(linked, brick, output)
                 lib.brk_brick_add_sink(handle, sink)
+                brick.sinks[index] = sink
+                linked.watched.append((f"output {output.name}",
+                                       lambda s=sink, out=self._state: lib.brk_sink_state(s, out), None))
                 if output.kind in ("broker", "interface"):
                     device = output.name
                     brick.transmit_drop_base[index] = (device, links.transmit_drops(device))
-        parents = [parent for parent in linked.root.walk() if brick in parent.children]
-        for port in brick.inputs:
-            if any(_edge(output, port) for parent in parents for output in parent.outputs):
-                continue   # an internal edge: fed by its parent, no kernel round trip
-            source = self._open_source(linked, port)
-            linked.sources.append((source, brick))
 
     def _input_mtu(self, linked):
         mtus = [links.interface_info(port.interface).mtu for port in linked.root.inputs
@@ -486,12 +552,15 @@ class PktEngine:
 
     def _open_source(self, linked, port):
         error = error_buffer()
+        linked.finite = linked.finite and port.kind == "pcap"
         if port.kind == "pcap":
             files = [path.encode() for path in _pcap_files(port.name)]
             paths = [ffi.new("char[]", path) for path in files]
             source = lib.brk_source_pcap_open(ffi.new("char *[]", paths), len(paths), error, len(error))
         elif linked.backend == "netmap":
             if port.kind == "interface":
+                if not links.interface_exists(port.interface):
+                    raise BricksError(f"{port.interface}: no such interface")
                 _link_call(_shared.quiet_input, port.interface)   # netmap forwards no offloaded frame either
                 linked.inputs_quieted.append(port.interface)
             source = netmap.open_source(_netmap_port(port, linked.qid))
@@ -511,9 +580,11 @@ class PktEngine:
     def unlink(self):
         self._check_usable("unlink")
         self._drop_engine_handle()
-        for linked in reversed(self.linked):
-            linked.close()
-        self.linked = []
+        with self._watch_lock:   # the watcher's last look may still be reading these sources and sinks
+            for linked in reversed(self.linked):
+                linked.close()
+            self.linked = []
+            self.problems, self._changes_seen = {}, {}
 
     # -- start / stop / delete --
     def start(self):
@@ -531,42 +602,114 @@ class PktEngine:
         priority = realtime_priority()
         self.run_error = None
         lib.brk_engine_rearm(self.handle)
-        self.thread = threading.Thread(target=self._run, name=f"bricks-{self.name}", daemon=True)
+        self.started = True
+        self.run_done = threading.Event()
+        ready = threading.Event()
+        self._refusal = None
+        self.thread = threading.Thread(target=self._run, args=(priority, ready), name=f"bricks-{self.name}",
+                                       daemon=True)
         self.thread.start()
-        if priority is not None:
-            self._make_realtime(priority)
+        ready.wait()
+        if self._refusal is not None:
+            self.thread.join()
+            self.thread = None
+            raise BricksError(f"engine {self.name}: {self._refusal}")
+        threading.Thread(target=self._watch, args=(self.thread,), name=f"bricks-{self.name}-watch",
+                         daemon=True).start()
 
-    def _make_realtime(self, priority):
-        """SCHED_FIFO for the running thread; the engine is stopped again if the kernel refuses."""
+    def _run(self, priority, ready):
+        """The engine thread: takes its real-time priority itself (a short pcap run may end before another
+        thread could set it), tells start() it is under way, then runs the C loop with the GIL released."""
         try:
-            os.sched_setscheduler(self.thread.native_id, os.SCHED_FIFO, os.sched_param(priority))
-        except OSError as error:
-            self.stop()
-            raise BricksError(f"engine {self.name}: cannot run at real-time priority {priority}: "
-                              f"{error.strerror}") from None
+            if priority is not None:
+                try:
+                    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+                except OSError as error:
+                    self._refusal = (f"cannot run at real-time priority {priority}: {error.strerror} "
+                                      "(it needs root or CAP_SYS_NICE)")
+                    return
+            ready.set()
+            result = lib.brk_engine_run(self.handle)
+            if result != 0:
+                self.run_error = os.strerror(-result)
+        finally:
+            self.run_done.set()
+            ready.set()
 
-    def _run(self):
-        result = lib.brk_engine_run(self.handle)
-        if result != 0:
-            self.run_error = os.strerror(-result)
+    def _watch(self, thread):
+        """While `thread` runs the engine: logs, once each, what happens to its inputs and outputs."""
+        while thread.is_alive():
+            thread.join(WATCH_INTERVAL)
+            self.check_states()
+
+    def check_states(self):
+        """Reads the state of every input and output; logs each change once and keeps what is not working."""
+        with self._watch_lock:
+            for linked in self.linked:
+                for what, read, when_back in linked.watched:
+                    read()
+                    changes = self._state.changes
+                    if changes == self._changes_seen.get(what, 0):
+                        continue
+                    self._changes_seen[what] = changes
+                    reason = ffi.string(self._state.reason).decode(errors="replace")
+                    if self._state.status == lib.BRK_IO_UP:
+                        self.problems.pop(what, None)
+                        log.info("engine %s: %s", self.name, reason)
+                        if when_back is not None:
+                            try:
+                                when_back()
+                            except Exception as error:   # noqa: BLE001 - the watcher must live on
+                                # e.g. ethtool refused: the input works, with its offloads on
+                                log.warning("engine %s: %s: %s", self.name, what, error)
+                    else:
+                        self.problems[what] = reason
+                        log.warning("engine %s: %s", self.name, reason)
+
+    def status_lines(self):
+        """One line per input or output of this engine that does not work now (print_status, show_stats)."""
+        self.check_states()
+        return [f"Engine {self.name}: {reason}" for reason in self.problems.values()]
 
     def stop(self):
         if self.deleted:
             raise BricksError(f"engine {self.name} was deleted")
         if self.thread is None:
             return
-        if self.thread.is_alive():
+        if not self.run_done.is_set():
             lib.brk_engine_stop(self.handle)
-        self.thread.join(STOP_TIMEOUT)
-        if self.thread.is_alive():
+        if not self.run_done.wait(STOP_TIMEOUT):
             raise BricksError(f"engine {self.name} did not stop within {STOP_TIMEOUT:g} s")
+        self.thread.join()      # at once: the C loop has returned (see run_done)
         self.thread = None
 
+    @property
+    def finite(self):
+        """Whether every source of the engine ends by itself (pcap files): a run then finishes on its own."""
+        return bool(self.linked) and all(linked.finite for linked in self.linked)
+
     def wait(self, timeout=None):
-        """Waits until the engine's sources are exhausted (pcap input) or it stops."""
-        if self.thread is not None:
-            self.thread.join(timeout)
-        return not self.running
+        """Waits until the engine has finished (its pcap sources read to the end) or was stopped.
+
+        True when it has, False when `timeout` seconds passed first. Without a timeout, an engine
+        reading live interfaces is refused: it would never finish by itself.
+        """
+        if self.deleted:
+            raise BricksError(f"engine {self.name} was deleted")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                    or not timeout >= 0):
+            raise BricksError(f"wait: seconds must be a number of at least 0, got {timeout!r}")
+        if not self.started:
+            raise BricksError(f"engine {self.name} was never started: nothing to wait for")
+        if self.thread is None:
+            return True
+        if timeout is None and not self.finite:
+            raise BricksError(f"engine {self.name} reads live input and finishes only when stopped: "
+                              "give a number of seconds to wait")
+        finished = self.run_done.wait(timeout)
+        if finished:
+            self.check_states()   # what happened at the very end is logged before the caller goes on
+        return finished
 
     def delete(self):
         self._check_usable("delete")
@@ -587,29 +730,99 @@ class PktEngine:
 
     # -- counters --
     def stats(self):
+        """Counters: received packets = delivered + every drop cause + queued, per output and in total.
+
+        drops = kernel_drops + output_drops + transmit_drops; output_drops is the sum of the causes in
+        DROP_CAUSES (output_full, output_too_big, ...); queued packets sit in output rings, not yet taken by
+        the kernel; input_malformed counts records of input files that could not be read (never received).
+        """
         engine_stats = ffi.new("struct brk_engine_stats *")
         if self.handle is not None:
             lib.brk_engine_stats(self.handle, engine_stats)
         bricks = [brick.stats() for linked in self.linked for brick in linked.bricks]
         transmit_drops = sum(output["kernel_drops"] for brick in bricks for output in brick["outputs"])
-        return {"name": self.name, "packets": engine_stats.received_packets,
-                "bytes": engine_stats.received_bytes,
-                "drops": engine_stats.kernel_drops + engine_stats.output_drops + transmit_drops,
-                "kernel_drops": engine_stats.kernel_drops, "output_drops": engine_stats.output_drops,
-                "transmit_drops": transmit_drops,
-                "running": self.running, "finished": bool(engine_stats.finished), "bricks": bricks}
+        stats = {"name": self.name, "packets": engine_stats.received_packets,
+                 "bytes": engine_stats.received_bytes,
+                 "drops": engine_stats.kernel_drops + engine_stats.output_drops + transmit_drops,
+                 "kernel_drops": engine_stats.kernel_drops, "output_drops": engine_stats.output_drops,
+                 "transmit_drops": transmit_drops, "queued": engine_stats.output_queued,
+                 "input_malformed": engine_stats.input_malformed,
+                 "running": self.running, "finished": bool(engine_stats.finished), "bricks": bricks,
+                 "problems": self.status_lines()}
+        stats.update((f"output_{cause}", getattr(engine_stats, f"output_{cause}")) for cause, _ in DROP_CAUSES)
+        return stats
 
     def stats_text(self):
         stats = self.stats()
+        # The usual cause always, the others only once they happened.
+        causes = [f"{stats['output_full']} at full outputs"] + [
+            f"{stats['output_' + cause]} {text}" for cause, text in DROP_CAUSES[1:] if stats["output_" + cause]]
         lines = [f"Engine {self.name}: {stats['packets']} packets, {stats['bytes']} bytes, "
                  f"{stats['drops']} dropped ({stats['kernel_drops']} by the kernel on input, "
-                 f"{stats['output_drops']} at full outputs, {stats['transmit_drops']} by the kernel on output)"]
-        for brick in stats["bricks"]:
+                 f"{', '.join(causes)}, {stats['transmit_drops']} by the kernel on output)"
+                 + (f", {stats['queued']} queued" if stats["queued"] else "")
+                 + (f", {stats['input_malformed']} malformed input records skipped"
+                    if stats["input_malformed"] else "")]
+        outputs = [[(output["name"], output["packets"], output["bytes"], output["drops"] + output["kernel_drops"])
+                    for output in brick["outputs"]] for brick in stats["bricks"]]
+        # One width per column over every brick's outputs: long names (pcap paths) keep the numbers aligned.
+        widths = column_widths([row for rows in outputs for row in rows], (16, 12, 14, 10))
+        for brick, rows in zip(stats["bricks"], outputs):
             lines.append(f"  {brick['kind']}: {brick['received']} received, {brick['malformed']} malformed")
-            for output in brick["outputs"]:
-                lines.append(f"    -> {output['name']:<16} {output['packets']:>12} packets "
-                             f"{output['bytes']:>14} bytes {output['drops'] + output['kernel_drops']:>10} dropped")
+            for name, packets, size, dropped in rows:
+                lines.append(f"    -> {name:<{widths[0]}} {packets:>{widths[1]}} packets "
+                             f"{size:>{widths[2]}} bytes {dropped:>{widths[3]}} dropped")
+        lines += stats["problems"]
         return "\n".join(lines)
+
+
+def status_lines():
+    """What does not work now in every engine, one line each: inputs or outputs gone, down, failing."""
+    return [line for known in engines() for line in known.status_lines()]
+
+
+
+def usable_cpus():
+    """The CPUs this process may run on (its affinity), sorted: the ones an engine can be pinned to."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return list(range(os.cpu_count() or 1))
+
+
+def cpu_list_text(cpus):
+    """[0, 1, 2, 5] -> '0-2,5', as /sys and taskset write CPU lists."""
+    ranges, cpus = [], sorted(cpus)
+    for cpu in cpus:
+        if ranges and cpu == ranges[-1][1] + 1:
+            ranges[-1][1] = cpu
+        else:
+            ranges.append([cpu, cpu])
+    return ",".join(str(first) if first == last else f"{first}-{last}" for first, last in ranges)
+
+
+def wait_for_finite_engines(announce=None):
+    """Lets every running engine whose sources are all pcap files finish (end of shell input, SPEC §7).
+
+    `announce(text)` is told once which engines are waited for, when any still runs after a moment.
+    Ctrl-C (KeyboardInterrupt) ends the wait at once; the caller then shuts everything down.
+    """
+    pending = [known for known in engines() if known.running and known.finite]
+    if pending and announce is not None:
+        time_to_finish_quietly = 0.2
+        pending[0].run_done.wait(time_to_finish_quietly)
+        pending = [known for known in pending if not known.run_done.is_set()]
+        if pending:
+            names = ", ".join(known.name for known in pending)
+            announce(f"waiting for engine{'s' if len(pending) > 1 else ''} {names} to finish reading "
+                     "pcap input (Ctrl-C stops now)")
+    for known in pending:
+        known.run_done.wait()
+
+
+def column_widths(rows, minimums):
+    """The width of each column: the widest cell of rows, at least its minimum."""
+    return tuple(max([minimum] + [len(str(row[column])) for row in rows]) for column, minimum in enumerate(minimums))
 
 
 def _whole(value, what, lowest, highest):

@@ -5,15 +5,21 @@ a "native" function that checks its Lua arguments, calls the engine API and
 answers `true, results...` or `false, one-line message`, which the Lua side
 raises as a Lua error at the caller's line. Chunks run one at a time (a lock),
 so a daemon may share one runtime between clients; everything Lua prints goes
-to `output`, which a daemon may swap per client.
+to `output`, which a daemon may swap per client. Every chunk runs under the
+guard of lua_guard.lua: interrupt() (Ctrl+C, a client's interrupt, a time
+limit) stops even a `while true do end`, and a restricted client's chunks see
+only the environment made for it.
 """
+import contextlib
+import functools
 import importlib.resources
+import inspect
 import re
 import sys
 import threading
 import time
 
-from . import engine
+from . import __version__, engine
 from .catalog import KINDS
 from .engine import Brick, PktEngine
 from .errors import BricksError
@@ -27,6 +33,10 @@ except ImportError:                           # a lupa wheel built without LuaJI
         import lupa as lupa_module
 
 CHUNK_NAME = "=stdin"
+INTERRUPTED = "interrupted"
+PAUSE_STEP = 0.02       # how soon a sleeping chunk sees an interrupt
+# The globals of the broker API a restricted client gets (lua_guard.lua adds plain Lua without os, io, ...).
+API_GLOBALS = ("BRICKS", "PktEngine", "Brick", "bricks_sleep") + tuple(KINDS)
 _TOKEN_AT_END = re.compile(r"[A-Za-z_][\w.:]*$")
 
 BRICKS_HELP = """\
@@ -37,6 +47,7 @@ BRICKS commands:
   BRICKS.shutdown()          stop every engine, remove every pipe, flush writers and quit
   BRICKS.set_backend(name)   auto, packet or netmap; only before the first engine exists
   BRICKS.backend()           the back-end in use
+  BRICKS._VERSION            this release (also _DESCRIPTION, _COPYRIGHT)
 Subsystems, each with its own help():
   pkteng   PktEngine.help()  packet engines: create, link, start, stop
   brick    Brick.help()      bricks: LoadBalancer, Duplicator, Merge, PcapReader, ...
@@ -52,13 +63,17 @@ PktEngine commands:
   PktEngine.help()           this list
   pe:link(brick [, batch [, qid]])
                              bind a brick tree: open its inputs, create its pipes;
-                             batch packets per read (default 1024), qid the hardware
-                             queue to read (-1: all)
+                             batch packets per read (default 1024, also -1), qid the
+                             hardware queue to read (-1: all)
   pe:unlink()                undo link (not while running)
   pe:start()                 start the engine's thread
+  pe:wait([seconds])         wait until its pcap input is read to the end (or it is
+                             stopped): true, or false when the seconds passed first
   pe:stop()                  stop it
   pe:delete()                remove the engine and its pipes (not while running)
   pe:show_stats()            its packet, byte and drop counts (pe.show_stats() too)
+Numbers may be given as strings ("4"), as Lua converts them; a cpu this host lacks
+is a warning and the engine runs unpinned. Methods return the engine (pe:link(b):start()).
 """
 
 
@@ -116,13 +131,59 @@ def _text(value, what):
     return value
 
 
+_LUA_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_LUA_HEXADECIMAL = re.compile(r"[+-]?0[xX][0-9a-fA-F]+")
+_LUA_SPACE = " \t\n\r\f\v"
+
+
+def lua_tonumber(text):
+    """The number Lua converts the string `text` to where a number is expected ("4", " 0x10 ", "1e3"), or None.
+
+    The original's C API read numbers with luaL_checkint, which takes such
+    strings: scripts pass counts read from files ("4") and must keep working.
+    """
+    stripped = text.strip(_LUA_SPACE)
+    if _LUA_HEXADECIMAL.fullmatch(stripped):
+        return int(stripped, 16)
+    if _LUA_DECIMAL.fullmatch(stripped):
+        value = float(stripped)
+        return int(value) if value.is_integer() else value
+    return None
+
+
 def _number(value, what, default):
-    """A Lua number as a Python int (when whole) or float; nil gives default."""
+    """A Lua number (or a string Lua converts to one) as a Python int (when whole) or float; nil gives default."""
     if value is None:
         return default
+    if isinstance(value, str):
+        converted = lua_tonumber(value)
+        if converted is None:
+            raise BricksError(f"{what} must be a number, got {_shown(value)}")
+        return converted
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BricksError(f"{what} must be a number, got {_shown(value)}")
     return int(value) if float(value).is_integer() else value
+
+
+def _arguments_that_fit(where, function, args):
+    """args as `function` takes them, the Lua way: missing ones are nil, trailing nils beyond its parameters dropped.
+
+    More arguments than it has parameters is a one-line BricksError naming
+    `where` and the parameters, never a Python TypeError. Every Lua entry
+    point goes through here, so none can leak one.
+    """
+    parameters = list(inspect.signature(function).parameters.values())
+    if any(parameter.kind is parameter.VAR_POSITIONAL for parameter in parameters):
+        return list(args)
+    args = list(args)
+    while len(args) > len(parameters) and args[-1] is None:
+        args.pop()
+    if len(args) > len(parameters):
+        names = ", ".join(parameter.name for parameter in parameters)
+        takes = "takes no arguments" if not parameters else \
+            f"takes at most {len(parameters)} argument{'s' if len(parameters) > 1 else ''} ({names})"
+        raise BricksError(f"{where}: {takes}, got {len(args)}")
+    return args + [None] * (len(parameters) - len(args))
 
 
 def _from_lua(value):
@@ -139,10 +200,16 @@ def _prefixed(prefix, error):
     return message if message.startswith(prefix) else f"{prefix}: {message}"
 
 
-def _answer(function):
-    """Runs a native call: (True, results...) or (False, one-line message), never a Python exception."""
+def _answer(function, where=None):
+    """Runs a native call: (True, results...) or (False, one-line message), never a Python exception.
+
+    With `where` (the Lua name of the API function), the Lua arguments are
+    first fitted to the function's parameters (_arguments_that_fit).
+    """
     def call(*args):
         try:
+            if where is not None:
+                args = _arguments_that_fit(where, function, args)
             results = function(*args)
         except BricksError as error:
             return False, str(error)
@@ -164,6 +231,10 @@ class LuaRuntime:
         self.output = output or _write_stdout
         self.shutdown_requested = False
         self._lock = threading.RLock()
+        self._interrupt_reason = None         # why the running chunk must stop; read by the Lua hook
+        self._deadline = None                 # monotonic time the running chunk must end by, if limited
+        self._time_limit = None
+        self._environment = None              # a restricted client's environment while its chunk runs
         self._lua = lupa_module.LuaRuntime(register_eval=False, register_builtins=False,
                                            unpack_returned_tuples=True)
         self.lua_implementation = self._lua.lua_implementation    # "LuaJIT 2.1..." normally
@@ -174,6 +245,57 @@ class LuaRuntime:
         if compiled is None:
             raise RuntimeError(f"lua_api.lua does not compile: {message}")
         self._internal = compiled(self._lua.table_from(self._natives()))
+        guard = importlib.resources.files(__package__).joinpath("lua_guard.lua").read_text()
+        compiled, message = self._internal.compile(guard, "=lua_guard.lua")
+        if compiled is None:
+            raise RuntimeError(f"lua_guard.lua does not compile: {message}")
+        self._guard = compiled(self._pending_interrupt, self._lua.table_from(list(API_GLOBALS)))
+
+    # ---------------------------------------------------------------- interrupts and environments
+
+    @contextlib.contextmanager
+    def guarded(self, time_limit=None, environment=None):
+        """The scope of one request: interrupts from here on stop its chunks; after time_limit seconds too."""
+        with self._lock:
+            self._interrupt_reason = None
+            self._time_limit = time_limit
+            self._deadline = time.monotonic() + time_limit if time_limit else None
+            self._environment = environment
+            try:
+                yield
+            finally:
+                self._deadline = self._time_limit = self._environment = None
+                self._interrupt_reason = None
+
+    def interrupt(self, reason=INTERRUPTED):
+        """Stops the running chunk with the one-line error `reason`; safe from a signal handler or any thread
+        (one assignment: no lock a handler could find already held by the code it interrupted)."""
+        if self._interrupt_reason is None:
+            self._interrupt_reason = reason
+
+    def restricted_environment(self):
+        """A new environment for a restricted client: plain Lua and the broker API, no os/io/debug/loaders."""
+        with self._lock:
+            return self._guard.restricted_environment()
+
+    def _pending_interrupt(self):
+        """Why the running chunk must stop, or None: asked by the Lua hook every ~100,000 instructions."""
+        if self._interrupt_reason is None and self._deadline is not None and time.monotonic() >= self._deadline:
+            self.interrupt(f"chunk exceeded {self._time_limit:g} s")
+        return self._interrupt_reason
+
+    def pause(self, seconds):
+        """bricks_sleep: sleeps `seconds`, cut short (as an error) by an interrupt or the time limit."""
+        end = time.monotonic() + seconds
+        while True:
+            reason = self._pending_interrupt()
+            if reason is not None:
+                raise BricksError(reason)
+            now = time.monotonic()
+            if now >= end:
+                return
+            wait = end - now if self._deadline is None else min(end, self._deadline) - now
+            time.sleep(min(max(wait, 0.0), PAUSE_STEP))
 
     # ---------------------------------------------------------------- chunks
 
@@ -200,7 +322,7 @@ class LuaRuntime:
         """REPL semantics: `=expr` and a bare expression print their values, else run as a statement."""
         with self._lock:
             expression = line[1:] if line.startswith("=") else line
-            function, message = self._internal.compile("return " + expression, CHUNK_NAME)
+            function, message = self._bound(*self._internal.compile("return " + expression, CHUNK_NAME))
             if function is None:
                 if line.startswith("="):
                     raise LuaError(_one_line(message))
@@ -208,11 +330,11 @@ class LuaRuntime:
             # The values pass through a call so that no API function is
             # tail-called: a tail call would lose the `stdin:1:` position.
             # (`f();` is an expression for `return` but not as arguments.)
-            passed_through, _ = self._internal.compile(
-                f"return (function(...) return ... end)({expression}\n)", CHUNK_NAME)
+            passed_through, _ = self._bound(*self._internal.compile(
+                f"return (function(...) return ... end)({expression}\n)", CHUNK_NAME))
             function = passed_through or function
             values = self._run(function, keep_table=True)
-            self._internal.print_values(values)
+            self._internal.print_values(values, line.startswith("="))
             return [values[index] for index in range(1, values["n"] + 1)]
 
     def is_incomplete(self, chunk):
@@ -257,13 +379,22 @@ class LuaRuntime:
     # ---------------------------------------------------------------- internals
 
     def _compile(self, code, chunk_name):
-        function, message = self._internal.compile(code, chunk_name)
+        function, message = self._bound(*self._internal.compile(code, chunk_name))
         if function is None:
             raise LuaError(_one_line(message))
         return function
 
+    def _bound(self, function, message):
+        """A compiled chunk in the restricted environment of the running request, if it has one."""
+        if function is not None and self._environment is not None:
+            function = self._guard.bind(function, self._environment)
+        return function, message
+
     def _run(self, function, keep_table=False):
-        ok, result = self._internal.run(function)
+        ok, result = self._guard.run(self._internal.run, function)
+        if self._interrupt_reason is not None:
+            # However the chunk ended (a pcall may have caught the first error), it was stopped: say why, alone.
+            raise LuaError(self._interrupt_reason)
         if not ok:
             raise LuaError(_one_line(result))
         if keep_table:
@@ -282,42 +413,54 @@ class LuaRuntime:
         self.output(text if text.endswith("\n") else text + "\n")
 
     def _natives(self):
-        """The Python functions lua_api.lua builds the globals from."""
+        """The Python functions lua_api.lua builds the globals from, each under the Lua name it answers for."""
         runtime = self
 
-        def engine_new(name=None, buffer_slots=None, cpu=None):
+        def engine_new(name=None, buffer_size=None, cpu=None):
             name = _text(name, "PktEngine.new: engine name")
-            buffer_slots = _number(buffer_slots, "PktEngine.new: buffer size", engine.DEFAULT_BUFFER_SLOTS)
+            buffer_size = _number(buffer_size, "PktEngine.new: buffer size", engine.DEFAULT_BUFFER_SLOTS)
             cpu = _number(cpu, "PktEngine.new: cpu", -1)
             try:
-                created = PktEngine.new(name, buffer_slots, cpu)
+                created = PktEngine.new(name, buffer_size, cpu)
             except BricksError as error:
                 raise BricksError(_prefixed("PktEngine.new", error)) from None
+            if created.pin_warning:
+                runtime._print(f"PktEngine.new: warning: {created.pin_warning}")
             return created, created.name
 
         def engine_retrieve(name=None):
             found = PktEngine.retrieve(_text(name, "PktEngine.retrieve: engine name"))
             return (found, found.name) if found is not None else (None, None)
 
+        # pe:<method>(...): the engine is the first parameter, the Lua arguments the others.
+        def link(handle, brick=None, batch=None, qid=None):
+            where = f"{handle.name}:link"
+            if not isinstance(brick, Brick):
+                raise BricksError(f"{where}: expected a Brick, got {_shown(brick)}")
+            handle.link(brick, _number(batch, f"{where}: batch", None), _number(qid, f"{where}: qid", -1))
+
+        def show_stats(handle):
+            runtime._print(handle.stats_text())
+
+        def wait(handle, seconds=None):
+            seconds = _number(seconds, f"{handle.name}:wait: seconds", None)
+            return handle.wait(seconds)
+
+        engine_methods = {"link": link, "show_stats": show_stats, "wait": wait,
+                          "unlink": PktEngine.unlink, "start": PktEngine.start, "stop": PktEngine.stop,
+                          "delete": PktEngine.delete}
+
         def engine_call(handle, method, *args):
-            where = f"{handle.name}:{method}"
-            if method == "link":
-                brick = args[0] if args else None
-                if not isinstance(brick, Brick):
-                    raise BricksError(f"{where}: expected a Brick, got {_shown(brick)}")
-                handle.link(brick, _number(args[1] if len(args) > 1 else None, f"{where}: batch",
-                                           engine.DEFAULT_BATCH),
-                            _number(args[2] if len(args) > 2 else None, f"{where}: qid", -1))
-            elif method == "show_stats":
-                runtime._print(handle.stats_text())
-            else:
-                getattr(handle, method)()
+            function = functools.partial(engine_methods[method], handle)
+            return function(*_arguments_that_fit(f"{handle.name}:{method}", function, args))
 
         def brick_new(kind=None, argument=None):
             kind = _text(kind, "Brick.new: brick kind")
             if argument is not None and not isinstance(argument, (str, int, float, bool)):
                 raise BricksError(f"Brick.new: {kind} argument must be a number or a string, "
                                   f"got {_shown(argument)}")
+            if kind in KINDS and KINDS[kind].balances and isinstance(argument, str):
+                argument = lua_tonumber(argument) if lua_tonumber(argument) is not None else argument
             if isinstance(argument, float) and argument.is_integer():
                 argument = int(argument)
             try:
@@ -326,34 +469,55 @@ class LuaRuntime:
                 raise BricksError(_prefixed("Brick.new", error)) from None
             return created, runtime._lua.table_from(list(created.kind.methods))
 
+        def connect_outputs(handle, interface=None, count=None):
+            where = f"{handle.kind.name}:connect_outputs"
+            interface = _text(interface, f"{where}: interface")
+            count = _number(count, f"{where}: count", None)
+            if count is None:
+                raise BricksError(f"{where}: count must be a number, got nil")
+            handle.connect_outputs(interface, count)
+
+        def connect(method):
+            def connect_ports(handle, *names):
+                for position, value in enumerate(names, 1):
+                    _text(value, f"{handle.kind.name}:{method}: argument {position} (a port name)")
+                getattr(handle, method)(*names)
+            return connect_ports
+
+        def link_bricks(handle, *children):
+            for position, value in enumerate(children, 1):
+                if not isinstance(value, Brick):
+                    raise BricksError(f"{handle.kind.name}:link: argument {position} must be a Brick, "
+                                      f"got {_shown(value)}")
+            handle.link(*children)
+
+        brick_methods = {"connect_input": connect("connect_input"), "connect_output": connect("connect_output"),
+                         "connect_outputs": connect_outputs, "link": link_bricks}
+
         def brick_call(handle, method, *args):
             where = f"{handle.kind.name}:{method}"
+            if runtime._environment is not None:
+                _refuse_files(where, method, args)
             if method in handle.kind.methods:
+                function = getattr(handle, method)
+                args = _arguments_that_fit(where, function, args)
                 try:
-                    results = getattr(handle, method)(*[_from_lua(value) for value in args])
+                    results = function(*[_from_lua(value) for value in args])
                 except BricksError as error:
                     message = str(error)
                     # The table's own messages start with the method ("drop: unknown field ...").
                     named = message.startswith((f"{method}:", f"{method} "))
                     raise BricksError(f"{handle.kind.name}:{message}" if named else f"{where}: {message}") from None
                 return runtime._to_lua(results)
-            if method == "connect_outputs":
-                interface = _text(args[0] if args else None, f"{where}: interface")
-                count = _number(args[1] if len(args) > 1 else None, f"{where}: count", None)
-                if count is None:
-                    raise BricksError(f"{where}: count must be a number, got nil")
-                handle.connect_outputs(interface, count)
-                return
-            for position, value in enumerate(args, 1):
-                if method == "link" and not isinstance(value, Brick):
-                    raise BricksError(f"{where}: argument {position} must be a Brick, got {_shown(value)}")
-                if method != "link":
-                    _text(value, f"{where}: argument {position} (a port name)")
-            getattr(handle, method)(*args)
+            function = functools.partial(brick_methods[method], handle)
+            return function(*_arguments_that_fit(where, function, args))
 
-        def kind_retrieve(kind_name, name=None):
-            found = KINDS[kind_name].retrieve(_text(name, f"{kind_name}.retrieve: name"))
-            return (found, runtime._lua.table_from(list(found.kind.methods))) if found is not None else (None, None)
+        def kind_retrieve(kind_name, *args):
+            def retrieve(name=None):
+                found = KINDS[kind_name].retrieve(_text(name, f"{kind_name}.retrieve: name"))
+                return (found, runtime._lua.table_from(list(found.kind.methods))) if found is not None \
+                    else (None, None)
+            return retrieve(*_arguments_that_fit(f"{kind_name}.retrieve", retrieve, args))
 
         def kinds_with_methods():
             return runtime._lua.table_from([name for name, kind in KINDS.items() if kind.retrieve])
@@ -365,20 +529,26 @@ class LuaRuntime:
                 return _describe_brick(handle)
             return _lua_type(handle)
 
-        def help_text(topic):
-            kind = KINDS.get(topic)
-            if kind is not None and kind.help:
-                runtime._print(kind.help)
-                return
-            runtime._print({"BRICKS": BRICKS_HELP, "PktEngine": PKTENGINE_HELP}.get(topic) or _brick_help())
+        def help_of(topic):
+            def help_text():
+                kind = KINDS.get(topic)
+                if kind is not None and kind.help:
+                    runtime._print(kind.help)
+                    return
+                runtime._print({"BRICKS": BRICKS_HELP, "PktEngine": PKTENGINE_HELP}.get(topic) or _brick_help())
+            return help_text
 
         def print_status():
             online = any(known.running for known in engine.engines())
             runtime._print("BRICKS is online." if online else "BRICKS is offline.")
             runtime._print(f"Back-end: {engine.backend_name()} ({engine.backend_detail()})")
+            for line in engine.status_lines():   # inputs or outputs gone, down, failing
+                runtime._print(line)
 
-        def show_stats():
+        def show_all_stats():
             runtime._print(stats_table(engine.engines()))
+            for line in engine.status_lines():
+                runtime._print(line)
 
         def shutdown():
             engine.shutdown_all()
@@ -395,19 +565,51 @@ class LuaRuntime:
             seconds = _number(seconds, "sleep: seconds", None)
             if seconds is None or seconds < 0:
                 raise BricksError(f"sleep: seconds must be a number of at least 0, got {_shown(seconds)}")
-            time.sleep(seconds)
+            runtime.pause(seconds)
 
         def output(text):
             runtime.output(text)
 
-        natives = [engine_new, engine_retrieve, engine_call, brick_new, brick_call, kind_retrieve,
-                   kinds_with_methods, describe,
-                   print_status, show_stats, shutdown, set_backend, backend, sleep]
-        table = {function.__name__: _answer(function) for function in natives}
-        table["help"] = _answer(help_text)
+        # Lua name -> (native name, function): the name is what an arity error names.
+        entry_points = {
+            "PktEngine.new": ("engine_new", engine_new), "PktEngine.retrieve": ("engine_retrieve", engine_retrieve),
+            "Brick.new": ("brick_new", brick_new), "BRICKS.print_status": ("print_status", print_status),
+            "BRICKS.show_stats": ("show_stats", show_all_stats), "BRICKS.shutdown": ("shutdown", shutdown),
+            "BRICKS.set_backend": ("set_backend", set_backend), "BRICKS.backend": ("backend", backend),
+            "bricks_sleep": ("sleep", sleep),
+        }
+        for topic in ["BRICKS", "PktEngine", "Brick"] + [name for name, kind in KINDS.items() if kind.help]:
+            entry_points[f"{topic}.help"] = (f"help_{topic}", help_of(topic))
+        table = {native: _answer(function, where) for where, (native, function) in entry_points.items()}
+        # Called by lua_api.lua itself with the object first: the dispatchers fit the Lua arguments.
+        for function in (engine_call, brick_call, kind_retrieve, kinds_with_methods, describe):
+            table[function.__name__] = _answer(function)
         table["same"] = lambda first, second: first is second
+        table["version"] = __version__
         table["output"] = output
         return table
+
+
+# Methods that read or write a file the caller names (Filter's rules files).
+FILE_METHODS = ("save", "load")
+
+
+def _refuse_files(where, method, args):
+    """A restricted client (lua_guard.lua) must not make the root daemon read or write files: pcap ports,
+    rules files. Everything else of the broker API is theirs."""
+    from .links import PortNameError, parse_port_name
+    if method in FILE_METHODS:
+        raise BricksError(f"{where}: files are for root only (this client is restricted)")
+    if method not in ("connect_input", "connect_output"):
+        return
+    for value in args:
+        try:
+            is_file = isinstance(value, str) and parse_port_name(value).kind == "pcap"
+        except PortNameError:
+            continue      # not a port name: connect_* itself says so
+        if is_file:
+            raise BricksError(f"{where}: {value!r} is a file, and files are for root only (this client is "
+                              "restricted)")
 
 
 def stats_table(engines):
@@ -418,8 +620,7 @@ def stats_table(engines):
         stats = known.stats()
         rows.append((known.name, stats["packets"], stats["bytes"], stats["drops"]))
     total = ("Total",) + tuple(sum(row[column] for row in rows) for column in (1, 2, 3))
-    name_width = max(len(row[0]) for row in rows + [header, total])
-    widths = (name_width, 14, 18, 14)
+    widths = engine.column_widths(rows + [header, total], (0, 14, 18, 14))   # long names, big counts: still aligned
 
     def line(row):
         cells = [f"{value:>{width}}" for value, width in zip(row[1:], widths[1:])]

@@ -105,7 +105,11 @@ def default_pipes() -> int:
 
 
 def enable_pipes(count: int) -> None:
-    """Lets every port have at least count pipes (module parameter default_pipes)."""
+    """Lets every port have at least count pipes (module parameter default_pipes).
+
+    Only older netmap modules read it: current ones make pipes on demand and
+    keep the parameter for compatibility only, so this changes nothing there.
+    """
     if not module_loaded():
         raise BricksError(MISSING)
     if default_pipes() >= count:
@@ -117,15 +121,28 @@ def enable_pipes(count: int) -> None:
         raise BricksError(f"netmap: cannot set default_pipes to {count}: {error.strerror}") from None
 
 
-def probe(port: str) -> Optional[str]:
-    """None when the module can open port (asked without binding it), else why not."""
+def probe(port: str, qid: int = -1) -> Optional[str]:
+    """None when the module can open port (asked without binding it), else why not.
+
+    With qid >= 0 (one engine per queue), the port must also have ring pair
+    qid and more than one: on a one-queue port netmap serves a single engine,
+    where the packet back-end's fan-out serves any number.
+    """
     if not available():
         return MISSING
     facts = ffi.new("struct brk_netmap_port_facts *")
     error = error_buffer()
     if lib.brk_netmap_port_info(port.encode(), facts, error, len(error)) != 0:
         return error_text(error)
-    return None
+    return too_few_rings(port, qid, min(facts.rx_rings, facts.tx_rings))
+
+
+def too_few_rings(port: str, qid: int, rings: int) -> Optional[str]:
+    """Why netmap cannot give the engine of qid (>= 0) a ring pair of port's rings, or None."""
+    if qid < 0 or rings > max(qid, 1):
+        return None
+    return (f"netmap port {port} has {rings} ring pair{'' if rings == 1 else 's'}, "
+            f"too few for one engine per queue (qid {qid})")
 
 
 def open_source(port: NetmapPort):

@@ -2,7 +2,8 @@
 
 Protocol (both directions): a 4-byte big-endian length, then that many bytes of
 UTF-8 JSON. On connect the daemon sends a greeting, `{"hello": "bricks",
-"version": 1}` or `{"refused": "<why>"}` (then closes). Requests:
+"version": 2}` (with `"restricted": true` for a restricted client) or
+`{"refused": "<why>"}` (then closes). Requests:
   {"op": "run", "chunk": "...", "mode": "interactive" | "line" | "script"}
       -> zero or more {"output": "..."} while the chunk runs, then
          {"done": true, "error": null|"...", "incomplete": bool, "shutdown": bool}
@@ -10,9 +11,14 @@ UTF-8 JSON. On connect the daemon sends a greeting, `{"hello": "bricks",
       "interactive": the same, but an unfinished chunk is answered `incomplete`
       instead of run, so the remote shell can prompt for more lines;
       "script": the chunk as a file would run.
+  {"op": "interrupt"} while a chunk of this client waits or runs: it stops
+      with the error "interrupted" (no answer of its own; the chunk's "done" follows).
   {"op": "complete", "prefix": "..."} -> {"completions": [...]}
-Output is streamed because a chunk may print for a long time (a stats loop).
-Chunks from all clients run one at a time in the daemon's single Lua state.
+Output is streamed, in messages of at most OUTPUT_PIECE characters, because a
+chunk may print for a long time (a stats loop) or a lot (a 20 MB string).
+Chunks from all clients run one at a time in the daemon's single Lua state; a
+chunk waits at most BUSY_WAIT for another client's, then is answered "busy".
+A malformed message is answered {"done": true, "error": "bad request: ..."}.
 """
 import errno
 import fcntl
@@ -31,15 +37,23 @@ import time
 
 from .errors import BricksError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 DEFAULT_RUN_DIR = "/run/bricks"
 DEFAULT_LOG_FILE = "/var/log/bricks.log"
 SOCKET_NAME = "bricks.sock"
 PID_FILE_NAME = "bricks.pid"
-MAX_MESSAGE = 16 << 20          # a chunk or its output beyond this is a broken peer, not a request
+MAX_MESSAGE = 16 << 20          # a chunk beyond this is a broken peer, not a request
+OUTPUT_PIECE = 1 << 20          # characters of output per message: even all escaped (12 bytes each) under MAX_MESSAGE
+MAX_ERROR = 64 << 10            # characters of an error line sent back; a longer one is cut
 CLIENT_SEND_TIMEOUT = 5.0       # a client that stops reading loses its output; the Lua state must not wait on it
 SHUTDOWN_LOCK_TIMEOUT = 5.0     # how long SIGTERM waits for a running chunk before cleaning up anyway
 READY_TIMEOUT = 60.0            # how long the launching command waits for the start-up script
+BUSY_WAIT = 5.0                 # how long a client's chunk waits for another client's to end before "busy"
+COMPLETION_WAIT = 1.0           # how long Tab completion waits for the Lua state before answering nothing
+REPLY_WAIT = 1.0                # how long a stopping daemon lets interrupted clients hear their answer
+WAIT_STEP = 0.05                # how often a waiting chunk looks whether its client called it off
+INTERRUPTED = "interrupted"
+STOPPING = "interrupted: the daemon is stopping"
 
 log = logging.getLogger("bricks")
 
@@ -68,9 +82,23 @@ def default_log_path():
 
 # ---------------------------------------------------------------- messages
 
+class ProtocolError(ValueError):
+    """A message that breaks the protocol (too big, not JSON, nested too deeply): the peer hears why in one line."""
+
+    def __init__(self, message, fatal=False):
+        super().__init__(message)
+        self.fatal = fatal      # the rest of the stream cannot be read (the body of an oversized message)
+
+
 def send_message(connection, message):
     data = json.dumps(message).encode()
     connection.sendall(struct.pack(">I", len(data)) + data)
+
+
+def send_output(connection, text):
+    """Printed text as {"output": ...} messages of at most OUTPUT_PIECE characters: any amount fits the framing."""
+    for start in range(0, len(text), OUTPUT_PIECE):
+        send_message(connection, {"output": text[start:start + OUTPUT_PIECE]})
 
 
 def _receive_exactly(connection, size):
@@ -90,14 +118,29 @@ def receive_message(connection):
         return None
     (size,) = struct.unpack(">I", header)
     if size > MAX_MESSAGE:
-        raise ValueError(f"message of {size} bytes is over the {MAX_MESSAGE} byte limit")
+        raise ProtocolError(f"message of {size} bytes is over the {MAX_MESSAGE} byte limit", fatal=True)
     data = _receive_exactly(connection, size)
     if data is None:
         return None
-    message = json.loads(data)
+    try:
+        message = json.loads(data)
+    except RecursionError:
+        # json recurses once per nesting level: 100,000 '[' must cost the peer its message, not us a traceback.
+        raise ProtocolError("message nested too deeply") from None
+    except ValueError as error:
+        raise ProtocolError(f"message is not JSON: {error}") from None
     if not isinstance(message, dict):
-        raise ValueError("a message must be a JSON object")
+        raise ProtocolError("a message must be a JSON object")
     return message
+
+
+def listen_backlog():
+    """The kernel's cap on a listen backlog (net.core.somaxconn); asking for more is silently cut to it anyway."""
+    try:
+        with open("/proc/sys/net/core/somaxconn") as setting:
+            return max(int(setting.read()), socket.SOMAXCONN)
+    except (OSError, ValueError):
+        return socket.SOMAXCONN
 
 
 # ---------------------------------------------------------------- pid file
@@ -110,8 +153,12 @@ class PidFile:
         self.descriptor = None
 
     def acquire(self):
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), mode=0o755, exist_ok=True)
-        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), mode=0o755, exist_ok=True)
+            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except PermissionError as error:
+            raise DaemonError(f"cannot create the pid file {self.path}: {error.strerror} on {error.filename}: "
+                              f"run as root, or set BRICKS_RUN_DIR to a directory you can write") from None
         try:
             fcntl.lockf(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
@@ -162,6 +209,9 @@ def stop_daemon(pid_path, timeout=10.0):
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return pid
+    except PermissionError:
+        raise DaemonError(f"not allowed to stop the daemon (pid {pid}): run this as root, "
+                          f"or as the user the daemon runs as") from None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if running_pid(pid_path) != pid and not process_exists(pid):
@@ -251,14 +301,55 @@ def run_chunk(runtime, chunk, mode, chunk_name="=stdin"):
     return False
 
 
+class ChunkTicket:
+    """One client's request to run a chunk, which the client may call off while it waits or runs."""
+
+    def __init__(self):
+        self.called_off = threading.Event()     # Ctrl+C, or the client left: a chunk still waiting never runs
+        self.finished = threading.Event()
+        # Wakes the thread listening for the client's interrupt at once when the chunk ends.
+        self.wake_read, self.wake_write = os.pipe()
+
+    def finish(self):
+        self.finished.set()
+        os.write(self.wake_write, b"x")
+
+    def close(self):
+        os.close(self.wake_read)
+        os.close(self.wake_write)
+
+
+class RestrictedEnvironment:
+    """A restricted client's own Lua environment (--restricted), made at its first chunk: at connect time
+    the Lua state may be busy with another client's, and a greeting must never wait for it."""
+
+    def __init__(self):
+        self._table = None
+
+    def table(self, runtime):
+        """The environment's Lua table; call with the Lua state held."""
+        if self._table is None:
+            self._table = runtime.restricted_environment()
+        return self._table
+
+
 class LuaService:
-    """One Lua state shared by every client: chunks run one at a time, output goes to whoever sent the chunk."""
+    """One Lua state shared by every client: chunks run one at a time, output goes to whoever sent the chunk.
+
+    A client's chunk waits at most BUSY_WAIT for another's to end, then is
+    answered "busy"; a running chunk stops on its client's interrupt or after
+    the time limit (lua_guard.lua's hook), so no chunk holds the others forever.
+    """
 
     def __init__(self, runtime_factory, error_type=BricksError):
         self.error_type = error_type     # what the runtime raises for a Lua error: reported, not logged
         self.lock = threading.Lock()
         self.output_sink = None      # set under `lock` for the chunk running now; None: to the log
         self.runtime = runtime_factory(self._output)
+        self._running_guard = threading.Lock()      # keeps `running` and the runtime's interrupt in step
+        self.running = None          # the ticket of the chunk running now
+        self.running_since = None
+        self.stopping = False        # the daemon is going away: no chunk starts any more
 
     def _output(self, text):
         sink = self.output_sink
@@ -268,39 +359,106 @@ class LuaService:
             for line in text.rstrip("\n").splitlines():
                 log.info("lua: %s", line)
 
-    def run(self, chunk, output=None, mode="script", chunk_name="=remote"):
-        """Runs `chunk` in `mode` with its printed text passed to `output` (None: logged); the result fields."""
-        return self.call(lambda runtime: run_chunk(runtime, chunk, mode, chunk_name), output)
+    def run(self, chunk, output=None, mode="script", chunk_name="=remote", ticket=None, time_limit=None,
+            environment=None):
+        """Runs `chunk` in `mode` with its printed text passed to `output` (None: logged); the result fields.
 
-    def call(self, action, output=None):
+        With a ticket (a client's chunk), it waits for the Lua state at most
+        BUSY_WAIT and may be called off or interrupted; time_limit seconds
+        stop it; `environment` is a restricted client's RestrictedEnvironment."""
+        return self.call(lambda runtime: run_chunk(runtime, chunk, mode, chunk_name), output, ticket,
+                         time_limit, environment)
+
+    def call(self, action, output=None, ticket=None, time_limit=None, environment=None):
         """Runs `action(runtime)` under the lock; its truth says the chunk was incomplete; the result fields."""
         result = {"error": None, "incomplete": False, "shutdown": False}
-        with self.lock:
+        refused = self._acquire(ticket)
+        if refused:
+            result["error"] = refused
+            return result
+        try:
             self.output_sink = output
-            try:
-                result["incomplete"] = bool(action(self.runtime))
-            except self.error_type as error:
-                result["error"] = str(error)
-            except Exception as error:  # a bug below Lua must not take the daemon down with it
-                log.exception("chunk failed unexpectedly")
-                result["error"] = f"internal error: {type(error).__name__}: {_one_line(error)}"
-            finally:
-                self.output_sink = None
+            if environment is not None:
+                environment = environment.table(self.runtime)
+            with self.runtime.guarded(time_limit, environment):
+                with self._running_guard:
+                    self.running, self.running_since = ticket, time.monotonic()
+                try:
+                    result["incomplete"] = bool(action(self.runtime))
+                except self.error_type as error:
+                    result["error"] = str(error)
+                except Exception as error:  # a bug below Lua must not take the daemon down with it
+                    log.exception("chunk failed unexpectedly")
+                    result["error"] = f"internal error: {type(error).__name__}: {_one_line(error)}"
+                finally:
+                    with self._running_guard:
+                        self.running = self.running_since = None
+                    self.output_sink = None
             result["shutdown"] = bool(self.runtime.shutdown_requested)
+        finally:
+            self.lock.release()
         return result
 
+    def _acquire(self, ticket):
+        """Takes the Lua state; for a client's ticket, None or why not (called off, or busy for too long)."""
+        if ticket is None:
+            self.lock.acquire()
+            return None
+        deadline = time.monotonic() + BUSY_WAIT
+        while not self.lock.acquire(timeout=WAIT_STEP):
+            if self.stopping:
+                return STOPPING
+            if ticket.called_off.is_set():
+                return INTERRUPTED
+            if time.monotonic() >= deadline:
+                return self._busy()
+        if self.stopping or ticket.called_off.is_set():
+            self.lock.release()
+            return STOPPING if self.stopping else INTERRUPTED
+        return None
+
+    def _busy(self):
+        since, ticket = self.running_since, self.running
+        running_for = f" for {time.monotonic() - since:.0f} s" if since is not None else ""
+        if since is not None and ticket is None:
+            return f"busy: the daemon's start-up script has been running{running_for}; try again later"
+        return (f"busy: another client's chunk has been running{running_for}; try again later "
+                "(Ctrl+C in its shell stops it)")
+
+    def interrupt(self, ticket, reason=INTERRUPTED):
+        """Stops the chunk of `ticket` if it is the one running now (a client's Ctrl+C)."""
+        with self._running_guard:
+            if self.running is ticket and ticket is not None:
+                self.runtime.interrupt(reason)
+
+    def stop(self):
+        """The daemon is going away: no chunk starts any more and the one running stops (the start-up script
+        too). Takes no lock, so that a signal handler may call it whatever the code it interrupted holds."""
+        self.stopping = True
+        if self.running_since is not None:
+            self.runtime.interrupt(STOPPING)
+
     def completions(self, prefix):
-        with self.lock:
+        # Tab must never hang behind a long chunk: no completions rather than a wait.
+        if not self.lock.acquire(timeout=COMPLETION_WAIT):
+            return []
+        try:
             return list(self.runtime.completions(prefix))
+        finally:
+            self.lock.release()
 
 
 class Daemon:
     """The socket server: accepts clients (a thread each) until stopped or a client runs BRICKS.shutdown()."""
 
-    def __init__(self, service, socket_path, group=None):
+    def __init__(self, service, socket_path, group=None, restricted=False, chunk_timeout=None):
         self.service = service
         self.socket_path = socket_path
         self.group_id = group_id_of(group)
+        self.restricted = restricted          # peers other than root and our own user get restricted Lua
+        self.chunk_timeout = chunk_timeout    # seconds a client's chunk may run, None: unlimited
+        self._runs = threading.Condition()    # counts chunks whose "done" is not sent yet
+        self._runs_in_flight = 0
         self.listener = None
         self.wake_read, self.wake_write = os.pipe()
         os.set_blocking(self.wake_write, False)
@@ -323,7 +481,8 @@ class Daemon:
         if self.group_id is not None:
             os.chown(self.socket_path, -1, self.group_id)
         os.chmod(self.socket_path, mode)
-        listener.listen(16)
+        # A burst of clients (a script starting 200 shells) must queue, not meet EAGAIN: the system's maximum.
+        listener.listen(listen_backlog())
         self.listener = listener
 
     def _remove_stale_socket(self):
@@ -373,28 +532,61 @@ class Daemon:
                     log.warning("refused pid %d uid %d: %s", credentials[0], credentials[1], reason)
                     send_message(connection, {"refused": reason})
                     return
-                log.info("client connected: pid %d uid %d", credentials[0], credentials[1])
-                send_message(connection, {"hello": "bricks", "version": PROTOCOL_VERSION})
+                environment = None
+                if self.restricted and credentials[1] not in (0, os.geteuid()):
+                    environment = RestrictedEnvironment()
+                log.info("client connected: pid %d uid %d%s", credentials[0], credentials[1],
+                         " (restricted)" if environment is not None else "")
+                greeting = {"hello": "bricks", "version": PROTOCOL_VERSION}
+                if environment is not None:
+                    greeting["restricted"] = True
+                send_message(connection, greeting)
                 connection.settimeout(None)
-                self._answer_requests(connection)
+                self._answer_requests(connection, environment)
             except (OSError, ValueError) as error:
-                log.info("client dropped: %s", error)
+                log.info("client dropped: %s", _one_line(error))
 
-    def _answer_requests(self, connection):
+    def _answer_requests(self, connection, environment):
         while not self.stopping.is_set():
-            request = receive_message(connection)
+            try:
+                request = receive_message(connection)
+            except ProtocolError as error:
+                # One line in the log and to the peer; after an oversized header the stream cannot be followed.
+                log.warning("bad message from a client: %s", error)
+                send_message(connection, {"done": True, "error": f"bad request: {error}",
+                                          "incomplete": False, "shutdown": False})
+                if error.fatal:
+                    return
+                continue
             if request is None:
                 return
             operation = request.get("op")
             if operation == "run" and isinstance(request.get("chunk"), str) and request.get("mode") in RUN_MODES:
-                self._run_for(connection, request["chunk"], request["mode"])
+                self._run_for(connection, request["chunk"], request["mode"], environment)
             elif operation == "complete" and isinstance(request.get("prefix"), str):
                 send_message(connection, {"completions": self.service.completions(request["prefix"])})
+            elif operation == "interrupt":
+                pass     # a Ctrl+C that came just after its chunk ended: nothing left to stop
             else:
                 send_message(connection, {"done": True, "error": f"bad request {operation!r}",
                                           "incomplete": False, "shutdown": False})
 
-    def _run_for(self, connection, chunk, mode):
+    def _run_for(self, connection, chunk, mode, environment):
+        with self._runs:
+            self._runs_in_flight += 1
+        try:
+            self._run_and_reply(connection, chunk, mode, environment)
+        finally:
+            with self._runs:
+                self._runs_in_flight -= 1
+                self._runs.notify_all()
+
+    def wait_for_replies(self, timeout):
+        """Lets the clients of chunks just stopped hear their "done" before the process goes away."""
+        with self._runs:
+            return self._runs.wait_for(lambda: self._runs_in_flight == 0, timeout)
+
+    def _run_and_reply(self, connection, chunk, mode, environment):
         reachable = [True]
 
         def output(text):
@@ -402,12 +594,23 @@ class Daemon:
             if reachable[0]:
                 try:
                     connection.settimeout(CLIENT_SEND_TIMEOUT)
-                    send_message(connection, {"output": text})
+                    send_output(connection, text)
                 except OSError:
                     reachable[0] = False
 
-        result = self.service.run(chunk, output, mode)
+        ticket = ChunkTicket()
+        listener = threading.Thread(target=self._listen_while_running, args=(connection, ticket),
+                                    name="bricks-client-interrupt", daemon=True)
+        listener.start()
+        try:
+            result = self.service.run(chunk, output, mode, ticket=ticket, time_limit=self.chunk_timeout,
+                                      environment=environment)
+        finally:
+            ticket.finish()
+            listener.join()
+            ticket.close()
         if result["error"]:
+            result["error"] = _cut(result["error"])
             log.info("chunk error: %s", result["error"])
         try:
             if reachable[0]:
@@ -419,6 +622,31 @@ class Daemon:
             if result["shutdown"]:
                 log.info("BRICKS.shutdown() from a remote shell")
                 self.stop()
+
+    def _listen_while_running(self, connection, ticket):
+        """While a chunk waits or runs: the client's interrupt stops it; a client that left never gets it run.
+
+        A client that leaves while its chunk runs does not stop it: the chunk
+        finishes what it started (half a configuration helps nobody)."""
+        with selectors.DefaultSelector() as selector:
+            selector.register(connection, selectors.EVENT_READ)
+            selector.register(ticket.wake_read, selectors.EVENT_READ)
+            while True:
+                selector.select()
+                if ticket.finished.is_set():
+                    return
+                try:
+                    message = receive_message(connection)
+                except (OSError, ValueError):
+                    message = None
+                if message is None:
+                    ticket.called_off.set()
+                    return
+                if message.get("op") == "interrupt":
+                    ticket.called_off.set()
+                    self.service.interrupt(ticket)
+                else:
+                    log.warning("ignored a %r request sent while a chunk of the same client runs", message.get("op"))
 
     def close(self):
         if self.listener is not None:
@@ -441,7 +669,8 @@ class DaemonOptions:
     """Everything `bricks -d` / `bricks-server` was told."""
 
     def __init__(self, script=None, script_text=None, script_args=(), socket_path=None, pid_path=None,
-                 log_path=None, group=None, backend="auto", batch=None, foreground=False, rules_path=None):
+                 log_path=None, group=None, backend="auto", batch=None, foreground=False, rules_path=None,
+                 restricted=False, chunk_timeout=None):
         self.script = script
         self.rules_path = rules_path        # Filter rules (JSON lines) loaded once the script built the filters
         self.script_text = script_text      # a generated chunk (bricks-load-balance) instead of a file
@@ -453,6 +682,8 @@ class DaemonOptions:
         self.backend = backend
         self.batch = batch
         self.foreground = foreground
+        self.restricted = restricted            # clients other than root get Lua without os/io/debug/loaders
+        self.chunk_timeout = chunk_timeout      # seconds a client's chunk may run (None: no limit)
 
 
 def _set_up_logging(log_path, foreground):
@@ -464,7 +695,8 @@ def _set_up_logging(log_path, foreground):
         os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
         log_file = logging.FileHandler(log_path)
     except OSError as error:
-        raise DaemonError(f"cannot open log file {log_path}: {error.strerror}") from None
+        raise DaemonError(f"cannot open log file {log_path}: {error.strerror}: run as root, "
+                          f"or give --log-file (BRICKS_LOG_FILE) a path you can write") from None
     log_file.setFormatter(logging.Formatter("%(asctime)s bricks[%(process)d] %(levelname)s %(message)s"))
     log.addHandler(log_file)
     if os.path.exists("/dev/log"):
@@ -582,10 +814,11 @@ def run_daemon(options, runtime_factory=None):
         pid_file.acquire()
         _set_up_logging(options.log_path, options.foreground)
         service = LuaService(runtime_factory or _make_runtime(options))
-        daemon = Daemon(service, options.socket_path, options.group)
+        daemon = Daemon(service, options.socket_path, options.group, restricted=options.restricted,
+                        chunk_timeout=options.chunk_timeout)
         daemon.bind()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda number, frame: daemon.stop())
+            signal.signal(signum, lambda number, frame: (service.stop(), daemon.stop()))
         links.reclaim_stale_pipes()
         log.info("started: pid %d, socket %s", os.getpid(), options.socket_path)
         _run_start_up_script(service, options)
@@ -593,7 +826,8 @@ def run_daemon(options, runtime_factory=None):
         log.info("back-end: %s (%s)", engine.backend_name(), engine.backend_detail())
     except Exception as error:
         message = str(error) if isinstance(error, DaemonError) else _one_line(error)
-        log.error("not started: %s", message)
+        if log.handlers:     # before logging is set up, the message below is the only line
+            log.error("not started: %s", message)
         if daemon is not None:
             daemon.close()
         engine.shutdown_all()
@@ -613,6 +847,13 @@ def run_daemon(options, runtime_factory=None):
 
 def _one_line(error):
     return " ".join(str(error).split()) or type(error).__name__
+
+
+def _cut(message):
+    """An error line short enough for one message (a Lua error may carry a 20 MB string)."""
+    if len(message) <= MAX_ERROR:
+        return message
+    return f"{message[:MAX_ERROR]}... ({len(message) - MAX_ERROR} more characters)"
 
 
 def _run_start_up_script(service, options):
@@ -646,8 +887,10 @@ def _stop_cleanly(service, daemon, pid_file):
     from . import engine
     log.info("stopping")
     daemon.close()
-    # A chunk still running (a sleep loop) gets a moment to finish; then we clean up under it regardless.
+    service.stop()
+    # A chunk still running is interrupted; one stuck below Lua gets a moment, then we clean up under it regardless.
     holding = service.lock.acquire(timeout=SHUTDOWN_LOCK_TIMEOUT)
+    daemon.wait_for_replies(REPLY_WAIT)
     try:
         engine.shutdown_all()
     finally:

@@ -2,16 +2,21 @@
 
 A session runs chunks and completes names; the local session owns a Lua
 runtime in this process, the remote one (bricks.client) forwards to the
-daemon. The loop here is the same for both: prompt `bricks> `, `>> ` while a
-chunk is unfinished, GNU readline editing, history and Tab completion, one-line
-errors after which the shell carries on. A non-tty stdin is run as one script.
+daemon. The loop here is the same for both: a version banner, prompt
+`bricks> `, `bricks?>> ` while a chunk is unfinished (the original's prompts),
+GNU readline editing, history and Tab completion, one-line errors after which
+the shell carries on. A non-tty stdin is run as one script.
 """
+import contextlib
 import os
 import signal
 import sys
+import threading
+
+from . import __version__
 
 PROMPT = "bricks> "
-CONTINUATION_PROMPT = ">> "
+CONTINUATION_PROMPT = "bricks?>> "     # the original's (its LUA_PROMPT2, without the colour)
 HISTORY_FILE = "~/.bricks_history"
 HISTORY_LENGTH = 1000
 # Not word breaks for completion: `BRICKS.sh` and `pe:st` are completed whole.
@@ -27,32 +32,72 @@ class Result:
         self.shutdown = shutdown
 
 
+# Signals that end the shell (after cleanup); while a chunk runs they first interrupt it.
+QUIT_SIGNALS = (signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP)
+
+
 class LocalSession:
-    """Chunks run in this process's own Lua runtime; printed text goes straight to stdout."""
+    """Chunks run in this process's own Lua runtime; printed text goes straight to stdout.
+
+    While a chunk runs, Ctrl+C interrupts it (the error "interrupted", the
+    shell goes on) and SIGTERM, Ctrl+\\ or SIGHUP interrupt it and then end the
+    shell through its normal cleanup: Python cannot act on a signal inside Lua,
+    so the handlers only ask the runtime to stop the chunk."""
 
     def __init__(self, runtime):
         self.runtime = runtime
+        self.quit_signal = None
 
     def run(self, chunk, mode="interactive"):
         """Runs a chunk in a mode of bricks.server.run_chunk."""
-        from .errors import BricksError
         from .server import run_chunk
-        try:
-            incomplete = run_chunk(self.runtime, chunk, mode)
-        except BricksError as error:
-            return Result(error=str(error), shutdown=self.runtime.shutdown_requested)
-        return Result(incomplete=incomplete, shutdown=self.runtime.shutdown_requested)
+        return self._interruptible(lambda: run_chunk(self.runtime, chunk, mode))
 
     def run_file(self, path, arguments=()):
-        from .errors import BricksError
-        try:
+        def run_script():
             self.runtime.execute_file(path, tuple(arguments))
-        except BricksError as error:
-            return Result(error=str(error), shutdown=self.runtime.shutdown_requested)
-        return Result(shutdown=self.runtime.shutdown_requested)
+            return False      # a file is never unfinished
+        return self._interruptible(run_script)
+
+    def _interruptible(self, action):
+        from .errors import BricksError
+        with self._signals_interrupt(), self.runtime.guarded():
+            try:
+                result = Result(incomplete=bool(action()), shutdown=self.runtime.shutdown_requested)
+            except BricksError as error:
+                result = Result(error=str(error), shutdown=self.runtime.shutdown_requested)
+        if self.quit_signal is not None:
+            raise SystemExit(128 + self.quit_signal)
+        return result
+
+    @contextlib.contextmanager
+    def _signals_interrupt(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def interrupt(signum, frame):
+            if signum != signal.SIGINT:
+                self.quit_signal = signum
+            self.runtime.interrupt("interrupted" if signum == signal.SIGINT else f"terminated by signal {signum}")
+
+        previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT,) + QUIT_SIGNALS}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     def complete(self, line):
         return self.runtime.completions(line)
+
+    def banner(self):
+        return banner_line(__version__, self.runtime.lua_implementation)
+
+
+def banner_line(release, where):
+    """The greeting of an interactive shell, as the original's `BRICKS Version ...` line."""
+    return f"BRICKS Version {release} ({where}); BRICKS.help() lists the commands, Ctrl+D leaves"
 
 
 def write_output(text):
@@ -78,6 +123,7 @@ def run_script_from_stdin(session):
 def interactive_loop(session, history_path=HISTORY_FILE):
     """Reads, runs and reports chunks until end of input or BRICKS.shutdown(); the exit status."""
     readline = _set_up_readline(session, history_path)
+    write_output(session.banner() + "\n")
     pending = []
     try:
         while True:
@@ -156,8 +202,10 @@ def run_local(script=None, script_args=(), backend="auto", batch=None):
     from .lua import LuaRuntime
     from .server import configure_runtime
     from .errors import BricksError
-    # SIGTERM cleans up like Ctrl+D (engines stopped, pipes removed); Ctrl+C stays a KeyboardInterrupt.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    # SIGTERM, Ctrl+\ and SIGHUP clean up like Ctrl+D (engines stopped, pipes removed); Ctrl+C stays a
+    # KeyboardInterrupt. While a chunk runs, LocalSession stops it first.
+    for signum in QUIT_SIGNALS:
+        signal.signal(signum, lambda signum, frame: sys.exit(128 + signum))
     try:
         runtime = LuaRuntime(output=write_output)
         try:
@@ -178,8 +226,12 @@ def run_local(script=None, script_args=(), backend="auto", batch=None):
             if result.shutdown:
                 return 0
         if sys.stdin.isatty():
-            return interactive_loop(session)
-        return run_script_from_stdin(session)
+            status = interactive_loop(session)
+        else:
+            status = run_script_from_stdin(session)
+        # End of input is not Ctrl-C: engines reading pcap files finish first (their writers complete).
+        engine.wait_for_finite_engines(announce=report_error)
+        return status
     except KeyboardInterrupt:
         report_error("bricks: interrupted")
         return 128 + signal.SIGINT

@@ -23,6 +23,7 @@ from typing import List, Optional, Sequence, Tuple
 from pyroute2 import IPRoute, NetlinkError, netns
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP
 
+from bricks.errors import BricksError
 from bricks.frames import PCAP_HEADER, read_pcap
 from bricks.links import quiet_link
 from bricks.server import process_exists
@@ -32,6 +33,37 @@ HOST_PREFIX = "bt"
 MAX_SHORT_NAME = 5            # bt + 4 hex + 5 + "{63" stays within the kernel's 15
 READER_START_TIMEOUT = 10.0
 READER_STOP_TIMEOUT = 5.0
+
+# The commands a testbed runs, and the Debian package of each.
+TOOLS = {"ip": "iproute2", "sysctl": "procps", "tcpdump": "tcpdump"}
+
+
+class TestbedError(BricksError):
+    """Why a testbed cannot be made here, in one line naming the fix."""
+
+    __test__ = False    # not a test class, whatever pytest thinks of its name
+
+
+def missing_tools(names: Sequence[str] = tuple(TOOLS)) -> List[str]:
+    """The commands among names that are not on PATH."""
+    return [name for name in names if shutil.which(name) is None]
+
+
+def require_tools(names: Sequence[str] = tuple(TOOLS)) -> None:
+    """TestbedError naming the Debian packages to install when a command of names is not on PATH."""
+    missing = missing_tools(names)
+    if missing:
+        packages = " ".join(sorted({TOOLS[name] for name in missing}))
+        raise TestbedError(f"{', '.join(missing)}: command not found: apt-get install {packages} "
+                           f"(bin/setup, run as root, installs them)")
+
+
+def require_privileges() -> None:
+    """TestbedError unless this process may create namespaces and veth pairs."""
+    if os.geteuid() != 0:
+        raise TestbedError("a testbed creates a network namespace and veth pairs: run as root "
+                           "(it needs CAP_SYS_ADMIN, CAP_NET_ADMIN and CAP_NET_RAW)")
+
 
 # Runs inside the namespace: sends length-prefixed frames from a file on an AF_PACKET socket.
 _SENDER = r"""
@@ -67,6 +99,8 @@ class Testbed:
     """A namespace with veth pairs to the host; a context manager that removes it all."""
 
     def __init__(self):
+        require_privileges()              # before anything exists that would need removing
+        require_tools(["ip", "sysctl"])
         self.token = secrets.token_hex(2)
         self.namespace = f"{NAMESPACE_PREFIX}{os.getpid()}-{self.token}"
         self.host_prefix = f"{HOST_PREFIX}{self.token}"
@@ -74,8 +108,8 @@ class Testbed:
         self.readers: List["Reader"] = []
 
     def __enter__(self) -> "Testbed":
-        netns.create(self.namespace)
-        try:
+        try:    # a namespace the kernel refuses still leaves our directory to remove
+            netns.create(self.namespace)
             _run_in_namespace(self.namespace, ["sysctl", "-q", "-w",
                                                "net.ipv6.conf.all.disable_ipv6=1",
                                                "net.ipv6.conf.default.disable_ipv6=1"])
@@ -152,6 +186,7 @@ class Reader:
         self.stop()
 
     def start(self) -> "Reader":
+        require_tools(["tcpdump", "ip"] if self.namespace else ["tcpdump"])
         command = ["tcpdump", "-i", self.interface, "-w", self.path, "-U", "-n", "-s", "0", "-Z", "root"]
         if self.namespace:
             command = ["ip", "netns", "exec", self.namespace] + command

@@ -26,7 +26,7 @@ class Paths:
         self.home = base
         self.env = dict(os.environ, BRICKS_RUN_DIR=self.run_dir, BRICKS_LOG_FILE=self.log, HOME=base,
                         PYTHONUNBUFFERED="1")
-        for name in ("BRICKS_SOCKET", "BRICKS_PID_FILE", "BRICKS_GROUP"):
+        for name in ("BRICKS_SOCKET", "BRICKS_PID_FILE", "BRICKS_GROUP", "BRICKS_RESTRICTED", "BRICKS_CHUNK_TIMEOUT"):
             self.env.pop(name, None)
 
     @property

@@ -1,4 +1,5 @@
 """Commands without root: argument rules, the socket protocol, pid-file locking and the daemon's service loop (fake Lua)."""
+import contextlib
 import os
 import socket
 import subprocess
@@ -19,12 +20,34 @@ WAIT = 10.0
 
 
 class FakeRuntime:
-    """The LuaRuntime API over a toy language: `print X`, `fail X`, `sleep S`, `shutdown`; a trailing `\\` is unfinished."""
+    """The LuaRuntime API over a toy language: `print X`, `fail X`, `sleep S`, `shutdown`; a trailing `\\` is unfinished.
+
+    `sleep` ends early, as an error, on interrupt() or the guarded time limit, as bricks_sleep does."""
 
     def __init__(self, output):
         self.output = output
         self.shutdown_requested = False
         self.evaluated = []
+        self.stop_reason = None
+        self.stopped = threading.Event()
+        self.time_limit = None
+
+    @contextlib.contextmanager
+    def guarded(self, time_limit=None, environment=None):
+        self.stop_reason, self.time_limit = None, time_limit
+        self.stopped.clear()
+        yield
+
+    def interrupt(self, reason="interrupted"):
+        self.stop_reason = reason
+        self.stopped.set()
+
+    def _sleep(self, seconds):
+        limited = min(seconds, self.time_limit) if self.time_limit else seconds
+        if self.stopped.wait(limited):
+            raise BricksError(self.stop_reason)
+        if limited < seconds:
+            raise BricksError(f"chunk exceeded {self.time_limit:g} s")
 
     def execute(self, chunk, chunk_name="=stdin"):
         for line in chunk.splitlines():
@@ -34,7 +57,7 @@ class FakeRuntime:
             elif word == "fail":
                 raise BricksError(rest)
             elif word == "sleep":
-                time.sleep(float(rest))
+                self._sleep(float(rest))
             elif word == "shutdown":
                 self.shutdown_requested = True
                 self.output("Goodbye!\n")
@@ -143,6 +166,74 @@ def test_a_client_leaving_mid_chunk_harms_nothing(daemon):
     connection.close()
     with connect(daemon) as other:
         assert run(other, "print still here")[0] == "still here\n"
+
+
+def test_interrupt_stops_the_clients_own_chunk_and_a_waiting_one_is_answered_busy(daemon, monkeypatch):
+    monkeypatch.setattr(server, "BUSY_WAIT", 0.3)
+    with connect(daemon) as runner, connect(daemon) as waiter:
+        server.send_message(runner, {"op": "run", "chunk": "print started\nsleep 30", "mode": "script"})
+        assert server.receive_message(runner) == {"output": "started\n"}
+        started = time.monotonic()
+        printed, result = run(waiter, "print never")
+        assert printed == "" and result["error"].startswith("busy: another client's chunk has been running for ")
+        assert time.monotonic() - started < 2
+        server.send_message(waiter, {"op": "complete", "prefix": "B"})
+        assert server.receive_message(waiter) == {"completions": []}       # Tab does not wait behind it
+        server.send_message(runner, {"op": "interrupt"})
+        assert server.receive_message(runner)["error"] == "interrupted"
+        server.send_message(runner, {"op": "interrupt"})                   # too late: ignored, no answer
+        assert run(runner, "print next") == ("next\n", {"done": True, "error": None, "incomplete": False,
+                                                       "shutdown": False})
+        assert run(waiter, "print served")[0] == "served\n"
+
+
+def test_a_chunk_called_off_while_waiting_never_runs(daemon):
+    with connect(daemon) as runner, connect(daemon) as waiter:
+        server.send_message(runner, {"op": "run", "chunk": "sleep 0.5", "mode": "script"})
+        time.sleep(0.1)
+        server.send_message(waiter, {"op": "run", "chunk": "print too late", "mode": "script"})
+        server.send_message(waiter, {"op": "interrupt"})
+        assert server.receive_message(waiter) == {"done": True, "error": "interrupted", "incomplete": False,
+                                                  "shutdown": False}
+        assert server.receive_message(runner)["error"] is None         # another client's Ctrl+C is not theirs
+
+
+def test_time_limit_of_the_daemon(daemon):
+    daemon.chunk_timeout = 0.2
+    with connect(daemon) as connection:
+        assert run(connection, "sleep 5")[1]["error"] == "chunk exceeded 0.2 s"
+
+
+def test_big_output_comes_in_bounded_pieces(daemon, monkeypatch):
+    monkeypatch.setattr(server, "OUTPUT_PIECE", 1000)
+    with connect(daemon) as connection:
+        server.send_message(connection, {"op": "run", "chunk": "print " + "é" * 2500, "mode": "script"})
+        pieces = []
+        while "output" in (message := server.receive_message(connection)):
+            pieces.append(message["output"])
+    assert [len(piece) for piece in pieces] == [1000, 1000, 501] and "".join(pieces) == "é" * 2500 + "\n"
+
+
+@pytest.mark.parametrize("body, error", [
+    (b"[" * 100_000 + b"]" * 100_000, "bad request: message nested too deeply"),
+    (b"{nope", "bad request: message is not JSON"),
+    (b"[1]", "bad request: a message must be a JSON object"),
+])
+def test_malformed_messages_are_answered_in_one_line_and_the_connection_serves_on(daemon, body, error):
+    with connect(daemon) as connection:
+        connection.sendall(len(body).to_bytes(4, "big") + body)
+        answer = server.receive_message(connection)
+        assert answer["done"] is True and answer["error"].startswith(error)
+        assert run(connection, "print after")[0] == "after\n"
+
+
+def test_an_oversized_message_ends_the_connection_not_the_daemon(daemon):
+    with connect(daemon) as connection:
+        connection.sendall((server.MAX_MESSAGE + 1).to_bytes(4, "big"))
+        assert "over the 16777216 byte limit" in server.receive_message(connection)["error"]
+        assert server.receive_message(connection) is None
+    with connect(daemon) as connection:
+        assert run(connection, "print fine")[0] == "fine\n"
 
 
 def test_shutdown_from_a_client_stops_the_daemon(daemon):

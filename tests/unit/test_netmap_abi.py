@@ -3,6 +3,8 @@ field lists of netmap's sys/net/netmap.h (API 14) and netmap_legacy.h, and compa
 Also netmap's port-name grammar and the back-end switch."""
 import os
 import struct
+import subprocess
+import sys
 
 import pytest
 
@@ -199,6 +201,7 @@ def backend_restored():
 
 @pytest.mark.skipif(os.path.exists(netmap.DEVICE), reason="netmap is loaded here")
 def test_netmap_without_the_module_fails_in_one_line(backend_restored):
+    engine.set_backend("auto")      # the tests run on packet (conftest): a refused choice leaves auto here
     with pytest.raises(BricksError) as raised:
         engine.set_backend("netmap")
     message = str(raised.value)
@@ -228,3 +231,16 @@ def test_backend_is_chosen_before_engines_exist(backend_restored):
         engine.set_backend("packet")     # the same choice again changes nothing
     finally:
         made.delete()
+
+
+def test_tests_and_the_commands_they_start_run_on_packet_even_where_netmap_is_loaded(monkeypatch):
+    monkeypatch.setattr(netmap, "available", lambda: True)      # as on a machine with /dev/netmap
+    assert engine.backend_name() == "packet"                    # conftest's pin, not auto's pick
+    assert os.environ[engine.BACKEND_ENVIRONMENT] == "packet"
+    module = subprocess.run([sys.executable, "-c", "from bricks import engine\n"
+                             "print(engine.backend_name(), engine.backend_detail())"],
+                            capture_output=True, text=True, timeout=60)
+    assert module.stdout == "packet set to packet by BRICKS_BACKEND\n"
+    command = subprocess.run([sys.executable, "-m", "bricks"], input="BRICKS.print_status()\n",
+                             capture_output=True, text=True, timeout=60)
+    assert "Back-end: packet (set to packet)" in command.stdout.splitlines()   # chosen, not auto's pick

@@ -3,6 +3,7 @@ rings, buffers, at the offsets test_netmap_abi derives from netmap's headers) an
 RX slots and advances tail, takes TX slots and gives them back, and checks every ownership rule, while the real C
 engine, bricks and back-end forward between them."""
 import collections
+import errno
 import struct
 import threading
 
@@ -427,31 +428,50 @@ def test_attach_refuses_a_binding_outside_its_region():
     assert ffi.string(error).decode() == "netmap: the port has no RX ring bound"
 
 
-def test_engine_on_netmap_opens_pipes_by_name_and_creates_no_veth(kernel, monkeypatch):
-    from bricks import engine, links, netmap
+class FakeNetmap:
+    """The netmap module, for the engine: ports opened by name on the kernel's simulated rings, in order."""
 
-    region = Region(buffers=80)
-    nic = kernel.port(region, "nmtest0", tx_slots=[4], rx_slots=[8])
-    pipes = {f"nmtest0{{{k}": kernel.port(region, f"nmtest0{{{k}", tx_slots=[8], host_rings=0) for k in range(2)}
-    opened = []
+    def __init__(self, kernel, region, interface, pipes):
+        self.interface = interface
+        self.nic = kernel.port(region, interface, tx_slots=[4], rx_slots=[8])
+        self.pipes = {f"{interface}{{{k}": kernel.port(region, f"{interface}{{{k}", tx_slots=[8], host_rings=0)
+                      for k in range(pipes)}
+        self.opened = []         # (source or sink, request name, register mode, ring), in opening order
 
-    def open_fake(opener, ports):
+    def opener(self, what, opener, ports):
         def open_port(port):
-            opened.append((port.request_name, port.register_mode, port.ring))
+            self.opened.append((what, port.request_name, port.register_mode, port.ring))
             return attach(opener, ports[port.request_name])
         return open_port
 
+
+@pytest.fixture
+def fake_netmap(kernel, monkeypatch):
+    """The engine on the netmap back-end over simulated rings: interface nmtest0 and its pipes nmtest0{0..1."""
+    from bricks import engine, links, netmap
+
+    fake = FakeNetmap(kernel, Region(buffers=80), "nmtest0", pipes=2)
     monkeypatch.setattr(netmap, "available", lambda: True)
-    monkeypatch.setattr(netmap, "probe", lambda port: None)
-    monkeypatch.setattr(netmap, "open_source", open_fake(lib.brk_source_netmap_attach, {"nmtest0": nic}))
-    monkeypatch.setattr(netmap, "open_sink", open_fake(lib.brk_sink_netmap_attach, pipes))
+    monkeypatch.setattr(netmap, "probe", lambda port, qid=-1: None)
+    monkeypatch.setattr(netmap, "open_source", fake.opener("source", lib.brk_source_netmap_attach,
+                                                           {fake.interface: fake.nic}))
+    monkeypatch.setattr(netmap, "open_sink", fake.opener("sink", lib.brk_sink_netmap_attach, fake.pipes))
+    monkeypatch.setattr(links, "interface_exists", lambda name: name == fake.interface)
     monkeypatch.setattr(engine._shared, "quiet_input", lambda interface: None)
     monkeypatch.setattr(engine._shared, "release_input", lambda interface: None)
     monkeypatch.setattr(links, "create_pipe", lambda *args: pytest.fail("a veth was created on netmap"))
     engine.set_backend("auto")
+    yield fake
+    engine.shutdown_all()
+    engine.set_backend("auto")
+
+
+def test_engine_on_netmap_opens_pipes_by_name_and_creates_no_veth(kernel, fake_netmap):
+    from bricks import engine
+
     sent = udp_frames(50)
     for frame in sent:
-        nic.receive(frame)
+        fake_netmap.nic.receive(frame)
     made = engine.PktEngine.new("netmap-fake-kernel")
     try:
         made.link(engine.Brick("LoadBalancer", 4).connect_input("netmap:nmtest0").connect_outputs("nmtest0", 2))
@@ -462,13 +482,77 @@ def test_engine_on_netmap_opens_pipes_by_name_and_creates_no_veth(kernel, monkey
         stats = made.stats()
     finally:
         made.delete()
-        engine.set_backend("auto")
     assert kernel.errors == []
-    assert sorted(opened) == [("nmtest0", lib.NR_REG_ALL_NIC, 0),
-                              ("nmtest0{0", lib.NR_REG_ALL_NIC, 0), ("nmtest0{1", lib.NR_REG_ALL_NIC, 0)]
+    # The input first: a missing one fails before any output port exists (issue 9 item 14).
+    assert fake_netmap.opened == [("source", "nmtest0", lib.NR_REG_ALL_NIC, 0),
+                                  ("sink", "nmtest0{0", lib.NR_REG_ALL_NIC, 0),
+                                  ("sink", "nmtest0{1", lib.NR_REG_ALL_NIC, 0)]
     assert stats["packets"] == 50 and stats["drops"] == 0
+    pipes = fake_netmap.pipes
     assert sorted(pipes["nmtest0{0"].frames_out() + pipes["nmtest0{1"].frames_out()) == sorted(sent)
-    region.check_every_buffer_owned_once()
+    fake_netmap.nic.region.check_every_buffer_owned_once()
+
+
+def test_a_mistyped_input_on_netmap_fails_before_any_output_opens(fake_netmap):
+    from bricks import engine
+    from bricks.errors import BricksError
+
+    engine.set_backend("netmap")
+    made = engine.PktEngine.new("netmap-mistyped")
+    balancer = engine.Brick("LoadBalancer", 4).connect_input("nmtset0").connect_outputs("nmtest0", 2)
+    with pytest.raises(BricksError) as raised:
+        made.link(balancer)
+    assert str(raised.value) == "nmtset0: no such interface"
+    assert fake_netmap.opened == []          # no pipe made into an empty port the input could bind to
+    assert made.linked == [] and balancer.handle is None and balancer.engine is None
+
+
+class RingCountModule:
+    """The netmap module's answer to a port-info request, for a port with `rings` ring pairs."""
+
+    def __init__(self, rings):
+        self.rings = rings
+
+    def brk_netmap_port_info(self, port, facts, error, error_size):
+        facts.rx_rings = facts.tx_rings = self.rings
+        return 0
+
+
+@pytest.mark.parametrize("rings, qid, backend", [
+    (1, -1, "netmap"),       # every ring to one engine
+    (1, 0, "packet"),        # one engine per queue on a one-queue port: fan-out serves any number
+    (1, 1, "packet"),        # qid 1 on a one-queue port: no ring pair 1
+    (4, 1, "netmap"),
+    (4, 4, "packet"),
+])
+def test_auto_falls_back_to_packet_when_netmap_cannot_serve_the_qid(monkeypatch, rings, qid, backend):
+    from bricks import engine, netmap
+
+    monkeypatch.setattr(netmap, "available", lambda: True)
+    monkeypatch.setattr(netmap, "lib", RingCountModule(rings))
+    engine.set_backend("auto")
+    try:
+        tree = engine.Brick("LoadBalancer", 4).connect_input("eth9").connect_outputs("eth9", 2)
+        assert engine._settle_backend(tree, qid) == backend
+        detail = engine.backend_detail()
+    finally:
+        engine.set_backend("auto")
+    if backend == "packet":
+        assert detail == (f"auto: packet (netmap port eth9 has {rings} ring pair{'s' if rings > 1 else ''}, "
+                          f"too few for one engine per queue (qid {qid}))")
+    else:
+        assert detail == "auto: netmap opens eth9"
+
+
+def test_a_ring_the_port_lacks_is_named_not_blamed_on_an_old_module():
+    error = ffi.new("char[]", 256)
+    lib.brk_netmap_refusal(b"eth0", lib.NR_REG_ONE_NIC, 1, errno.EINVAL, 1, error, len(error))
+    assert ffi.string(error).decode() == ("netmap port eth0 has no ring pair 1 (it has 1, so qid 0..0): link fewer "
+                                          "engines per queue, or use --backend packet, which fans out to any number")
+    lib.brk_netmap_refusal(b"eth0", lib.NR_REG_ALL_NIC, 0, errno.ENXIO, 1, error, len(error))
+    assert ffi.string(error).decode() == "netmap port eth0: No such device or address"
+    lib.brk_netmap_refusal(b"eth0", lib.NR_REG_ONE_NIC, 1, errno.EINVAL, 0, error, len(error))   # count unknown
+    assert ffi.string(error).decode() == "netmap port eth0: Invalid argument"
 
 
 @pytest.mark.parametrize("name, qid, request_name, mode, ring", [

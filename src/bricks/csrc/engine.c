@@ -104,12 +104,41 @@ static void publish_brick(struct brk_brick *brick)
     publish_end(&brick->snapshot_sequence);
 }
 
+void brk_io_set_state(struct brk_io_state_cell *cell, int status, const char *format, ...)
+{
+    va_list args;
+    publish_begin(&cell->sequence);
+    cell->state.status = status;
+    cell->state.changes++;
+    va_start(args, format);
+    vsnprintf(cell->state.reason, sizeof(cell->state.reason), format, args);
+    va_end(args);
+    publish_end(&cell->sequence);
+}
+
+void brk_io_read_state(const struct brk_io_state_cell *cell, struct brk_io_state *out)
+{
+    read_published(&cell->sequence, out, &cell->state, sizeof(*out));
+}
+
+void brk_source_state(brk_source *source, struct brk_io_state *out)
+{
+    brk_io_read_state(&source->state, out);
+}
+
+void brk_sink_state(brk_sink *sink, struct brk_io_state *out)
+{
+    brk_io_read_state(&sink->state, out);
+}
+
 static int brick_add_output(struct brk_brick *brick, struct brk_brick *child, struct brk_sink *sink)
 {
     if (brick->outputs >= BRK_MAX_OUTPUTS || brick->outputs >= brick->kind->max_outputs)
         return -1;
     brick->output[brick->outputs].child = child;
     brick->output[brick->outputs].sink = sink;
+    if (sink)
+        sink->counters = &brick->output[brick->outputs].counters;
     brick->outputs++;
     brick->outputs_reciprocal = UINT64_MAX / brick->outputs + 1;
     brick->stats.outputs = brick->outputs;
@@ -236,15 +265,33 @@ static void publish_counters(struct brk_engine *engine)
 
 static void update_drop_counts(struct brk_engine *engine)
 {
-    uint64_t output_drops = 0;
-    for (unsigned s = 0; s < engine->sources; s++)
+    struct brk_counters sum = { 0 };
+    uint64_t input_malformed = 0;
+    for (unsigned s = 0; s < engine->sources; s++) {
         engine->stats.kernel_drops += engine->source[s]->ops->kernel_drops(engine->source[s]);
+        input_malformed += engine->source[s]->malformed;
+    }
     for (unsigned b = 0; b < engine->bricks_seen_count; b++) {
         struct brk_brick *brick = engine->bricks_seen[b];
-        for (unsigned i = 0; i < brick->outputs; i++)
-            output_drops += brick->output[i].counters.drops;
+        for (unsigned i = 0; i < brick->outputs; i++) {
+            const struct brk_counters *counters = &brick->output[i].counters;
+            sum.drops += counters->drops;
+            sum.full += counters->full;
+            sum.too_big += counters->too_big;
+            sum.too_short += counters->too_short;
+            sum.gone += counters->gone;
+            sum.write_errors += counters->write_errors;
+            sum.queued += counters->queued;
+        }
     }
-    engine->stats.output_drops = output_drops;
+    engine->stats.output_drops = sum.drops;
+    engine->stats.output_full = sum.full;
+    engine->stats.output_too_big = sum.too_big;
+    engine->stats.output_too_short = sum.too_short;
+    engine->stats.output_gone = sum.gone;
+    engine->stats.output_write_errors = sum.write_errors;
+    engine->stats.output_queued = sum.queued;
+    engine->stats.input_malformed = input_malformed;
 }
 
 /* Waits until a source has input or a stop is requested. */
@@ -261,7 +308,14 @@ static void wait_for_input(struct brk_engine *engine)
         fds[n].fd = fd;
         fds[n++].events = POLLIN | POLLERR;
     }
-    poll(fds, n, BRK_IDLE_POLL_MS);
+    if (poll(fds, n, BRK_IDLE_POLL_MS) <= 0)
+        return;
+    /* fds[s + 1] is source s: every source gave a descriptor to get here. */
+    for (unsigned s = 0; s < engine->sources; s++) {
+        struct brk_source *source = engine->source[s];
+        if ((fds[s + 1].revents & (POLLERR | POLLHUP | POLLNVAL)) && source->ops->poll_error)
+            source->ops->poll_error(source);
+    }
 }
 
 static void pin_to_cpu(int cpu)
@@ -328,7 +382,9 @@ int brk_engine_run(brk_engine *engine)
             update_drop_counts(engine);
             next_stats = now_ns() + BRK_STATS_INTERVAL_NS;
             publish_counters(engine);
-        } else if (total) {
+        } else {
+            /* Idle rounds too (at most one per idle poll): a flush may have
+             * counted queued frames the kernel took, or a refused retry. */
             publish_counters(engine);
         }
         if (engine->sources && exhausted == engine->sources) {

@@ -83,8 +83,49 @@ static inline unsigned brk_output_for_hash(const struct brk_brick *brick, uint32
 static inline void brk_output_push(struct brk_brick *brick, unsigned i,
                                    const struct brk_packet *packet);
 
+/* What a sink's send() did with a packet. */
+enum brk_send_result {
+    BRK_SENT = 0,               /* delivered now: the caller counts it */
+    BRK_QUEUED = 1,             /* the sink counts it once the kernel takes it (or not) */
+    BRK_DROP_FULL = -1,
+    BRK_DROP_TOO_BIG = -2,
+    BRK_DROP_TOO_SHORT = -3,
+    BRK_DROP_GONE = -4,
+    BRK_DROP_WRITE_ERROR = -5
+};
+
+static inline void brk_count_drops(struct brk_counters *counters, int cause, uint64_t count)
+{
+    counters->drops += count;
+    switch (cause) {
+    case BRK_DROP_TOO_BIG: counters->too_big += count; break;
+    case BRK_DROP_TOO_SHORT: counters->too_short += count; break;
+    case BRK_DROP_GONE: counters->gone += count; break;
+    case BRK_DROP_WRITE_ERROR: counters->write_errors += count; break;
+    default: counters->full += count; break;
+    }
+}
+
+static inline void brk_count_delivered(struct brk_counters *counters, uint64_t count, uint64_t bytes)
+{
+    counters->packets += count;
+    counters->bytes += bytes;
+}
+
+/* A source's or sink's state as readers in other threads see it: written by
+ * the engine thread (or at open), published under a sequence lock. */
+struct brk_io_state_cell {
+    uint32_t sequence;
+    struct brk_io_state state;
+};
+
+/* Sets the state (status and a printf-style reason) and counts the change. */
+void brk_io_set_state(struct brk_io_state_cell *cell, int status, const char *format, ...)
+    __attribute__((format(printf, 3, 4)));
+void brk_io_read_state(const struct brk_io_state_cell *cell, struct brk_io_state *out);
+
 struct brk_sink_ops {
-    /* 0 when queued, -1 when dropped (full ring, write error). */
+    /* An enum brk_send_result. */
     int (*send)(struct brk_sink *sink, const struct brk_packet *packet);
     /* Once per batch: hand what was queued to the kernel / the file. */
     void (*flush)(struct brk_sink *sink);
@@ -93,6 +134,10 @@ struct brk_sink_ops {
 
 struct brk_sink {
     const struct brk_sink_ops *ops;
+    /* The counters of the output it serves (set when it is added to a
+     * brick): where a sink counts what it queued once the kernel decides. */
+    struct brk_counters *counters;
+    struct brk_io_state_cell state;
 };
 
 struct brk_source_ops {
@@ -104,6 +149,9 @@ struct brk_source_ops {
     int (*poll_fd)(struct brk_source *source);
     /* Packets the kernel dropped since the last call. */
     uint64_t (*kernel_drops)(struct brk_source *source);
+    /* Optional: poll() reported an error on poll_fd (the interface went
+     * down or away): find out, and set the state. */
+    void (*poll_error)(struct brk_source *source);
     /* Nonzero once no packet will ever come again (end of a file). */
     int (*exhausted)(struct brk_source *source);
     void (*close)(struct brk_source *source);
@@ -111,6 +159,8 @@ struct brk_source_ops {
 
 struct brk_source {
     const struct brk_source_ops *ops;
+    struct brk_io_state_cell state;
+    uint64_t malformed;      /* records it could not read (engine thread only) */
 };
 
 static inline void brk_output_push(struct brk_brick *brick, unsigned i,
@@ -122,12 +172,16 @@ static inline void brk_output_push(struct brk_brick *brick, unsigned i,
         child->stats.received_packets++;
         child->stats.received_bytes += packet->wirelen;
         child->kind->push(child, packet);
-    } else if (BRK_UNLIKELY(out->sink->ops->send(out->sink, packet) != 0)) {
-        out->counters.drops++;
-        return;
+    } else {
+        int result = out->sink->ops->send(out->sink, packet);
+        if (BRK_LIKELY(result == BRK_QUEUED))
+            return;
+        if (BRK_UNLIKELY(result != BRK_SENT)) {
+            brk_count_drops(&out->counters, result, 1);
+            return;
+        }
     }
-    out->counters.packets++;
-    out->counters.bytes += packet->wirelen;
+    brk_count_delivered(&out->counters, 1, packet->wirelen);
 }
 
 /* The two per-packet actions most kinds share: Click's Tee and a plain wire. */

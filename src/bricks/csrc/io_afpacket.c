@@ -14,6 +14,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define RX_BLOCK_MIN_BYTES (32u << 10)   /* holds three 9000-byte jumbo frames */
@@ -87,6 +88,14 @@ struct afpacket_source {
     unsigned packets_left;            /* in current_block; 0 = not started */
     struct tpacket3_hdr *next_packet;
     int skip_outgoing;                /* the kernel lacks PACKET_IGNORE_OUTGOING */
+    /* What the source was opened with, to open it again when its interface
+     * comes back; and whether it is away. */
+    char ifname[IF_NAMESIZE];
+    unsigned ifindex;
+    unsigned ring_bytes;
+    int fanout_group;
+    int away;                         /* enum brk_io_status: down or gone */
+    uint64_t next_check_ns;
 };
 
 static struct tpacket_block_desc *rx_block(struct afpacket_source *source, unsigned index)
@@ -116,9 +125,14 @@ static void restore_vlan_tag(const struct tpacket3_hdr *header, struct brk_packe
     packet->wirelen += VLAN_TAG_BYTES;
 }
 
+static void check_input(struct afpacket_source *source, int now_please);
+static void check_idle_input(struct afpacket_source *source);
+
 static unsigned afpacket_next_batch(struct brk_source *base, struct brk_packet *packets, unsigned max)
 {
     struct afpacket_source *source = (struct afpacket_source *)base;
+    if (BRK_UNLIKELY(source->away))
+        check_input(source, 0);
     /* Blocks stay ours until release(), after the batch went through the
      * bricks: leave the kernel at least half the ring to fill meanwhile. */
     unsigned most_blocks = source->block_count / 2;
@@ -156,6 +170,8 @@ static unsigned afpacket_next_batch(struct brk_source *base, struct brk_packet *
         source->blocks_read++;
         source->current_block = (source->current_block + 1) % source->block_count;
     }
+    if (BRK_UNLIKELY(n == 0))
+        check_idle_input(source);
     return n;
 }
 
@@ -172,6 +188,119 @@ static void afpacket_release(struct brk_source *base)
 static int afpacket_poll_fd(struct brk_source *base)
 {
     return ((struct afpacket_source *)base)->fd;
+}
+
+#define RX_RECHECK_INTERVAL_NS 1000000000ull
+
+static uint64_t coarse_now_ns(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+    return (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+}
+
+/* Whether the interface of that name is up (IFF_UP and IFF_RUNNING). */
+static int interface_up(int fd, const char *ifname)
+{
+    struct ifreq request;
+    memset(&request, 0, sizeof(request));
+    snprintf(request.ifr_name, sizeof(request.ifr_name), "%s", ifname);
+    return ioctl(fd, SIOCGIFFLAGS, &request) == 0 && (request.ifr_flags & IFF_UP);
+}
+
+static void afpacket_source_close(struct brk_source *base);
+
+/* Takes over the socket and ring of a source just opened on the same
+ * interface (it came back with a new index): the cursor starts afresh. */
+static int reopen_input(struct afpacket_source *source)
+{
+    char error[160];
+    struct afpacket_source *fresh = (struct afpacket_source *)brk_source_afpacket_open(
+        source->ifname, source->ring_bytes, source->fanout_group, error, sizeof(error));
+    if (!fresh)
+        return -1;
+    struct afpacket_source old = *source;
+    source->fd = fresh->fd;
+    source->ring = fresh->ring;
+    source->ring_size = fresh->ring_size;
+    source->block_size = fresh->block_size;
+    source->block_count = fresh->block_count;
+    source->current_block = source->first_unreleased = source->blocks_read = source->packets_left = 0;
+    source->next_packet = NULL;
+    source->skip_outgoing = fresh->skip_outgoing;
+    source->ifindex = fresh->ifindex;
+    fresh->fd = old.fd;
+    fresh->ring = old.ring;
+    fresh->ring_size = old.ring_size;
+    afpacket_source_close(&fresh->base);
+    return 0;
+}
+
+/*
+ * The input went down or away (poll error: check now), or is away and the
+ * engine asks for packets (check once a second). A link that comes up again
+ * is read again by the kernel itself (the socket's hook returns with
+ * NETDEV_UP); an interface deleted and created again has a new index, so the
+ * socket is opened anew. The state changes, and so is logged, once per
+ * transition.
+ */
+static void check_input(struct afpacket_source *source, int now_please)
+{
+    uint64_t now = coarse_now_ns();
+    if (!now_please && now < source->next_check_ns)
+        return;
+    source->next_check_ns = now + RX_RECHECK_INTERVAL_NS;
+    unsigned index = if_nametoindex(source->ifname);
+    int status = !index ? BRK_IO_GONE : !interface_up(source->fd, source->ifname) ? BRK_IO_FAILING : BRK_IO_UP;
+    if (status == BRK_IO_UP && index != source->ifindex && reopen_input(source) != 0)
+        return;   /* back, but it cannot be opened yet: try again later */
+    if (status == source->away)
+        return;
+    source->away = status;
+    switch (status) {
+    case BRK_IO_GONE:
+        brk_io_set_state(&source->base.state, status, "input %s is gone (No such device): "
+                         "waiting for it to return", source->ifname);
+        break;
+    case BRK_IO_FAILING:
+        brk_io_set_state(&source->base.state, status, "input %s is down", source->ifname);
+        break;
+    default:
+        brk_io_set_state(&source->base.state, status, "input %s is back: reading again", source->ifname);
+    }
+}
+
+/* The socket's pending error (ENETDOWN when the interface went down or
+ * away), cleared by reading it: poll() stops reporting it. */
+static int take_socket_error(struct afpacket_source *source)
+{
+    int pending = 0;
+    socklen_t length = sizeof(pending);
+    if (getsockopt(source->fd, SOL_SOCKET, SO_ERROR, &pending, &length) != 0)
+        return 0;
+    return pending;
+}
+
+static void afpacket_poll_error(struct brk_source *base)
+{
+    struct afpacket_source *source = (struct afpacket_source *)base;
+    take_socket_error(source);
+    check_input(source, 1);
+}
+
+/* An input with nothing to read in an engine that never polls (its other
+ * sources keep it busy) would never see its poll error: once a second, an
+ * idle input looks for it itself. */
+static void check_idle_input(struct afpacket_source *source)
+{
+    if (source->away)
+        return;   /* checked on every call already */
+    uint64_t now = coarse_now_ns();
+    if (now < source->next_check_ns)
+        return;
+    source->next_check_ns = now + RX_RECHECK_INTERVAL_NS;
+    if (take_socket_error(source))
+        check_input(source, 1);
 }
 
 static uint64_t afpacket_kernel_drops(struct brk_source *base)
@@ -204,6 +333,7 @@ static const struct brk_source_ops afpacket_source_ops = {
     .next_batch = afpacket_next_batch,
     .release = afpacket_release,
     .poll_fd = afpacket_poll_fd,
+    .poll_error = afpacket_poll_error,
     .kernel_drops = afpacket_kernel_drops,
     .exhausted = afpacket_exhausted,
     .close = afpacket_source_close,
@@ -357,6 +487,10 @@ brk_source *brk_source_afpacket_open(const char *ifname, unsigned ring_bytes,
     if (!source)
         return brk_fail(error, error_size, "out of memory");
     source->base.ops = &afpacket_source_ops;
+    snprintf(source->ifname, sizeof(source->ifname), "%s", ifname);
+    source->ifindex = ifindex;
+    source->ring_bytes = ring_bytes;
+    source->fanout_group = fanout_group;
     /* Protocol 0: nothing is queued until bind() names the interface. */
     source->fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
     if (source->fd < 0) {
@@ -429,7 +563,22 @@ fail:
  * completes synchronously, so a ring smaller than a batch still works); if
  * that frees nothing the packet is dropped, as is every packet meeting a full
  * ring until the next flush: the engine never waits for a slow consumer.
+ *
+ * Counting. A frame is delivered when the kernel took it, not when it was
+ * queued. The kernel takes requested frames strictly in ring order from its
+ * own head, which is our oldest uncounted frame (accounted): a frame it took
+ * leaves TP_STATUS_SEND_REQUEST for good (SENDING, then AVAILABLE once its skb
+ * is freed; a malformed one goes straight to AVAILABLE under PACKET_LOSS, and
+ * our checks before queueing keep malformed frames out). A frame the device
+ * refused is put back to SEND_REQUEST and stays the kernel's head. So after
+ * each sendto(), counting from accounted on up to the first frame still
+ * requested counts exactly the frames the kernel took; the rest stay
+ * "queued" in the counters. When the interface is gone (sendto: ENXIO or
+ * ENODEV), the kernel will never take them: they are counted as dropped
+ * ("gone") and their frames handed back to us.
  */
+#define TX_REATTACH_INTERVAL_NS 1000000000ull
+
 struct afpacket_sink {
     struct brk_sink base;
     int fd;
@@ -438,10 +587,17 @@ struct afpacket_sink {
     unsigned frame_size;
     unsigned frame_count;
     unsigned cursor;
+    unsigned accounted;               /* the oldest frame whose fate is not counted yet */
+    unsigned unaccounted;             /* frames queued from accounted on */
+    uint32_t *wire_bytes;             /* per frame: its packet's length on the wire */
     unsigned max_frame_bytes;         /* Ethernet header + MTU */
     unsigned frame_data_offset;       /* of the virtio-net header; the frame follows it */
     int pending;                      /* frames requested since the last successful flush */
     int stalled;                      /* in this batch, a send asked from a full ring freed nothing */
+    int gone;                         /* the interface disappeared: drop until it returns */
+    uint64_t next_reattach_ns;        /* when gone: the next look for an interface of that name */
+    char ifname[IF_NAMESIZE];
+    unsigned mtu;                     /* the MTU asked for at open */
 };
 
 static struct tpacket2_hdr *tx_frame(struct afpacket_sink *sink, unsigned index)
@@ -463,6 +619,54 @@ static int tx_frame_free(struct tpacket2_hdr *header)
     return status == TP_STATUS_AVAILABLE || status == TP_STATUS_WRONG_FORMAT;
 }
 
+static unsigned next_frame(const struct afpacket_sink *sink, unsigned index)
+{
+    return index + 1 == sink->frame_count ? 0 : index + 1;
+}
+
+/* Counts as delivered every queued frame the kernel took (see Counting). */
+static void account_taken(struct afpacket_sink *sink)
+{
+    uint64_t taken = 0, bytes = 0;
+    while (sink->unaccounted) {
+        struct tpacket2_hdr *header = tx_frame(sink, sink->accounted);
+        if (__atomic_load_n(&header->tp_status, __ATOMIC_ACQUIRE) == TP_STATUS_SEND_REQUEST)
+            break;
+        taken++;
+        bytes += sink->wire_bytes[sink->accounted];
+        sink->accounted = next_frame(sink, sink->accounted);
+        sink->unaccounted--;
+    }
+    if (taken) {
+        brk_count_delivered(sink->base.counters, taken, bytes);
+        sink->base.counters->queued -= taken;
+    }
+}
+
+static uint64_t monotonic_ns(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+    return (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+}
+
+/* The interface went away: what is still queued will never leave. */
+static void output_gone(struct afpacket_sink *sink, int error_number)
+{
+    account_taken(sink);
+    brk_count_drops(sink->base.counters, BRK_DROP_GONE, sink->unaccounted);
+    sink->base.counters->queued -= sink->unaccounted;
+    for (; sink->unaccounted; sink->unaccounted--) {
+        __atomic_store_n(&tx_frame(sink, sink->accounted)->tp_status, TP_STATUS_AVAILABLE, __ATOMIC_RELEASE);
+        sink->accounted = next_frame(sink, sink->accounted);
+    }
+    sink->gone = 1;
+    sink->pending = 0;
+    sink->next_reattach_ns = monotonic_ns() + TX_REATTACH_INTERVAL_NS;
+    brk_io_set_state(&sink->base.state, BRK_IO_GONE, "output %s is gone (%s): its packets are dropped",
+                     sink->ifname, strerror(error_number));
+}
+
 /*
  * Asks the kernel to send every requested frame, without waiting. When the
  * device refuses a frame (veth: peer down, peer backlog full, frame over the
@@ -475,24 +679,37 @@ static void request_send(struct afpacket_sink *sink)
 {
     if (sendto(sink->fd, NULL, 0, MSG_DONTWAIT, NULL, 0) >= 0)
         sink->pending = 0;
+    else if (errno == ENXIO || errno == ENODEV)
+        output_gone(sink, errno);
+    else if (errno == ENOBUFS)
+        sink->base.counters->refused++;   /* the kernel stops at the one frame refused */
+    account_taken(sink);
 }
 
 static int afpacket_send(struct brk_sink *base, const struct brk_packet *packet)
 {
     struct afpacket_sink *sink = (struct afpacket_sink *)base;
+    if (BRK_UNLIKELY(sink->gone))
+        return BRK_DROP_GONE;
     /* Frames the kernel refuses (too short, over the MTU) would vanish inside
      * it without a trace; refusing them here counts them as drops. */
     uint32_t limit = sink->max_frame_bytes + (is_vlan_tagged(packet) ? VLAN_TAG_BYTES : 0);
-    if (packet->caplen < ETH_HLEN || packet->caplen > limit)
-        return -1;
+    if (BRK_UNLIKELY(packet->caplen < ETH_HLEN))
+        return BRK_DROP_TOO_SHORT;
+    if (BRK_UNLIKELY(packet->caplen > limit))
+        return BRK_DROP_TOO_BIG;
+    if (BRK_UNLIKELY(sink->unaccounted == sink->frame_count))
+        account_taken(sink);   /* the cursor frame may hold a packet not counted yet */
     struct tpacket2_hdr *header = tx_frame(sink, sink->cursor);
-    if (!tx_frame_free(header)) {
+    if (sink->unaccounted == sink->frame_count || !tx_frame_free(header)) {
         if (sink->stalled || !sink->pending)
-            return -1;
+            return BRK_DROP_FULL;
         request_send(sink);
-        if (!tx_frame_free(header)) {
+        if (sink->gone)
+            return BRK_DROP_GONE;
+        if (sink->unaccounted == sink->frame_count || !tx_frame_free(header)) {
             sink->stalled = 1;
-            return -1;
+            return BRK_DROP_FULL;
         }
     }
     struct virtio_net_hdr *offloads = (struct virtio_net_hdr *)((uint8_t *)header + sink->frame_data_offset);
@@ -501,21 +718,53 @@ static int afpacket_send(struct brk_sink *base, const struct brk_packet *packet)
     offloads->hdr_len = htole16((uint16_t)(packet->caplen > UINT16_MAX ? UINT16_MAX : packet->caplen));
     memcpy(offloads + 1, packet->data, packet->caplen);
     header->tp_len = (uint32_t)sizeof(*offloads) + packet->caplen;
+    sink->wire_bytes[sink->cursor] = packet->wirelen;
     __atomic_store_n(&header->tp_status, TP_STATUS_SEND_REQUEST, __ATOMIC_RELEASE);
-    sink->cursor = sink->cursor + 1 == sink->frame_count ? 0 : sink->cursor + 1;
+    sink->cursor = next_frame(sink, sink->cursor);
+    sink->unaccounted++;
+    sink->base.counters->queued++;
     /* A lap of the rings of every pipe plus the RX ring outgrows the L2: the
      * next frame's header would be a cache miss when its packet comes. */
     __builtin_prefetch(tx_frame(sink, sink->cursor), 1);
     sink->pending = 1;
-    return 0;
+    return BRK_QUEUED;
+}
+
+static int tx_socket_open(struct afpacket_sink *sink, char *error, size_t error_size);
+
+/* When gone: once a second, looks for an interface of the same name (a pipe
+ * recreated, a NIC back) and sends on it again. */
+static void try_reattach(struct afpacket_sink *sink)
+{
+    uint64_t now = monotonic_ns();
+    if (now < sink->next_reattach_ns)
+        return;
+    sink->next_reattach_ns = now + TX_REATTACH_INTERVAL_NS;
+    if (!if_nametoindex(sink->ifname))
+        return;
+    int old_fd = sink->fd;
+    uint8_t *old_ring = sink->ring;
+    size_t old_ring_size = sink->ring_size;
+    char error[128];
+    if (tx_socket_open(sink, error, sizeof(error)) != 0)
+        return;   /* not usable yet (e.g. still down): try again later */
+    munmap(old_ring, old_ring_size);
+    close(old_fd);
+    sink->cursor = sink->accounted = sink->unaccounted = 0;
+    sink->gone = 0;
+    brk_io_set_state(&sink->base.state, BRK_IO_UP, "output %s is back: sending again", sink->ifname);
 }
 
 static void afpacket_flush(struct brk_sink *base)
 {
     struct afpacket_sink *sink = (struct afpacket_sink *)base;
     sink->stalled = 0;
-    if (sink->pending)
+    if (BRK_UNLIKELY(sink->gone))
+        try_reattach(sink);
+    else if (sink->pending)
         request_send(sink);
+    else if (sink->unaccounted)
+        account_taken(sink);
 }
 
 static void afpacket_sink_close(struct brk_sink *base)
@@ -525,6 +774,7 @@ static void afpacket_sink_close(struct brk_sink *base)
         munmap(sink->ring, sink->ring_size);
     if (sink->fd >= 0)
         close(sink->fd);
+    free(sink->wire_bytes);
     free(sink);
 }
 
@@ -574,73 +824,103 @@ static void tx_ring_geometry(unsigned frame_bytes, unsigned slots, unsigned *fra
     *block_count = slots / frames_per_block;
 }
 
-brk_sink *brk_sink_afpacket_open(const char *ifname, unsigned slots, unsigned mtu,
-                                 char *error, size_t error_size)
+/* A socket with its TX ring bound to sink->ifname, into sink's fd / ring;
+ * -1 with the message written (sink unchanged but for what it says). */
+static int tx_socket_open(struct afpacket_sink *sink, char *error, size_t error_size)
 {
+    const char *ifname = sink->ifname;
     unsigned ifindex = interface_index(ifname, error, error_size);
     if (!ifindex)
-        return NULL;
-    struct afpacket_sink *sink = calloc(1, sizeof(*sink));
-    if (!sink)
-        return brk_fail(error, error_size, "out of memory");
-    sink->base.ops = &afpacket_sink_ops;
+        return -1;
     /* Protocol 0: a sending socket that never receives. */
-    sink->fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
-    if (sink->fd < 0) {
+    int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+    uint8_t *ring = MAP_FAILED;
+    size_t ring_size = 0;
+    if (fd < 0) {
         socket_fail(error, error_size, ifname, "AF_PACKET socket");
-        goto fail;
+        return -1;
     }
-    unsigned interface_mtu = device_mtu(sink->fd, ifname, mtu);
-    sink->max_frame_bytes = ETH_HLEN + (interface_mtu < mtu ? interface_mtu : mtu);
-    sink->frame_data_offset = TPACKET_ALIGN(sizeof(struct tpacket2_hdr));
-    unsigned block_size, block_count;
-    tx_ring_geometry(sink->frame_data_offset + (unsigned)sizeof(struct virtio_net_hdr)
-                     + mtu + ETH_HLEN + VLAN_TAG_BYTES,
-                     slots, &sink->frame_size, &block_size, &block_count);
-    unsigned frames_per_block = block_size / sink->frame_size;
-    sink->frame_count = block_count * frames_per_block;
-    if (set_int_option(sink->fd, PACKET_VERSION, TPACKET_V2) != 0) {
+    unsigned interface_mtu = device_mtu(fd, ifname, sink->mtu);
+    unsigned block_size, block_count, frame_size;
+    tx_ring_geometry(TPACKET_ALIGN(sizeof(struct tpacket2_hdr)) + (unsigned)sizeof(struct virtio_net_hdr)
+                     + sink->mtu + ETH_HLEN + VLAN_TAG_BYTES,
+                     sink->frame_count, &frame_size, &block_size, &block_count);
+    if (set_int_option(fd, PACKET_VERSION, TPACKET_V2) != 0) {
         socket_fail(error, error_size, ifname, "TPACKET_V2");
         goto fail;
     }
     /* Skip a frame the kernel finds malformed instead of stopping the ring at
      * it (a frame the device refuses is another case: see request_send). */
-    if (set_int_option(sink->fd, PACKET_LOSS, 1) != 0) {
+    if (set_int_option(fd, PACKET_LOSS, 1) != 0) {
         socket_fail(error, error_size, ifname, "PACKET_LOSS");
         goto fail;
     }
-    if (set_int_option(sink->fd, PACKET_VNET_HDR, 1) != 0) {
+    if (set_int_option(fd, PACKET_VNET_HDR, 1) != 0) {
         socket_fail(error, error_size, ifname, "PACKET_VNET_HDR");
         goto fail;
     }
-    if (set_int_option(sink->fd, PACKET_QDISC_BYPASS, 1) != 0) {
+    if (set_int_option(fd, PACKET_QDISC_BYPASS, 1) != 0) {
         socket_fail(error, error_size, ifname, "PACKET_QDISC_BYPASS");
         goto fail;
     }
     struct tpacket_req request = {
         .tp_block_size = block_size,
         .tp_block_nr = block_count,
-        .tp_frame_size = sink->frame_size,
-        .tp_frame_nr = sink->frame_count,
+        .tp_frame_size = frame_size,
+        .tp_frame_nr = block_count * (block_size / frame_size),
     };
-    if (set_option(sink->fd, PACKET_TX_RING, &request, sizeof(request)) != 0) {
+    if (set_option(fd, PACKET_TX_RING, &request, sizeof(request)) != 0) {
         socket_fail(error, error_size, ifname, "PACKET_TX_RING");
         goto fail;
     }
-    sink->ring_size = (size_t)block_size * block_count;
-    sink->ring = mmap(NULL, sink->ring_size, PROT_READ | PROT_WRITE,
-                      MAP_SHARED | MAP_POPULATE, sink->fd, 0);
-    if (sink->ring == MAP_FAILED) {
-        sink->ring = NULL;
+    ring_size = (size_t)block_size * block_count;
+    ring = mmap(NULL, ring_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+    if (ring == MAP_FAILED) {
         socket_fail(error, error_size, ifname, "mmap of the TX ring");
         goto fail;
     }
-    if (bind_to_interface(sink->fd, ifindex, 0) != 0) {
+    if (bind_to_interface(fd, ifindex, 0) != 0) {
         socket_fail(error, error_size, ifname, "bind");
         goto fail;
     }
-    return &sink->base;
+    sink->fd = fd;
+    sink->ring = ring;
+    sink->ring_size = ring_size;
+    sink->frame_size = frame_size;
+    sink->max_frame_bytes = ETH_HLEN + (interface_mtu < sink->mtu ? interface_mtu : sink->mtu);
+    return 0;
 fail:
-    afpacket_sink_close(&sink->base);
-    return NULL;
+    if (ring != MAP_FAILED)
+        munmap(ring, ring_size);
+    close(fd);
+    return -1;
+}
+
+brk_sink *brk_sink_afpacket_open(const char *ifname, unsigned slots, unsigned mtu,
+                                 char *error, size_t error_size)
+{
+    if (strlen(ifname) >= IF_NAMESIZE)
+        return brk_fail(error, error_size, "%s: no such interface", ifname);
+    struct afpacket_sink *sink = calloc(1, sizeof(*sink));
+    if (!sink)
+        return brk_fail(error, error_size, "out of memory");
+    sink->base.ops = &afpacket_sink_ops;
+    sink->fd = -1;
+    snprintf(sink->ifname, sizeof(sink->ifname), "%s", ifname);
+    sink->mtu = mtu;
+    sink->frame_data_offset = TPACKET_ALIGN(sizeof(struct tpacket2_hdr));
+    unsigned frame_size, block_size, block_count;
+    tx_ring_geometry(sink->frame_data_offset + (unsigned)sizeof(struct virtio_net_hdr)
+                     + mtu + ETH_HLEN + VLAN_TAG_BYTES,
+                     slots, &frame_size, &block_size, &block_count);
+    sink->frame_count = block_count * (block_size / frame_size);
+    if (!(sink->wire_bytes = calloc(sink->frame_count, sizeof(*sink->wire_bytes)))) {
+        afpacket_sink_close(&sink->base);
+        return brk_fail(error, error_size, "out of memory");
+    }
+    if (tx_socket_open(sink, error, error_size) != 0) {
+        afpacket_sink_close(&sink->base);
+        return NULL;
+    }
+    return &sink->base;
 }

@@ -63,10 +63,23 @@ static int kernel_sync(void *context, int fd, int direction)
     return ioctl(fd, direction == BRK_NETMAP_TX ? BRK_NIOCTXSYNC : BRK_NIOCRXSYNC) == 0 ? 0 : -errno;
 }
 
-/* errno values by which a module tells that it does not speak NIOCCTRL (API 14). */
+/* errno values by which a module tells that it does not speak NIOCCTRL (API 14).
+ * Not EINVAL: a module of API 14 answers EINVAL to a request it understands
+ * but cannot serve (a ring pair the port lacks), which NIOCREGIF cannot fix. */
 static int means_older_module(int error)
 {
-    return error == ENOTTY || error == EINVAL || error == EOPNOTSUPP || error == ENOSYS;
+    return error == ENOTTY || error == EOPNOTSUPP || error == ENOSYS;
+}
+
+void brk_netmap_refusal(const char *port, unsigned mode, unsigned ring, int error_number,
+                        unsigned nic_rings, char *error, size_t error_size)
+{
+    if (error_number == EINVAL && mode == NR_REG_ONE_NIC && nic_rings > 0 && ring >= nic_rings)
+        brk_fail(error, error_size, "netmap port %s has no ring pair %u (it has %u, so qid 0..%d): "
+                 "link fewer engines per queue, or use --backend packet, which fans out to any number",
+                 port, ring, nic_rings, (int)nic_rings - 1);
+    else
+        brk_fail(error, error_size, "netmap port %s: %s", port, strerror(error_number));
 }
 
 /* `eth3{2` -> name `eth3`, pipe mode and number, as the legacy request wants them. */
@@ -132,7 +145,14 @@ static int register_port(int fd, const char *port, unsigned mode, unsigned ring,
     }
     ctrl_error = errno;
     if (!means_older_module(ctrl_error)) {
-        brk_fail(error, error_size, "netmap port %s: %s", port, strerror(ctrl_error));
+        struct brk_netmap_port_facts facts;
+        char ignored[8];
+        unsigned nic_rings = 0;    /* unknown */
+        /* A ring pair the port lacks is the usual EINVAL for one pair: count its rings to say so. */
+        if (ctrl_error == EINVAL && mode == NR_REG_ONE_NIC
+                && brk_netmap_port_info(port, &facts, ignored, sizeof(ignored)) == 0)
+            nic_rings = facts.rx_rings < facts.tx_rings ? facts.rx_rings : facts.tx_rings;
+        brk_netmap_refusal(port, mode, ring, ctrl_error, nic_rings, error, error_size);
         return -1;
     }
     legacy_error = register_legacy(fd, port, mode, ring, out);

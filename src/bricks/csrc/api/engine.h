@@ -13,10 +13,22 @@ struct brk_brick_config {
     unsigned frag_slots;    /* fragment table size (0 = none) */
 };
 
+/* One output's counters. Every packet handed to it is exactly one of:
+ * delivered (packets), dropped (drops, split by cause below) or queued. */
 struct brk_counters {
-    uint64_t packets;
+    uint64_t packets;       /* delivered: taken by the kernel, written to the file */
     uint64_t bytes;
-    uint64_t drops;
+    uint64_t drops;         /* every cause below */
+    uint64_t full;          /* the output's ring was full */
+    uint64_t too_big;       /* longer than the output's MTU allows */
+    uint64_t too_short;     /* shorter than an Ethernet header */
+    uint64_t gone;          /* the output's interface no longer exists */
+    uint64_t write_errors;  /* the file could not be written (disk full, I/O error) */
+    uint64_t queued;        /* in the output's ring, not yet taken by the kernel */
+    /* Not packets but attempts: sends the device refused (a veth whose peer
+     * is down or whose backlog is full). The kernel counts each one in the
+     * device's tx_dropped, yet the frame stays queued and is tried again. */
+    uint64_t refused;
 };
 
 struct brk_brick_stats {
@@ -32,7 +44,14 @@ struct brk_engine_stats {
     uint64_t received_packets;  /* handed to the brick tree by the sources */
     uint64_t received_bytes;
     uint64_t kernel_drops;      /* dropped by the kernel before bricks saw them */
-    uint64_t output_drops;      /* dropped at full outputs, summed over every brick */
+    uint64_t output_drops;      /* dropped at outputs, every cause, summed over every brick */
+    uint64_t output_full;       /* ... of which at full outputs */
+    uint64_t output_too_big;
+    uint64_t output_too_short;
+    uint64_t output_gone;
+    uint64_t output_write_errors;
+    uint64_t output_queued;     /* in output rings, not yet taken by the kernel */
+    uint64_t input_malformed;   /* records of an input file that could not be read */
     uint64_t batches;
     int running;
     int finished;               /* every source is exhausted (pcap input) */

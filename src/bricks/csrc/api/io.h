@@ -1,5 +1,23 @@
 /* Back-ends: where packets come from (sources) and go to (sinks). */
 
+/* Whether a source or sink works, and the last thing that happened to it, in
+ * one line. changes counts the transitions: a reader that saw the same value
+ * last time has nothing new to log. */
+enum brk_io_status {
+    BRK_IO_UP = 0,
+    BRK_IO_GONE = 1,        /* the interface disappeared; re-attached if it returns */
+    BRK_IO_FAILING = 2      /* writes or reads fail (disk full, malformed records) */
+};
+
+struct brk_io_state {
+    int status;             /* enum brk_io_status */
+    uint64_t changes;
+    char reason[512];
+};
+
+void brk_source_state(brk_source *source, struct brk_io_state *out);
+void brk_sink_state(brk_sink *sink, struct brk_io_state *out);
+
 /* AF_PACKET TPACKET_V3 RX ring on ifname, promiscuous. fanout_group >= 0
  * joins a PACKET_FANOUT hash group so several engines share the interface. */
 brk_source *brk_source_afpacket_open(const char *ifname, unsigned ring_bytes,

@@ -100,6 +100,12 @@ struct brk_netmap_port_facts {
 int brk_netmap_port_info(const char *port, struct brk_netmap_port_facts *out,
                          char *error, size_t error_size);
 
+/* The one line for a register request the module refused with error_number:
+ * EINVAL for one NIC ring pair at or past nic_rings (0: unknown) names the
+ * missing ring. */
+void brk_netmap_refusal(const char *port, unsigned mode, unsigned ring, int error_number,
+                        unsigned nic_rings, char *error, size_t error_size);
+
 /* Binds port (`eth3`, `eth3{2`, `eth3}2`, `vale0:p`; no ring suffix: mode
  * and ring say which rings) through /dev/netmap. A source reads its RX rings;
  * a sink writes its TX rings, swapping buffers with a source's RX slot when

@@ -127,7 +127,8 @@ class XdpProgram:
         return self.attached[ifindex]
 
     def attach_pass(self, interface: Union[str, int]) -> None:
-        """Gives the consumer end of a pipe fed by an output the NAPI it needs, without GRO (native XDP_PASS)."""
+        """Gives the consumer end of a pipe fed by an output the NAPI it needs (native XDP_PASS); without it
+        redirected frames vanish uncounted. Keep GRO off there, or that NAPI merges TCP segments."""
         ifindex = interface_index(interface)
         error = error_buffer()
         if lib.brk_xdp_attach_pass(self._live(), ifindex, error, len(error)) != 0:

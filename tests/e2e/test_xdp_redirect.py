@@ -1,8 +1,9 @@
-"""The XDP program on a real veth: attached in native mode to the input, redirecting through its DEVMAP into
-veth pipes made as the engine makes them, the consumer ends given NAPI by the XDP_PASS companion (GRO off).
-Every frame arrives once, byte for byte (a TCP stream's consecutive segments unmerged), on the pipe the C
-engine's LoadBalancer chooses; a Duplicator's pipes each get every frame; counters are exact; someone else's
-XDP program is never replaced; nothing stays attached after close."""
+"""The XDP program on real veths: attached to the input (native, or generic), redirecting through its DEVMAP
+into veth pipes made as the engine makes them, their consumer ends given NAPI by the XDP_PASS companion with
+GRO off. Every frame arrives once, byte for byte, on the pipe the C engine's LoadBalancer chooses (jumbo frames
+too); a TCP stream's segments arrive unmerged; a Duplicator's pipes each get every frame; one program serves
+two inputs; counters are exact, with drops by cause (a vanished pipe, a full pipe, frames too large to
+broadcast); someone else's XDP program is never replaced; nothing stays attached after close or SIGKILL."""
 import collections
 import random
 import signal

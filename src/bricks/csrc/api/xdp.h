@@ -66,8 +66,9 @@ brk_xdp *brk_xdp_open(const char *object_path, const struct brk_xdp_node *nodes,
 int brk_xdp_attach(brk_xdp *xdp, int ifindex, int mode, int *generic, char *error, size_t error_size);
 /* Attaches the program's XDP_PASS companion to ifindex, the consumer end of
  * a veth pipe fed by a DEVMAP output: it gives that end the NAPI a veth needs
- * to receive redirected frames, without GRO merging them. Same refusals;
- * detached with the rest by brk_xdp_detach/brk_xdp_close. */
+ * to receive redirected frames (without it they vanish, counted nowhere).
+ * Keep GRO off on that end: this NAPI would merge TCP segments. Same
+ * refusals; detached with the rest by brk_xdp_detach/brk_xdp_close. */
 int brk_xdp_attach_pass(brk_xdp *xdp, int ifindex, char *error, size_t error_size);
 /* Detaches the program (or its companion) from ifindex; 0 or -errno. */
 int brk_xdp_detach(brk_xdp *xdp, int ifindex);

@@ -244,9 +244,10 @@ int brk_xdp_bricks(struct xdp_md *context)
     return XDP_ABORTED;
 }
 
-/* For the consumer end of a pipe: a veth delivers redirected frames only to
- * a peer with NAPI, which an attached program gives; passing every frame on
- * and leaving GRO elided (netif_elide_gro) keeps each frame as it came. */
+/* For the consumer end of a pipe: a veth hands redirected frames only to a
+ * peer with NAPI (without it they vanish, counted nowhere), which an attached
+ * program gives. That end's GRO must stay off, as bricks makes its pipes:
+ * this NAPI would otherwise merge a TCP stream's segments. */
 SEC("xdp.frags")
 int brk_xdp_pass(struct xdp_md *context __attribute__((unused)))
 {

@@ -3,6 +3,7 @@ chooses the output the C engine chooses (hash vectors, VLAN, IPv6, tunnels, frag
 the brick linked to the input and deeper ones), counters are exact, Duplicator and Dummy forward, bad trees are
 refused in one line. Needs root and BPF (CI has both)."""
 import random
+import sys
 
 import pytest
 
@@ -200,3 +201,17 @@ def test_random_garbage_leaves_by_the_c_engines_output(split):
             assert [program.node_counters(node)["malformed"] for node in range(3)] == reference.malformed
         finally:
             reference.close()
+
+
+def test_without_privileges_the_program_is_refused_in_one_line():
+    from tests.unit.test_first_contact import one_line, run, unprivileged
+    script = ("from bricks.errors import BricksError\n"
+              "from bricks.xdp import XdpProgram, XdpTree\n"
+              "try:\n"
+              "    XdpProgram(XdpTree('Dummy', [1]))\n"
+              "except BricksError as error:\n"
+              "    print(error)\n")
+    result = run(unprivileged([sys.executable, "-c", script]))
+    assert result.returncode == 0, result.stderr
+    assert one_line(result.stdout) == "XDP: the kernel refused the program (not root, or a locked-memory limit)"
+    assert result.stderr == ""

@@ -3,7 +3,9 @@
 The declarations Python sees are the per-topic headers in csrc/api/; every
 csrc/*.c is compiled in; each csrc/brick_<kind>.c defines one brick kind,
 which this builder registers in the kind table so that adding a brick touches
-one C file and one Python descriptor.
+one C file and one Python descriptor. It also compiles the XDP back-end's
+program (csrc/xdp/bricks.bpf.c, clang -target bpf) to bricks.bpf.o beside the
+module, and links libbpf when its headers are installed.
 """
 import re
 import shutil

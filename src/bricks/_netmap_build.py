@@ -3,9 +3,14 @@
 The declarations Python sees are the per-topic headers in csrc/api/; every
 csrc/*.c is compiled in; each csrc/brick_<kind>.c defines one brick kind,
 which this builder registers in the kind table so that adding a brick touches
-one C file and one Python descriptor.
+one C file and one Python descriptor. It also compiles the XDP back-end's
+program (csrc/xdp/bricks.bpf.c, clang -target bpf) to bricks.bpf.o beside the
+module, and links libbpf when its headers are installed.
 """
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from cffi import FFI
@@ -24,6 +29,9 @@ def brick_kind_symbols():
 def preamble():
     kinds = brick_kind_symbols()
     lines = ['#include "internal.h"']
+    # The API headers internal.h does not include (those its C files do not need).
+    included = set(re.findall(r'#include "(api/[^"]+)"', (CSRC / "internal.h").read_text()))
+    lines += [f'#include "api/{path.name}"' for path in API_HEADERS if f"api/{path.name}" not in included]
     lines += [f"extern const struct brk_brick_kind {symbol};" for symbol in kinds]
     lines.append("const struct brk_brick_kind *const brk_brick_kinds[] = {")
     lines += [f"    &{symbol}," for symbol in kinds]
@@ -36,6 +44,44 @@ def sources():
     return [str(path) for path in sorted(CSRC.glob("*.c"))]
 
 
+BPF_SOURCE = CSRC / "xdp" / "bricks.bpf.c"
+BPF_OBJECT = HERE / "bricks.bpf.o"
+
+
+def multiarch_include():
+    """Where Debian keeps <asm/types.h>, which <linux/types.h> needs under -target bpf."""
+    try:
+        triplet = subprocess.run(["gcc", "-print-multiarch"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return []
+    return [f"-I/usr/include/{triplet.strip()}"] if triplet.strip() else []
+
+
+def build_bpf_object():
+    """Compiles the XDP back-end's program next to the module (an editable install uses it in place).
+
+    Without clang the module still builds: the XDP back-end then says, in one line, that it was not installed.
+    """
+    clang = shutil.which("clang")
+    if clang is None:
+        print("bricks: clang not found, the XDP back-end is not built (bin/setup installs it)", file=sys.stderr)
+        return
+    command = [clang, "-target", "bpf", "-O2", "-g", "-Wall", "-Wextra", "-Werror", f"-I{CSRC}",
+               *multiarch_include(), "-c", str(BPF_SOURCE), "-o", str(BPF_OBJECT)]
+    subprocess.run(command, check=True)
+
+
+def have_libbpf():
+    """Whether libbpf's headers are installed; without them io_xdp.c builds stubs that refuse in one line."""
+    try:
+        return subprocess.run(["pkg-config", "--exists", "libbpf"], check=False).returncode == 0
+    except OSError:
+        return Path("/usr/include/bpf/libbpf.h").exists()
+
+
+build_bpf_object()
+LIBBPF = have_libbpf()
+
 ffibuilder = FFI()
 ffibuilder.cdef("\n".join(path.read_text() for path in API_HEADERS)
                 + "\nconst char *brk_version(void);\n")
@@ -44,7 +90,8 @@ ffibuilder.set_source(
     preamble(),
     sources=sources(),
     include_dirs=[str(CSRC)],
-    libraries=["pcap", "pthread"],
+    libraries=["pcap", "pthread"] + (["bpf"] if LIBBPF else []),
+    define_macros=[("BRK_HAVE_LIBBPF", "1")] if LIBBPF else [],
     extra_compile_args=["-O3", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )
 

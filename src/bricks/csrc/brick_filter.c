@@ -2,6 +2,7 @@
  * passed packets to output 0, rejected ones to output 1 when there is one
  * (Click's convention), otherwise counted as filtered and dropped. */
 #include "filter_rules.h"
+#include "dissect.h"
 
 #include <arpa/inet.h>
 
@@ -54,59 +55,51 @@ static inline __attribute__((always_inline)) int plain_ipv4_key(const uint8_t *d
     return 1;
 }
 
+/* The port word of an upper layer at offset (0 for later fragments, for
+ * protocols without ports and when the frame ends before them). */
+static inline uint32_t ports_word(const uint8_t *data, uint32_t caplen, const struct brk_ip_header *header)
+{
+    return header->fragment != BRK_LATER_FRAGMENT && has_ports(header->protocol)
+           && (uint64_t)header->payload_offset + 4 <= caplen ? read_be32(data + header->payload_offset) : 0;
+}
+
 /* The packet's 5-tuple as a key of FILTER_IPV4 or FILTER_IPV6 layout, or -1
- * for what is not IP (or too short to say). Up to three VLAN tags are skipped;
- * ports are 0 in non-first fragments and for protocols without ports. */
+ * for what is not IP (or too short to say), through the one dissector's
+ * layer functions (dissect.h): its VLAN/QinQ tags, the outer IP header and
+ * its IPv6 extension headers. Ports are 0 in non-first fragments and for
+ * protocols without ports. */
 static inline int packet_key(const uint8_t *data, uint32_t caplen, struct filter_key *key)
 {
+    struct brk_flow_keys link;
+    struct brk_flow_endpoints endpoints;
+    struct brk_ip_header header;
+    const uint8_t *end = data + caplen;
     if (BRK_LIKELY(plain_ipv4_key(data, caplen, key)))
         return FILTER_IPV4;
-    uint32_t offset = 14;
-    if (BRK_UNLIKELY(caplen < offset))
+    link.vlan_count = 0;
+    uint32_t offset = brk_dissect_ethernet(data, end, &link);
+    if (offset == 0 || offset >= caplen)
         return -1;
-    unsigned type = (unsigned)data[12] << 8 | data[13];
-    for (int tags = 0; tags < 3 && (type == 0x8100 || type == 0x88a8 || type == 0x9100); tags++) {
-        if (caplen < offset + 4)
+    if (link.ethertype == BRK_ETHERTYPE_IPV4) {
+        /* The version nibble must agree, and the header must be whole: else not IP to the Filter. */
+        if ((data[offset] >> 4) != 4 || !brk_dissect_ipv4(data, end, offset, &endpoints, &header)
+                || (data[offset] & 15u) < 5)
             return -1;
-        type = (unsigned)data[offset + 2] << 8 | data[offset + 3];
-        offset += 4;
-    }
-    if (BRK_LIKELY(type == 0x0800)) {
-        const uint8_t *ip = data + offset;
-        if (caplen < offset + 20 || (ip[0] >> 4) != 4 || (ip[0] & 15u) < 5)
-            return -1;
-        unsigned header_bytes = (ip[0] & 15u) * 4;
-        unsigned protocol = ip[9];
-        int first_fragment = ((ip[6] & 0x1fu) | ip[7]) == 0;
-        key->word[0] = read_be32(ip + 12);
-        key->word[1] = read_be32(ip + 16);
-        key->word[2] = first_fragment && has_ports(protocol) && caplen >= offset + header_bytes + 4
-                       ? read_be32(ip + header_bytes) : 0;
-        key->word[3] = protocol;
+        key->word[0] = read_be32(endpoints.source);
+        key->word[1] = read_be32(endpoints.destination);
+        key->word[2] = ports_word(data, caplen, &header);
+        key->word[3] = header.protocol;
         return FILTER_IPV4;
     }
-    if (type == 0x86dd) {
-        const uint8_t *ip = data + offset;
-        if (caplen < offset + 40 || (ip[0] >> 4) != 6)
+    if (link.ethertype == BRK_ETHERTYPE_IPV6) {
+        if ((data[offset] >> 4) != 6 || !brk_dissect_ipv6(data, end, offset, &endpoints, &header) || header.cut)
             return -1;
-        for (int w = 0; w < 8; w++)
-            key->word[w] = read_be32(ip + 8 + 4 * w);
-        unsigned next = ip[6];
-        uint32_t at = offset + 40;
-        int first_fragment = 1;
-        for (int headers = 0; headers < 8; headers++) {
-            if (next != 0 && next != 43 && next != 44 && next != 51 && next != 60)
-                break;
-            if (caplen < at + 8)
-                return -1;
-            const uint8_t *extension = data + at;
-            if (next == 44)
-                first_fragment = ((unsigned)extension[2] << 8 | (extension[3] & 0xf8u)) == 0;
-            at += next == 44 ? 8 : next == 51 ? (extension[1] + 2u) * 4 : (extension[1] + 1u) * 8;
-            next = extension[0];
+        for (int w = 0; w < 4; w++) {
+            key->word[w] = read_be32(endpoints.source + 4 * w);
+            key->word[4 + w] = read_be32(endpoints.destination + 4 * w);
         }
-        key->word[8] = first_fragment && has_ports(next) && caplen >= at + 4 ? read_be32(data + at) : 0;
-        key->word[9] = next;
+        key->word[8] = ports_word(data, caplen, &header);
+        key->word[9] = header.protocol;
         return FILTER_IPV6;
     }
     return -1;

@@ -158,12 +158,20 @@ def fan_out_chunk(brick_kind, interface, count):
 
 
 def _fan_out_command(brick_kind, summary):
-    @click.command(context_settings=CONTEXT, help=summary)
+    @click.command(context_settings=CONTEXT, help=summary + " IFACE N may also be given as IFACE:N "
+                   "(a systemd instance: bricks-load-balance@eth3:4).")
     @_version_option
     @click.argument("interface", metavar="IFACE")
-    @click.argument("count", metavar="N", type=click.IntRange(1, MAX_PIPES))
+    @click.argument("count", metavar="N", type=click.IntRange(1, MAX_PIPES), required=False)
     @_daemon_options
     def command(interface, count, backend, batch, **daemon_settings):
+        if count is None:
+            from .errors import BricksError
+            from .systemd import parse_fan_out_instance
+            try:
+                interface, count = parse_fan_out_instance(interface)
+            except BricksError as error:
+                _fail(str(error), status=2)
         _start_daemon(daemon_settings, backend, batch, script_text=fan_out_chunk(brick_kind, interface, count))
     return command
 
@@ -228,8 +236,31 @@ COMMANDS = {"bricks": main, "bricks-server": server_main, "bricks-shell": shell_
             "bricks-kill-server": kill_server_main}
 
 
+@click.command(context_settings=CONTEXT)
+@_version_option
+@click.option("--dir", "unit_directory", default="/etc/systemd/system", show_default=True, metavar="DIR",
+              help="Where to write the unit files.")
+@click.option("--bin", "bin_directory", metavar="DIR",
+              help="Directory of the bricks commands the units run [default: this bricks' own, e.g. .venv/bin].")
+@click.option("--no-reload", is_flag=True, help="Do not run systemctl daemon-reload.")
+def install_units_main(unit_directory, bin_directory, no_reload):
+    """Install the systemd units bricks.service and bricks-load-balance@.service, running this bricks."""
+    from .errors import BricksError
+    from .systemd import install_units
+    try:
+        written, reloaded = install_units(unit_directory, bin_directory, reload=not no_reload)
+    except BricksError as error:
+        _fail(str(error))
+    for path in written:
+        click.echo(f"installed {path}")
+    if isinstance(reloaded, str):
+        click.echo(f"bricks: systemctl daemon-reload failed: {reloaded}", err=True)
+    click.echo("next: write /etc/bricks/bricks.lua, then: systemctl enable --now bricks "
+               "(or: systemctl enable --now bricks-load-balance@IFACE:N)")
+
+
 # `bricks SUBCOMMAND ...`: tools beside the broker itself (a first argument never taken for a script: those need -f).
-SUBCOMMANDS = {"split": split_main}
+SUBCOMMANDS = {"split": split_main, "install-units": install_units_main}
 
 
 def bricks_main():

@@ -8,10 +8,13 @@ import time
 
 import pytest
 
+from bricks.systemd import UNIT_SOURCES
 from tests.e2e.daemons import WAIT, alive, bricks, wait_until
 from tests.e2e.test_shell_daemon import send_flows, veths_named
 
 pytestmark = pytest.mark.root
+
+UNIT = UNIT_SOURCES / "bricks-load-balance@.service"
 
 
 class NotifySocket:
@@ -109,18 +112,39 @@ def test_no_ready_when_the_start_up_script_fails(paths, tmp_path, notify_socket)
     assert notify_socket.next(timeout=0.5) is None
 
 
-def test_load_balance_instance_is_ready_with_its_pipes(paths, testbed, notify_socket):
-    host_if, _ = testbed.add_input("in")
-    process = foreground_daemon(paths, notify_socket, "bricks-load-balance", f"{host_if}:3")
+def unit_capabilities():
+    """The capability names of the units' CapabilityBoundingSet (both units have the same)."""
+    line = next(line for line in UNIT.read_text().splitlines() if line.startswith("CapabilityBoundingSet="))
+    return line.split("=", 1)[1].split()
+
+
+def test_load_balance_instance_works_with_only_the_units_capabilities(paths, testbed, notify_socket):
+    """The instance as the unit runs it, its capabilities cut to the unit's bounding set (setpriv does what
+    CapabilityBoundingSet and NoNewPrivileges do): ready, pipes made, traffic balanced at real-time priority."""
+    host_if, ns_if = testbed.add_input("in")
+    bounding = ",".join(["-all"] + ["+" + name.lower().removeprefix("cap_") for name in unit_capabilities()])
+    env = dict(paths.env, NOTIFY_SOCKET=notify_socket.path)
+    process = subprocess.Popen(["setpriv", f"--bounding-set={bounding}", "--inh-caps=-all", "--no-new-privs"]
+                               + bricks("bricks-load-balance") + ["--foreground", "--realtime", "5", f"{host_if}:3"],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         message = notify_socket.next()
         assert message is not None and message[1].startswith("READY=1\n"), process.stderr
-        assert sorted(veths_named(host_if + "{")) == [f"{host_if}{{{index}" for index in range(3)]
+        with open(f"/proc/{process.pid}/status") as status:
+            bounding_mask = next(line for line in status if line.startswith("CapBnd:")).split()[1]
+        assert bin(int(bounding_mask, 16)).count("1") == len(unit_capabilities())
+        consumers = [f"{host_if}}}{index}" for index in range(3)]
+        assert sorted(veths_named(host_if + "}")) == consumers
+        readers = [testbed.reader(name, in_namespace=False) for name in consumers]
+        frames = send_flows(testbed, ns_if, 300)
+        assert wait_until(lambda: sum(len(reader.read_so_far()) for reader in readers) == len(frames))
+        assert min(len(reader.stop()) for reader in readers) > 0
         process.send_signal(signal.SIGTERM)
+        assert notify_socket.next()[1] == "STOPPING=1"
         assert stopped(process) == 0
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert veths_named(host_if + "{") == []
+    assert veths_named(host_if + "{") == [] and veths_named(host_if + "}") == []
     assert not alive(process.pid)

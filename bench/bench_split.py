@@ -94,7 +94,7 @@ def machine_facts():
     model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                  platform.processor())
     versions = []
-    for command in (["tcpdump", "--version"], ["editcap", "-V"]):
+    for command in (["tcpdump", "--version"], ["editcap", "--version"]):
         if shutil.which(command[0]):
             output = subprocess.run(command, capture_output=True, text=True).stdout.splitlines()
             versions.append(output[0] if output else command[0])

@@ -181,10 +181,9 @@ def run(plan, progress_stream=None, engine_name=None):
         engine.delete()      # stops it, closes (flushes) every output
         if not finished:
             for path in plan.outputs:
-                try:
+                # Files only: an output may be a device or a FIFO (-o /dev/stdout), never to be removed.
+                if os.path.isfile(path) and not os.path.islink(path):
                     os.remove(path)
-                except FileNotFoundError:
-                    pass
 
 
 def progress_stream_for(stream=None):

@@ -11,7 +11,7 @@ import pytest
 
 from bricks import split as splitting
 from bricks._native import lib
-from bricks.engine import FRAGMENT_TABLE_SLOTS
+from bricks.engine import FRAGMENT_TABLE_SLOTS, PktEngine
 from bricks.errors import BricksError
 from bricks.frames import pcap_bytes, random_tcp_frames, read_pcap, udp_frame
 from tests.native import Graph, memory_source, opened
@@ -170,3 +170,31 @@ def test_output_paths_and_plan_checks(tmp_path):
     with pytest.raises(BricksError):
         splitting.output_paths("same.pcap", 2)
     assert splitting._duration(3725) == "1h02" and splitting._duration(75) == "01:15"
+
+
+class InterruptingTerminal:
+    """A progress stream that is Ctrl+C'd at its first drawing."""
+
+    def write(self, text):
+        raise KeyboardInterrupt
+
+    def flush(self):
+        pass
+
+
+def test_an_interrupted_split_removes_its_outputs_and_its_engine(tmp_path):
+    varied_capture(tmp_path / "in.pcap", count=2000)
+    plan = splitting.SplitPlan(str(tmp_path / "in.pcap"), str(tmp_path / "out-{n}.pcap"), balance=2)
+    with pytest.raises(KeyboardInterrupt):
+        splitting.run(plan, progress_stream=InterruptingTerminal(), engine_name="split-interrupted")
+    assert sorted(os.listdir(tmp_path)) == ["in.pcap"]
+    assert PktEngine.retrieve("split-interrupted") is None
+
+
+def test_a_full_disk_is_counted_per_packet_and_fails_the_command(tmp_path):
+    varied_capture(tmp_path / "in.pcap", count=300)
+    result = split(tmp_path, "in.pcap", "--filter", "tcp", "-o", "/dev/full")
+    assert result.returncode == 1
+    assert result.stdout.strip() == "in.pcap: 300 packets read; /dev/full: 0; lost: 300 write errors"
+    assert "write error on /dev/full (No space left on device)" in result.stderr
+    assert os.path.exists("/dev/full")

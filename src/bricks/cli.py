@@ -220,7 +220,10 @@ def split_main(input_path, template, balance, duplicate, expression, split, prog
     try:
         plan = splitting.SplitPlan(input_path, template, balance=balance, duplicate=duplicate,
                                    expression=expression, split=int(split))
-        stream = sys.stderr if progress else None if progress is False else splitting.progress_stream_for()
+        if progress is None:
+            stream = splitting.progress_stream_for()      # stderr when it is a terminal
+        else:
+            stream = sys.stderr if progress else None
         result = splitting.run(plan, progress_stream=stream)
     except BricksError as error:
         _fail(str(error))

@@ -124,6 +124,7 @@ class SplitResult:
     """Counters of a finished split: every packet read is in one output per copy, or counted with its cause."""
 
     def __init__(self, stats, outputs):
+        from .engine import DROP_CAUSES
         self.outputs = outputs
         self.packets = stats["packets"]
         self.malformed = stats["input_malformed"]
@@ -135,8 +136,7 @@ class SplitResult:
                 if output["name"] in outputs:
                     written[output["name"]] = output["packets"]
         self.written = [written.get(path, 0) for path in outputs]
-        self.drop_causes = {cause: stats[f"output_{cause}"] for cause in
-                            ("full", "too_big", "too_short", "gone", "write_errors") if stats.get(f"output_{cause}")}
+        self.drop_causes = {cause: stats[f"output_{cause}"] for cause, _ in DROP_CAUSES if stats.get(f"output_{cause}")}
 
     def summary(self, input_path):
         parts = [f"{path}: {count}" for path, count in zip(self.outputs, self.written)]

@@ -496,7 +496,9 @@ class PktEngine:
         brick.handle, brick.engine = handle, self
         if brick.kind.attach:
             brick.kind.attach(brick, handle)
-        child_depth = depth + 1 if brick.kind.balances else depth
+        # Only a brick that does spread (two outputs or more) moves its children to the next hash: a PcapReader
+        # with one output before a LoadBalancer then leaves it the hash a live LoadBalancer has.
+        child_depth = depth + 1 if brick.kind.balances and len(brick.outputs) > 1 else depth
         brick.transmit_drop_base = {}
         brick.sinks = {}
         for index, output in enumerate(brick.outputs):

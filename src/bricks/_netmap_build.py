@@ -7,10 +7,13 @@ one C file and one Python descriptor. It also compiles the XDP back-end's
 program (csrc/xdp/bricks.bpf.c, clang -target bpf) to bricks.bpf.o beside the
 module, and links libbpf when its headers are installed.
 """
+import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 from cffi import FFI
@@ -42,6 +45,50 @@ def preamble():
 
 def sources():
     return [str(path) for path in sorted(CSRC.glob("*.c"))]
+
+
+PCAP_HEADER = "pcap/pcap.h"
+PCAP_MISSING = ("bricks: libpcap's C headers (pcap/pcap.h) are missing: install them (Debian/Ubuntu: "
+                "apt-get install libpcap-dev; Fedora: dnf install libpcap-devel), then install bricks again")
+
+
+def compiler_search_dirs():
+    """Where the C compiler looks for <...> headers: -I of CFLAGS/CPPFLAGS, CPATH, then its own list."""
+    dirs = []
+    for variable in ("CPPFLAGS", "CFLAGS"):
+        words = shlex.split(os.environ.get(variable, ""))
+        dirs += [word[2:] for word in words if word.startswith("-I") and len(word) > 2]
+    for variable in ("CPATH", "C_INCLUDE_PATH"):
+        dirs += [part for part in os.environ.get(variable, "").split(":") if part]
+    compiler = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
+    try:
+        listing = subprocess.run(compiler + ["-E", "-v", "-x", "c", os.devnull, "-o", os.devnull],
+                                 capture_output=True, text=True, timeout=30).stderr
+    except (OSError, subprocess.SubprocessError):
+        listing = ""    # no compiler: the build says so itself, in its own words
+    inside = False
+    for line in listing.splitlines():
+        if line.startswith("#include <...>"):
+            inside = True
+        elif line.startswith("End of search list"):
+            inside = False
+        elif inside:
+            dirs.append(line.strip())
+    return dirs or ["/usr/local/include", "/usr/include"]
+
+
+def check_pcap_headers(search_dirs=None):
+    """Ends the build with one line naming the package when libpcap's headers are absent.
+
+    Checked before compiling, because the compiler's own error (a missing
+    include deep in a cffi temp file) does not say what to install.
+    """
+    dirs = compiler_search_dirs() if search_dirs is None else search_dirs
+    if not any(os.path.isfile(os.path.join(directory, PCAP_HEADER)) for directory in dirs):
+        raise SystemExit(PCAP_MISSING)
+
+
+check_pcap_headers()
 
 
 BPF_SOURCE = CSRC / "xdp" / "bricks.bpf.c"

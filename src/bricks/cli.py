@@ -158,12 +158,20 @@ def fan_out_chunk(brick_kind, interface, count):
 
 
 def _fan_out_command(brick_kind, summary):
-    @click.command(context_settings=CONTEXT, help=summary)
+    @click.command(context_settings=CONTEXT, help=summary + " IFACE N may also be given as IFACE:N "
+                   "(a systemd instance: bricks-load-balance@eth3:4).")
     @_version_option
     @click.argument("interface", metavar="IFACE")
-    @click.argument("count", metavar="N", type=click.IntRange(1, MAX_PIPES))
+    @click.argument("count", metavar="N", type=click.IntRange(1, MAX_PIPES), required=False)
     @_daemon_options
     def command(interface, count, backend, batch, **daemon_settings):
+        if count is None:
+            from .errors import BricksError
+            from .systemd import parse_fan_out_instance
+            try:
+                interface, count = parse_fan_out_instance(interface)
+            except BricksError as error:
+                _fail(str(error), status=2)
         _start_daemon(daemon_settings, backend, batch, script_text=fan_out_chunk(brick_kind, interface, count))
     return command
 
@@ -189,15 +197,91 @@ def kill_server_main(pid_path, timeout):
         _fail(str(error))
 
 
+@click.command(context_settings=CONTEXT)
+@_version_option
+@click.argument("input_path", metavar="IN.pcap", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "template", required=True, metavar="TEMPLATE",
+              help="Output file; {n} becomes the output's number 0..N-1 (e.g. 'out-{n}.pcap').")
+@click.option("--balance", type=click.IntRange(1, MAX_PIPES), metavar="N",
+              help="Split by flow into N files, with the live LoadBalancer's hash.")
+@click.option("--duplicate", type=click.IntRange(1, MAX_PIPES), metavar="N", help="Copy every packet to N files.")
+@click.option("--filter", "expression", metavar="EXPR",
+              help="Keep only the packets matching this tcpdump expression (before --balance/--duplicate).")
+@click.option("--split", type=click.Choice(["2", "4"]), default="4", show_default=True,
+              help="What --balance hashes: 2 = the IP pair, 4 = the IP pair and the ports.")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar on stderr [default: when stderr is a terminal].")
+def split_main(input_path, template, balance, duplicate, expression, split, progress):
+    """Split a pcap file by flow (--balance), copy it (--duplicate) or filter it (--filter), offline.
+
+    Output files are classic microsecond pcap; a run that does not finish removes them."""
+    from . import split as splitting
+    from .errors import BricksError
+    try:
+        plan = splitting.SplitPlan(input_path, template, balance=balance, duplicate=duplicate,
+                                   expression=expression, split=int(split))
+        if progress is None:
+            stream = splitting.progress_stream_for()      # stderr when it is a terminal
+        else:
+            stream = sys.stderr if progress else None
+        result = splitting.run(plan, progress_stream=stream)
+    except BricksError as error:
+        _fail(str(error))
+    except KeyboardInterrupt:
+        _fail("interrupted: the output files were removed", status=130)
+    click.echo(result.summary(input_path))
+    if result.drops:
+        sys.exit(1)
+
+
 COMMANDS = {"bricks": main, "bricks-server": server_main, "bricks-shell": shell_main,
             "bricks-load-balance": load_balance_main, "bricks-duplicate": duplicate_main,
             "bricks-kill-server": kill_server_main}
+
+
+@click.command(context_settings=CONTEXT)
+@_version_option
+@click.option("--dir", "unit_directory", default="/etc/systemd/system", show_default=True, metavar="DIR",
+              help="Where to write the unit files.")
+@click.option("--bin", "bin_directory", metavar="DIR",
+              help="Directory of the bricks commands the units run [default: this bricks' own, e.g. .venv/bin].")
+@click.option("--no-reload", is_flag=True, help="Do not run systemctl daemon-reload.")
+def install_units_main(unit_directory, bin_directory, no_reload):
+    """Install the systemd units bricks.service and bricks-load-balance@.service, running this bricks."""
+    from .errors import BricksError
+    from .systemd import install_units
+    try:
+        written, reloaded = install_units(unit_directory, bin_directory, reload=not no_reload)
+    except BricksError as error:
+        _fail(str(error))
+    for path in written:
+        click.echo(f"installed {path}")
+    if isinstance(reloaded, str):
+        click.echo(f"bricks: systemctl daemon-reload failed: {reloaded}", err=True)
+    click.echo("next: write /etc/bricks/bricks.lua, then: systemctl enable --now bricks "
+               "(or: systemctl enable --now bricks-load-balance@IFACE:N)")
+
+
+# `bricks SUBCOMMAND ...`: tools beside the broker itself (a first argument never taken for a script: those need -f).
+SUBCOMMANDS = {"split": split_main, "install-units": install_units_main}
+
+
+def bricks_main():
+    """The `bricks` command: `bricks SUBCOMMAND ...` for one of SUBCOMMANDS, else the broker (main)."""
+    if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
+        name = sys.argv.pop(1)
+        SUBCOMMANDS[name](prog_name=f"bricks {name}")
+    else:
+        main(prog_name="bricks")
 
 
 def module_main():
     """`python -m bricks [COMMAND] ...`: COMMAND one of COMMANDS' names (bin/ launchers), else `bricks`."""
     if len(sys.argv) > 1 and sys.argv[1] in COMMANDS:
         name = sys.argv.pop(1)
-        COMMANDS[name](prog_name=name)
+        if name == "bricks":
+            bricks_main()
+        else:
+            COMMANDS[name](prog_name=name)
     else:
-        main(prog_name="bricks")
+        bricks_main()

@@ -178,7 +178,7 @@ class Node:
 
     brick: "Brick"
     kind: BrickKind
-    depth: int                   # LoadBalancers and PcapReaders above it (the hash's per-level seed)
+    depth: int                   # spreading bricks above it (the hash's per-level seed)
     config: Optional[Dict[str, int]]   # the fields of the kind's C config struct, None for a kind without
     outputs: Tuple[Output, ...]
 
@@ -282,7 +282,9 @@ def _creation_order(brick, depth, order, depths):
     """Depth first, parents first: the order engine.py makes C bricks and opens sinks in."""
     order.append(brick)
     depths[id(brick)] = depth
-    child_depth = depth + 1 if brick.kind.balances else depth
+    # Only a brick that does spread (two outputs or more) moves its children to the next hash: a PcapReader
+    # with one output before a LoadBalancer then leaves it the hash a live LoadBalancer has.
+    child_depth = depth + 1 if brick.kind.balances and len(brick.outputs) > 1 else depth
     for output in brick.outputs:
         child = _child_fed_by(brick, output)
         if child is not None and id(child) not in depths:

@@ -699,7 +699,8 @@ def _set_up_logging(log_path, foreground):
                           f"or give --log-file (BRICKS_LOG_FILE) a path you can write") from None
     log_file.setFormatter(logging.Formatter("%(asctime)s bricks[%(process)d] %(levelname)s %(message)s"))
     log.addHandler(log_file)
-    if os.path.exists("/dev/log"):
+    # Under systemd (JOURNAL_STREAM) the journal takes stderr: syslog would put every line there twice.
+    if os.path.exists("/dev/log") and not (foreground and os.environ.get("JOURNAL_STREAM")):
         try:
             syslog = logging.handlers.SysLogHandler(address="/dev/log")
         except OSError:
@@ -837,6 +838,7 @@ def run_daemon(options, runtime_factory=None):
         raise DaemonError(message) from None
     if launch is not None:
         launch.report("ready")
+    _tell_systemd(f"READY=1\nSTATUS=serving on {options.socket_path}\nMAINPID={os.getpid()}")
     try:
         daemon.serve()
     finally:
@@ -881,10 +883,18 @@ def _load_rule_file(service, options):
     log.info("rules: %d loaded from %s", added[0], options.rules_path)
 
 
+def _tell_systemd(state):
+    """Readiness and stopping for a Type=notify unit (nothing without $NOTIFY_SOCKET)."""
+    from .systemd import notify
+    if not notify(state) and notify.error:
+        log.warning("%s", notify.error)
+
+
 def _stop_cleanly(service, daemon, pid_file):
     """Engines stopped and deleted (pipes removed, pcap files flushed), then the socket and pid file removed."""
     from . import engine
     log.info("stopping")
+    _tell_systemd("STOPPING=1")
     daemon.close()
     service.stop()
     # A chunk still running is interrupted; one stuck below Lua gets a moment, then we clean up under it regardless.

@@ -13,6 +13,7 @@ import threading
 from . import backends, graph, links, registry, stats
 from ._ffi import error_buffer, error_text, ffi, lib
 from .backends.packet import link_call
+from .catalog import FRAGMENT_TABLE_SLOTS  # noqa: F401 - importable from here, as before
 from .errors import BricksError
 from .graph import MAX_BATCH, MAX_QID, Brick, whole_number  # noqa: F401 - Brick: the API's, from here too
 from .ports import PortKind
@@ -328,8 +329,8 @@ class PktEngine:
             ready.set()
             result = lib.brk_engine_run(self.handle)
             if result != 0:
-                self.run_error = f"stopped on an error: {os.strerror(-result)}"
-                log.error("engine %s: %s", self.name, self.run_error)
+                self.run_error = os.strerror(-result)
+                log.error("engine %s: stopped on an error: %s", self.name, self.run_error)
         finally:
             self.run_done.set()
             ready.set()
@@ -368,7 +369,7 @@ class PktEngine:
         """One line per input or output of this engine that does not work now, and the error its last run
         ended on (print_status, show_stats)."""
         self.check_states()
-        run_error = [self.run_error] if self.run_error else []
+        run_error = [f"stopped on an error: {self.run_error}"] if self.run_error else []
         return [f"Engine {self.name}: {reason}" for reason in run_error + list(self.problems.values())]
 
     def stop(self):

@@ -1,8 +1,12 @@
-"""Packet engines and bricks: the Python API under the Lua shell (SPEC §4).
+"""Packet engines: the Python API under the Lua shell (SPEC §4), their lifecycle and their thread.
 
-Python only builds and tears down; every packet is handled by the C engine in
-bricks._native, run by one Python thread per engine with the GIL released.
+pe:link(brick) plans the tree (graph.plan: checked in full, no I/O), lets the
+tree's back-end (backends/) open its sources and sinks, makes its C bricks and
+wires them; start() makes the C engine over every linked tree and runs it in
+one Python thread with the GIL released; stats() is stats.engine_snapshot.
 Linking is all or nothing: a link that fails undoes what it opened or created.
+The engine's lock guards its C objects: unlink and delete free them under it,
+readers in other threads (stats) read them under it.
 """
 import atexit
 import logging
@@ -451,6 +455,18 @@ class PktEngine:
 
     def stats_text(self):
         return stats.engine_text(self.stats())
+
+
+def backend_lines():
+    """One line per linked tree whose back-end is not the first its family would take, saying why
+    (print_status): e.g. a tree the XDP back-end refused, running on packet."""
+    lines = []
+    for known in engines():
+        for linked in known.linked:
+            if linked.context.reasons:
+                why = "; ".join(f"{name}: {reason}" for name, reason in linked.context.reasons.items())
+                lines.append(f"Engine {known.name}: {linked.root.kind.name} tree on {linked.backend} ({why})")
+    return lines
 
 
 def status_lines():

@@ -102,9 +102,7 @@ class Brick:
         return self
 
     def connect_outputs(self, interface, count):
-        if not isinstance(count, (int, float)) or isinstance(count, bool) or count != int(count) \
-                or not 1 <= count <= UNLIMITED:
-            raise BricksError(f"connect_outputs: count must be a whole number from 1 to {UNLIMITED}, got {count!r}")
+        count = whole_number(count, "connect_outputs: count", 1, UNLIMITED)
         if not isinstance(interface, str):
             raise BricksError(f"connect_outputs: interface must be a string, got {type(interface).__name__}")
         return self.connect_output(*[f"{interface}{{{index}" for index in range(int(count))])

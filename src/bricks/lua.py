@@ -542,6 +542,8 @@ class LuaRuntime:
             online = any(known.running for known in engine.engines())
             runtime._print("BRICKS is online." if online else "BRICKS is offline.")
             runtime._print(f"Back-end: {engine.backend_name()} ({engine.backend_detail()})")
+            for line in engine.backend_lines():   # trees a back-end refused, and why
+                runtime._print(line)
             for line in engine.status_lines():   # inputs or outputs gone, down, failing
                 runtime._print(line)
 

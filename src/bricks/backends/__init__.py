@@ -27,7 +27,8 @@ The protocol (what `xdp` implements to drop in as one more module):
 `held` (what release must undo). Pcap ports are always opened by the pcap module (`for_port`); every
 other port by the tree's live back-end, which `select(plan)` chooses:
 
-* `set_backend("packet" | "netmap")` (or BRICKS_BACKEND, --backend): that back-end for every tree;
+* `set_backend(name)` (or BRICKS_BACKEND, --backend): that back-end for every tree it accepts, the ones
+  after it in its family (`FAMILIES`) for the others;
 * auto: the first tree with interfaces settles the process's family: netmap when its probe accepts the
   tree, else packet (a netmap pipe and a veth of the same name cannot meet, so every later tree stays in
   that family). Within a family, `select` takes the first module of `FAMILIES[family]` whose probe
@@ -78,6 +79,7 @@ class LinkContext:
 
 MODULES: Dict[str, Backend] = {module.BACKEND.name: module.BACKEND for module in (packet, netmap, pcap)}
 # The live back-ends a process may settle on, by family, in the order select() tries them.
+# The last of each family runs any tree (its probe is not asked). xdp goes before packet in "kernel".
 FAMILIES: Dict[str, List[str]] = {"netmap": ["netmap"], "kernel": ["packet"]}
 CHOICES = ("auto", "netmap", "packet")   # what set_backend, --backend and BRICKS_BACKEND take
 
@@ -131,21 +133,22 @@ def select(plan) -> LinkContext:
     global _family, _detail
     with _lock:
         reasons: Dict[str, str] = {}
-        if _chosen != "auto":
-            return LinkContext(None, plan, MODULES[_chosen], reasons)
-        if _family is None:
+        if _chosen == "auto" and _family is None:
             if not plan.interfaces:
                 return LinkContext(None, plan, MODULES[backend_name()], reasons)   # files only: nothing settles
             reason = MODULES["netmap"].probe(plan)
             _family = "kernel" if reason else "netmap"
             _detail = (f"auto: packet ({reason})" if reason
                        else f"auto: netmap opens {', '.join(plan.interfaces)}")
-        for name in FAMILIES[_family][:-1]:
+        family = FAMILIES[_family]
+        # A back-end chosen by name is tried first, then the ones after it in its family (its fallbacks).
+        candidates = family[family.index(_chosen):] if _chosen != "auto" else family
+        for name in candidates[:-1]:
             reason = MODULES[name].probe(plan)
             if reason is None:
                 return LinkContext(None, plan, MODULES[name], reasons)
             reasons[name] = reason
-        return LinkContext(None, plan, MODULES[FAMILIES[_family][-1]], reasons)
+        return LinkContext(None, plan, MODULES[candidates[-1]], reasons)
 
 
 def for_port(context: LinkContext, port) -> Backend:

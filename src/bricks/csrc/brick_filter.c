@@ -33,10 +33,14 @@ static inline __attribute__((always_inline)) int plain_ipv4_key(const uint8_t *d
 {
     const uint8_t *ip = data + 14;
     uint16_t ethertype, fragment;
+    /* Length first: nothing of a shorter packet may be read (a 1-byte frame
+     * is as legal an input as any other). */
+    if (BRK_UNLIKELY(caplen < 14 + 24))
+        return 0;
     memcpy(&ethertype, data + 12, sizeof(ethertype));
     memcpy(&fragment, ip + 6, sizeof(fragment));
     /* Both as read from the wire, compared with network-order constants. */
-    if (caplen < 14 + 24 || ethertype != htons(0x0800) || ip[0] != 0x45
+    if (ethertype != htons(0x0800) || ip[0] != 0x45
             || (fragment & htons(0x1fff)) != 0 || (ip[9] != 6 && ip[9] != 17))
         return 0;
     key->word[0] = read_be32(ip + 12);

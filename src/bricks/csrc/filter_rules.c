@@ -301,7 +301,10 @@ static int build_classifier(struct brk_filter_table *table, struct filter_classi
         if (!stored->removing && stored->rule.action == action && rule_applies_to(&stored->rule, family))
             visit_rule_keys(&stored->rule, family, i, insert_key, &builder);
     }
-    qsort(classifier->shapes, classifier->shape_count, sizeof(*classifier->shapes), by_specificity);
+    /* No shapes (no rule of this action and family): shapes is NULL, and
+     * qsort(NULL, 0) is undefined behaviour. */
+    if (classifier->shape_count > 1)
+        qsort(classifier->shapes, classifier->shape_count, sizeof(*classifier->shapes), by_specificity);
     result = build_guard(table, &builder, action, family);
 done:
     free(builder.counts);

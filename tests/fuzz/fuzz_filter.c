@@ -18,6 +18,12 @@
  * (push_batch, the prefetching path). Checks, besides memory safety:
  *  - both paths send the same packets to the same outputs in the same order
  *    and count the same;
+ *  - the decisions are those of a plain reference written from the rules'
+ *    documented meaning (filter.h, SPEC): every packet passing the expression
+ *    (bpf_filter on the same program text) passes unless a live drop rule
+ *    matches it and no live allow rule does; a rule matches its family (or
+ *    both), by address prefixes, ports and protocol when asked, both ways
+ *    when bidirectional;
  *  - every packet is accounted for: passed + expression rejected + rule
  *    dropped = received, output 0 got the passed ones, output 1 (or the
  *    filtered counter) the others;
@@ -25,6 +31,7 @@
 #include "fuzz_common.h"
 
 #include <arpa/inet.h>
+#include <pcap/pcap.h>
 
 #define FUZZ_MAX_RULES 16
 
@@ -66,6 +73,157 @@ static __attribute__((unused)) void rule_from_frame(struct brk_filter_rule *rule
     }
 }
 
+/* ------------------------------------------------------------ the reference */
+
+static unsigned be16(const uint8_t *p)
+{
+    return (unsigned)p[0] << 8 | p[1];
+}
+
+struct reference_key {
+    int family;                 /* BRK_FILTER_IPV4 or BRK_FILTER_IPV6 */
+    uint8_t src[16], dst[16];
+    unsigned sport, dport, protocol;
+};
+
+static int reference_has_ports(unsigned protocol)
+{
+    return protocol == 6 || protocol == 17 || protocol == 132 || protocol == 136;
+}
+
+/* The packet's 5-tuple as the Filter documents it, or 0 for what is not IP
+ * (or too short to say): up to three VLAN tags skipped, IPv6 extension
+ * headers (hop-by-hop, routing, fragment, AH, destination options) walked,
+ * ports 0 in non-first fragments and for protocols without ports. */
+static int reference_key(const uint8_t *data, uint32_t caplen, struct reference_key *key)
+{
+    if (caplen < 14)
+        return 0;
+    uint32_t offset = 14;
+    unsigned type = be16(data + 12);
+    for (int tags = 0; tags < 3 && (type == 0x8100 || type == 0x88a8 || type == 0x9100); tags++) {
+        if (caplen < offset + 4)
+            return 0;
+        type = be16(data + offset + 2);
+        offset += 4;
+    }
+    const uint8_t *ip = data + offset;
+    memset(key, 0, sizeof(*key));
+    if (type == 0x0800) {
+        if (caplen < offset + 20 || ip[0] >> 4 != 4 || (ip[0] & 15) < 5)
+            return 0;
+        uint32_t upper = offset + (ip[0] & 15u) * 4;
+        key->family = BRK_FILTER_IPV4;
+        memcpy(key->src, ip + 12, 4);
+        memcpy(key->dst, ip + 16, 4);
+        key->protocol = ip[9];
+        if ((be16(ip + 6) & 0x1fff) == 0 && reference_has_ports(key->protocol) && caplen >= upper + 4) {
+            key->sport = be16(data + upper);
+            key->dport = be16(data + upper + 2);
+        }
+        return 1;
+    }
+    if (type != 0x86dd || caplen < offset + 40 || ip[0] >> 4 != 6)
+        return 0;
+    key->family = BRK_FILTER_IPV6;
+    memcpy(key->src, ip + 8, 16);
+    memcpy(key->dst, ip + 24, 16);
+    unsigned next = ip[6];
+    uint32_t at = offset + 40;
+    int first_fragment = 1;
+    for (int headers = 0; headers < 8 && (next == 0 || next == 43 || next == 44 || next == 51 || next == 60);
+         headers++) {
+        if (caplen < at + 8)
+            return 0;
+        const uint8_t *extension = data + at;
+        if (next == 44)
+            first_fragment = (be16(extension + 2) & 0xfff8) == 0;
+        at += next == 44 ? 8 : next == 51 ? (extension[1] + 2u) * 4 : (extension[1] + 1u) * 8;
+        next = extension[0];
+    }
+    key->protocol = next;
+    if (first_fragment && reference_has_ports(next) && caplen >= at + 4) {
+        key->sport = be16(data + at);
+        key->dport = be16(data + at + 2);
+    }
+    return 1;
+}
+
+static int prefix_matches(const uint8_t *rule_address, const uint8_t *address, unsigned prefix)
+{
+    for (unsigned bit = 0; bit < prefix; bit++) {
+        unsigned mask = 0x80u >> (bit % 8);
+        if ((rule_address[bit / 8] & mask) != (address[bit / 8] & mask))
+            return 0;
+    }
+    return 1;
+}
+
+static int rule_matches_one_way(const struct brk_filter_rule *rule, const struct reference_key *key, int reverse)
+{
+    const uint8_t *src = reverse ? key->dst : key->src, *dst = reverse ? key->src : key->dst;
+    unsigned sport = reverse ? key->dport : key->sport, dport = reverse ? key->sport : key->dport;
+    unsigned protocol = key->family == BRK_FILTER_IPV4 ? rule->protocol : rule->protocol6;
+    return prefix_matches(rule->src, src, rule->src_prefix) && prefix_matches(rule->dst, dst, rule->dst_prefix)
+        && (!(rule->flags & BRK_FILTER_MATCH_SPORT) || rule->sport == sport)
+        && (!(rule->flags & BRK_FILTER_MATCH_DPORT) || rule->dport == dport)
+        && (!(rule->flags & BRK_FILTER_MATCH_PROTOCOL) || protocol == key->protocol);
+}
+
+static int rule_matches(const struct brk_filter_rule *rule, const struct reference_key *key)
+{
+    if (rule->family != BRK_FILTER_ANY_FAMILY && rule->family != key->family)
+        return 0;
+    return rule_matches_one_way(rule, key, 0)
+        || ((rule->flags & BRK_FILTER_BIDIRECTIONAL) && rule_matches_one_way(rule, key, 1));
+}
+
+/* The rules a table holds, as the reference reads them. */
+struct reference_rules {
+    unsigned count;
+    struct brk_filter_rule rule[16];
+    int live[16];
+};
+
+static int reference_passes(const struct reference_rules *rules, const struct bpf_program *program,
+                            const struct brk_packet *packet)
+{
+    if (program && !bpf_filter(program->bf_insns, packet->data, packet->wirelen, packet->caplen))
+        return 0;
+    struct reference_key key;
+    if (!reference_key(packet->data, packet->caplen, &key))
+        return 1;
+    int dropped = 0, allowed = 0;
+    for (unsigned i = 0; i < rules->count; i++) {
+        if (!rules->live[i] || !rule_matches(&rules->rule[i], &key))
+            continue;
+        if (rules->rule[i].action == BRK_FILTER_DROP)
+            dropped = 1;
+        else
+            allowed = 1;
+    }
+    return !dropped || allowed;
+}
+
+/* The expressions compiled as the Filter compiles them, for the reference. */
+static struct bpf_program *expression_program(unsigned index)
+{
+    static struct bpf_program programs[8];
+    static int compiled[8];
+    if (!*expressions[index])
+        return NULL;
+    if (!compiled[index]) {
+        pcap_t *compiler = pcap_open_dead(DLT_EN10MB, 262144);
+        FUZZ_CHECK(compiler != NULL);
+        FUZZ_CHECK(pcap_compile(compiler, &programs[index], expressions[index], 1, PCAP_NETMASK_UNKNOWN) == 0);
+        pcap_close(compiler);
+        compiled[index] = 1;
+    }
+    return &programs[index];
+}
+
+/* ------------------------------------------------------------ the Filters under test */
+
 struct filter_under_test {
     brk_filter_table *table;
     struct brk_brick *brick;
@@ -74,7 +232,8 @@ struct filter_under_test {
 };
 
 static void filter_setup(struct filter_under_test *filter, const char *expression, unsigned outputs,
-                         const struct brk_filter_rule *rules, unsigned rule_count, const int *remove)
+                         const struct brk_filter_rule *rules, unsigned rule_count, const int *remove,
+                         struct reference_rules *reference)
 {
     char error[512];
     struct brk_brick_config config = { 0 };
@@ -89,17 +248,28 @@ static void filter_setup(struct filter_under_test *filter, const char *expressio
     }
     FUZZ_CHECK(brk_filter_attach(filter->brick, filter->table, error, sizeof(error)) == 0);
     /* All at once; if one is refused nothing is added, so then one by one. */
+    reference->count = rule_count;
+    memcpy(reference->rule, rules, rule_count * sizeof(*rules));
     unsigned live = 0;
     if (brk_filter_add(filter->table, rules, rule_count, error, sizeof(error)) == 0) {
+        for (unsigned i = 0; i < rule_count; i++)
+            reference->live[i] = 1;
         live = rule_count;
     } else {
         FUZZ_CHECK(brk_filter_list(filter->table, NULL, 0) == 0);
-        for (unsigned i = 0; i < rule_count; i++)
-            live += brk_filter_add(filter->table, &rules[i], 1, error, sizeof(error)) == 0;
+        for (unsigned i = 0; i < rule_count; i++) {
+            reference->live[i] = brk_filter_add(filter->table, &rules[i], 1, error, sizeof(error)) == 0;
+            live += reference->live[i];
+        }
     }
-    for (unsigned i = 0; i < rule_count; i++)
-        if (remove && remove[i])
-            live -= brk_filter_remove(filter->table, rules[i].id) == 0;
+    for (unsigned i = 0; i < rule_count; i++) {
+        if (remove && remove[i]) {
+            int removed = brk_filter_remove(filter->table, rules[i].id) == 0;
+            FUZZ_CHECK(removed == reference->live[i]);
+            reference->live[i] = 0;
+            live -= removed;
+        }
+    }
     FUZZ_CHECK(brk_filter_list(filter->table, NULL, 0) == live);
 }
 
@@ -145,7 +315,8 @@ static struct filter_counts counts_since(struct filter_counts after, const struc
 /* Feeds frames to both Filters (one per packet, one as a batch) and checks
  * that they agree and that every packet is accounted for. */
 static void run_and_check(struct filter_under_test *single, struct filter_under_test *batched,
-                          const struct fuzz_frames *frames, int has_expression)
+                          const struct fuzz_frames *frames, const struct reference_rules *reference,
+                          const struct bpf_program *program)
 {
     struct filter_counts single_before = filter_counts(single), batched_before = filter_counts(batched);
     for (unsigned i = 0; i < single->output_count; i++) {
@@ -175,8 +346,19 @@ static void run_and_check(struct filter_under_test *single, struct filter_under_
         FUZZ_CHECK(single->outputs[1]->accepted == rejected && counts.filtered == 0);
     else
         FUZZ_CHECK(counts.filtered == rejected);
-    if (!has_expression)
+    if (!program)
         FUZZ_CHECK(counts.stats.expression_rejected == 0);
+    /* Packet by packet, the reference's decision: passed ones in order on output 0. */
+    unsigned passed = 0, rejected_seen = 0;
+    for (unsigned i = 0; i < frames->count; i++) {
+        if (reference_passes(reference, program, &packets[i])) {
+            FUZZ_CHECK(passed < single->outputs[0]->recorded);
+            FUZZ_CHECK(single->outputs[0]->record[passed++] == packets[i].data);
+        } else if (single->output_count == 2) {
+            FUZZ_CHECK(single->outputs[1]->record[rejected_seen++] == packets[i].data);
+        }
+    }
+    FUZZ_CHECK(passed == single->outputs[0]->recorded);
 }
 
 #define EXPRESSIONS (sizeof(expressions) / sizeof(expressions[0]))
@@ -243,6 +425,7 @@ static unsigned fixed_rules(struct brk_filter_rule *rules)
 
 /* [expression][outputs - 1]: a per-packet and a batch Filter, kept for the whole run. */
 static struct filter_under_test fixed[EXPRESSIONS][2][2];
+static struct reference_rules fixed_reference;
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -253,7 +436,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (unsigned e = 0; e < EXPRESSIONS; e++)
             for (unsigned outputs = 1; outputs <= 2; outputs++)
                 for (unsigned path = 0; path < 2; path++)
-                    filter_setup(&fixed[e][outputs - 1][path], expressions[e], outputs, rules, count, NULL);
+                    filter_setup(&fixed[e][outputs - 1][path], expressions[e], outputs, rules, count, NULL,
+                                 &fixed_reference);
     }
     struct fuzz_input input = { data, size };
     uint8_t options = fuzz_byte(&input);
@@ -262,7 +446,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct fuzz_frames frames;
     fuzz_frames_take(&input, &frames);
     struct filter_under_test *pair = fixed[expression][outputs - 1];
-    run_and_check(&pair[0], &pair[1], &frames, *expressions[expression] != '\0');
+    run_and_check(&pair[0], &pair[1], &frames, &fixed_reference, expression_program(expression));
     fuzz_frames_free(&frames);
     return 0;
 }
@@ -311,9 +495,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     struct filter_under_test single = { 0 }, batched = { 0 };
-    filter_setup(&single, expressions[expression], outputs, rules, rule_count, remove);
-    filter_setup(&batched, expressions[expression], outputs, rules, rule_count, remove);
-    run_and_check(&single, &batched, &frames, *expressions[expression] != '\0');
+    struct reference_rules reference, batched_reference;
+    filter_setup(&single, expressions[expression], outputs, rules, rule_count, remove, &reference);
+    filter_setup(&batched, expressions[expression], outputs, rules, rule_count, remove, &batched_reference);
+    run_and_check(&single, &batched, &frames, &reference, expression_program(expression));
     filter_teardown(&single);
     filter_teardown(&batched);
     fuzz_frames_free(&frames);

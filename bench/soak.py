@@ -37,6 +37,7 @@ FRAME_BYTES = 64
 BASELINE_SECONDS = 60.0              # RSS is compared from the end of minute 1 (warm caches, rings touched)
 RSS_GROWTH_LIMIT = 0.01
 GENERATOR_START_TIMEOUT = 10.0
+GENERATOR_FINISH_TIMEOUT = 60.0      # trafgen's rate is approximate: it may need a little longer for its count
 DRAIN_QUIET_SECONDS = 0.5
 DRAIN_TIMEOUT = 10.0
 
@@ -102,7 +103,7 @@ class Soak:
                 generator = self.start_generator(testbed, input_namespace_end, input_host, before["arrived"], total)
                 try:
                     started = time.monotonic()
-                    self.watch(engine, started)
+                    self.watch(engine, started, generator)
                 finally:
                     _stop_session(generator, GENERATOR_STOP_TIMEOUT)
                 final_stats = self.drain(engine, counters)
@@ -132,24 +133,29 @@ class Soak:
             time.sleep(0.01)
         return process
 
-    def watch(self, engine: PktEngine, started: float) -> None:
-        """Stats every second for the run's length: counters only grow, the engine stays up."""
+    def watch(self, engine: PktEngine, started: float, generator: subprocess.Popen) -> None:
+        """Stats every second for the run's length and until trafgen has sent its count: counters only grow,
+        the engine stays up."""
         baseline_at = min(BASELINE_SECONDS, self.arguments.seconds / 3)
         previous = None
         next_sample = started + 1.0
-        while next_sample <= started + self.arguments.seconds:
+        end = started + self.arguments.seconds
+        while next_sample <= end or (generator.poll() is None and next_sample <= end + GENERATOR_FINISH_TIMEOUT):
             time.sleep(max(0.0, next_sample - time.monotonic()))
             next_sample += 1.0
             stats = engine.stats()
             self.samples += 1
             self.check(stats["running"], f"engine not running at sample {self.samples}")
-            delivered = sum(output["packets"] for output in stats["bricks"][0]["outputs"])
-            self.check(delivered + stats["output_drops"] <= stats["packets"],
-                       f"sample {self.samples}: more delivered than received")
+            handled = sum(output["packets"] for output in stats["bricks"][0]["outputs"]) + stats["output_drops"]
             if previous is not None:
                 for key in ("packets", "kernel_drops", "output_drops"):
                     self.check(stats[key] >= previous[key], f"sample {self.samples}: {key} went backwards")
-            previous = stats
+                # The engine's and the bricks' counters are separate snapshots (taken in that order), so
+                # within one sample the bricks may be a batch ahead; a second later the engine has caught up.
+                self.check(previous_handled <= stats["packets"],
+                           f"sample {self.samples}: {previous_handled} delivered or dropped a second ago,"
+                           f" {stats['packets']} received now")
+            previous, previous_handled = stats, handled
             if self.rss_baseline_kb is None and time.monotonic() - started >= baseline_at:
                 self.rss_baseline_kb, self.fds_baseline = process_status("VmRSS"), open_descriptors()
             if self.arguments.verbose and self.samples % 60 == 0:

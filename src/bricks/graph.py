@@ -34,7 +34,7 @@ class Brick:
     def __init__(self, kind, argument=None):
         self.kind = find_kind(kind)
         self.argument = self.kind.check_argument(argument)
-        self.inputs = []             # links.PortName
+        self.inputs = []             # ports.PortName
         self.outputs = []
         self.children = []
         self.stands_for = None       # kinds that stand for an interface (PcapReader): the one files were read on
@@ -66,7 +66,7 @@ class Brick:
         names = list(names)
         if self.kind.stands_for_interface and len(names) == 2:
             interface = _port(names.pop(), "interface")
-            if interface.kind != "interface":
+            if interface.kind != PortKind.INTERFACE:
                 raise BricksError(f"{self.kind.name}: {interface.name!r} is not an interface name")
             self.stands_for = interface.interface
         ports = [_port(name, "input") for name in names]
@@ -87,7 +87,7 @@ class Brick:
         if not ports:
             raise BricksError(f"{self.kind.name}:connect_output needs at least one name")
         for port in ports:
-            if port.kind == "consumer":
+            if port.kind == PortKind.CONSUMER:
                 raise BricksError(f"{port.name!r} is the consumer end of a pipe: bricks writes to "
                                   f"'{port.interface}{{{port.index}'")
             if port.kind not in self.kind.output_kinds:
@@ -146,7 +146,7 @@ class Brick:
 
 def _edge(output, port):
     """Whether output `X{N` and input `X}N` are the two ends of one pipe: an internal edge."""
-    return output.kind == "broker" and port.kind == "consumer" and \
+    return output.kind == PortKind.BROKER and port.kind == PortKind.CONSUMER and \
         (output.interface, output.index) == (port.interface, port.index)
 
 

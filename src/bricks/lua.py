@@ -599,14 +599,14 @@ FILE_METHODS = ("save", "load")
 def _refuse_files(where, method, args):
     """A restricted client (lua_guard.lua) must not make the root daemon read or write files: pcap ports,
     rules files. Everything else of the broker API is theirs."""
-    from .ports import PortNameError, parse_port_name
+    from .ports import PortKind, PortNameError, parse_port_name
     if method in FILE_METHODS:
         raise BricksError(f"{where}: files are for root only (this client is restricted)")
     if method not in ("connect_input", "connect_output"):
         return
     for value in args:
         try:
-            is_file = isinstance(value, str) and parse_port_name(value).kind == "pcap"
+            is_file = isinstance(value, str) and parse_port_name(value).kind == PortKind.PCAP
         except PortNameError:
             continue      # not a port name: connect_* itself says so
         if is_file:

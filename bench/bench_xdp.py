@@ -1,4 +1,4 @@
-"""XDP benchmark: the live-frames generator (bench/xdpgen) into a veth, forwarded 4 ways by the bricks XDP program, by the packet back-end and by tc mirred, side by side.
+"""XDP benchmark: live frames (bench/xdpgen) into a veth, forwarded 4 ways by bricks XDP, packet back-end and tc.
 
 Run as root: .venv/bin/python bench/bench_xdp.py [--seconds 3] [--sizes 64,1514] [--modes ...]
 The generator runs BPF_PROG_RUN with BPF_F_TEST_XDP_LIVE_FRAMES on the
@@ -145,6 +145,9 @@ class XdpBackend(Mode):
 
     def start(self) -> None:
         self.make_pipes()
+        for pipe in self.pipes:
+            # As the back-end will run its pipes: GRO off, or the companion's NAPI merges TCP segments.
+            run(["ethtool", "-K", pipe.consumer, "gro", "off"])
         self.program = XdpProgram(XdpTree("LoadBalancer", [pipe.broker for pipe in self.pipes], split=OUTPUTS))
         self.program.attach(self.bench.input_host, "native")
         for pipe in self.pipes:
@@ -335,7 +338,8 @@ def print_summary(bench: Bench, best: dict) -> None:
     print("\nhighest offered rate with 0 loss, CPU per packet beyond the generator")
     for size in bench.arguments.sizes:
         per_frame, dropped_run = bench.baselines[size]
-        print(f"  {size} B: generator alone {per_frame:.0f} ns per transmitted frame, {dropped_run:.0f} per dropped run")
+        print(f"  {size} B: generator alone {per_frame:.0f} ns per transmitted frame, "
+              f"{dropped_run:.0f} per dropped run")
         rows = {label: trial for (label, frame_bytes), trial in best.items() if frame_bytes == size}
         for label, trial in rows.items():
             if trial is None:
@@ -348,6 +352,13 @@ def print_summary(bench: Bench, best: dict) -> None:
                   " (target <= 0.33)")
         if xdp and tc:
             print(f"    xdp / tc CPU per packet: {bench.forwarding_ns(xdp) / bench.forwarding_ns(tc):.2f} (target < 1)")
+
+
+def tool_versions() -> str:
+    clang = subprocess.run(["clang", "--version"], capture_output=True, text=True, check=False).stdout
+    libbpf = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "libbpf-dev"], capture_output=True, text=True,
+                            check=False).stdout
+    return f"{clang.splitlines()[0] if clang else 'clang ?'}; libbpf-dev {libbpf or '?'}"
 
 
 MODES = {"xdp": XdpBackend, "packet": PacketBackend, "tc": TcMirred}
@@ -379,6 +390,7 @@ def main() -> int:
     install_signal_handlers()
     for line in machine_facts():
         print(line)
+    print(f"xdp       {tool_versions()}")
     print(f"idle      {background_load()}")
     print(f"setup     xdpgen (BPF_PROG_RUN live frames, batch 64) on CPU {GENERATOR_CPU} -> veth -> forwarder; "
           f"packet back-end engine on CPU {FORWARDER_CPU}; 1024 UDP flows; {arguments.seconds:g} s per trial\n")

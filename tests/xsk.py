@@ -43,9 +43,13 @@ class XskReader:
         self._collector.start()
         ready = self.process.stderr.readline().decode().strip()
         if ready != "ready":
-            self.process.kill()
-            self.process.wait()
-            raise AssertionError(f"xsk_reader on {interface}: {ready} {self.process.stderr.read().decode()}")
+            try:
+                self.process.wait(START_TIMEOUT_S)     # it exits by itself after saying why
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            rest = self.process.stderr.read().decode()
+            raise AssertionError(f"xsk_reader on {interface}: {' '.join((ready + ' ' + rest).split())}")
         self.counters = {}
 
     def _collect(self):

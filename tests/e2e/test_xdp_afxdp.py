@@ -74,3 +74,16 @@ def test_four_xsk_readers_get_the_c_engines_choice(testbed):
                                        "fill_empty": 0}
         assert [output["packets"] for output in program.output_counters()] == [sum(c.values()) for c in expected]
         assert program.node_counters()["received_packets"] == len(frames)
+
+
+def test_an_xsk_consumer_needs_the_end_without_the_companion(testbed):
+    """With the XDP_PASS companion on the `}` end, an AF_XDP consumer cannot attach its program there (nor
+    does the reader replace it): the back-end must leave that end to the consumer."""
+    input_host, _ = testbed.add_input("in")
+    pipe = create_pipe(input_host, 0, 1500)
+    with XdpProgram(XdpTree("Dummy", [pipe.broker])) as program:
+        program.attach_pass(pipe.consumer)
+        companion = attached_program(pipe.consumer)
+        with pytest.raises(AssertionError, match=r"attach \(another XDP program there\?\): Device or resource busy"):
+            XskReader(pipe.consumer, 1, READ_TIMEOUT_S)
+        assert attached_program(pipe.consumer) == companion

@@ -38,7 +38,6 @@ from bench_veth import (  # noqa: E402 - bench_veth is a sibling script, found t
     BricksForwarder, background_load, interface_counter, machine_facts, task_cpu_ns,
 )
 from bricks import links  # noqa: E402
-from bricks._netmap_build import multiarch_include  # noqa: E402
 from bricks.engine import install_signal_handlers  # noqa: E402
 from bricks.testbed import Testbed  # noqa: E402
 from bricks.xdp import XdpProgram, XdpTree  # noqa: E402
@@ -55,6 +54,13 @@ BACKOFF = 0.9                      # next share: this much below the rate that w
 
 
 # ---------------------------------------------------------------- generator
+
+def multiarch_include() -> list[str]:
+    """Where Debian keeps <asm/types.h>, which <linux/types.h> needs under -target bpf: the build's own
+    helper, bricks._netmap_build.multiarch_include, cannot be imported without rebuilding bricks.bpf.o."""
+    triplet = subprocess.run(["gcc", "-print-multiarch"], capture_output=True, text=True, check=False).stdout.strip()
+    return [f"-I/usr/include/{triplet}"] if triplet else []
+
 
 def run(command: list[str], timeout: float = 10) -> str:
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)

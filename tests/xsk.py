@@ -1,5 +1,6 @@
 """The tests' AF_XDP reader (tests/xsk_reader.c): built once with libbpf, run on an interface, returning every frame
 its XSK socket received byte for byte, with the socket's own drop counters."""
+import atexit
 import re
 import shutil
 import struct
@@ -22,6 +23,7 @@ def reader_binary():
         if compiler is None or not Path("/usr/include/bpf/libbpf.h").exists():
             pytest.skip("the AF_XDP reader needs a C compiler and libbpf-dev (bin/setup installs them)")
         directory = tempfile.mkdtemp(prefix="xsk-reader-")
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
         binary = Path(directory) / "xsk_reader"
         result = subprocess.run([compiler, "-O2", "-Wall", "-Wextra", "-Werror", str(SOURCE), "-o", str(binary),
                                  "-lbpf"], capture_output=True, text=True, timeout=120)

@@ -187,6 +187,9 @@ def test_the_innermost_and_outer_flows(name):
         assert endpoints(keys.inner) == scapy_flow(packet)
         assert keys.inner_result == 0
     assert endpoints(keys.outer) == scapy_flow(packet, innermost=False)
+    for flow in (keys.inner, keys.outer):   # the rest is zero: keys compare and hash whole
+        assert bytes(flow.source)[flow.address_size:] == bytes(flow.destination)[flow.address_size:] == bytes(
+            16 - flow.address_size)
     tunnels = sum(kind in ("gre", "vxlan", "geneve", "gtp", "pw_control_word") for kind, _ in layers_of(keys))
     ips = [kind for kind, _ in layers_of(keys)]
     tunnels += sum(1 for a, b in zip(ips, ips[1:]) if a.startswith("ipv") and b.startswith("ipv"))

@@ -433,11 +433,10 @@ BRK_DISSECT_FUNCTION uint32_t brk_layer_ethernet(const uint8_t *data, const uint
     if (p + 14 > end)
         return BRK_DISSECT_STOP_TRUNCATED;
     /* Until an IP header follows, the innermost flow is this frame's addresses (as the default key's). */
+    __builtin_memset(&t->inner, 0, sizeof(t->inner));
     brk_copy_bytes(t->inner.source, p + 6, 6);
     brk_copy_bytes(t->inner.destination, p, 6);
     t->inner.address_size = 6;
-    t->inner.source_port = t->inner.destination_port = 0;
-    t->inner.has_ports = 0;
     walk->tags = 0;
     walk->following = brk_layer_of_ethertype(brk_load_be16(p + 12));
     walk->next_offset = walk->offset + 14;
@@ -492,6 +491,8 @@ BRK_DISSECT_FUNCTION uint32_t brk_layer_ip(const uint8_t *data, const uint8_t *e
 {
     struct brk_ip_header header = { 0, 0, 0, 0, 0 };
     struct brk_flow_endpoints endpoints;
+    /* Zero past the address size too: the key is compared and hashed whole. */
+    __builtin_memset(&endpoints, 0, sizeof(endpoints));
     int parsed = walk->next == BRK_LAYER_IPV4 ? brk_dissect_ipv4(data, end, walk->offset, &endpoints, &header)
                                               : brk_dissect_ipv6(data, end, walk->offset, &endpoints, &header);
     if (!parsed)
@@ -689,9 +690,15 @@ BRK_DISSECT_FUNCTION uint32_t brk_layer_gtp(const uint8_t *data, const uint8_t *
         uint32_t extension_size = (uint32_t)extension[0] * 4;
         if (extension_size == 0)
             return BRK_DISSECT_STOP_MALFORMED;
-        if (extension + extension_size > end)
+        /* Its last byte names the next one: checked on the very pointer read (the verifier
+         * refuses a read before a checked pointer). */
+        uint32_t last_offset = walk->offset + size + extension_size - 1;
+        if (last_offset > BRK_DISSECT_MAX_OFFSET)
             return BRK_DISSECT_STOP_TRUNCATED;
-        next_extension = extension[(extension_size - 1) & 0x3ff];
+        const uint8_t *last = brk_at(data, last_offset);
+        if (last + 1 > end)
+            return BRK_DISSECT_STOP_TRUNCATED;
+        next_extension = last[0];
         size += extension_size;
     }
     walk->next_offset = walk->offset + size;
@@ -808,8 +815,22 @@ BRK_DISSECT_FUNCTION int brk_dissect_tunnel_step(const uint8_t *data, const uint
     return 1;
 }
 
+/* The tunnel walk's start at the Ethernet header (keys->keys, the default
+ * key, is the caller's to fill: brk_dissect, or its steps in BPF). */
+BRK_DISSECT_FUNCTION void brk_dissect_tunnels_start(struct brk_tunnel_walk *walk, unsigned options,
+                                                    struct brk_tunnel_keys *t)
+{
+    __builtin_memset(walk, 0, sizeof(*walk));
+    walk->next = BRK_LAYER_ETHERNET;
+    walk->options = options;
+    t->layer_count = 0;
+    t->tunnels = 0;
+    t->inner_result = 0;
+    t->stop = BRK_DISSECT_STOP_LAYERS;    /* unless a step ends the walk first */
+}
+
 /* The result bits of the innermost flow once the walk is over. */
-BRK_DISSECT_FUNCTION void brk_tunnel_result(struct brk_tunnel_keys *t)
+BRK_DISSECT_FUNCTION void brk_dissect_tunnels_finish(struct brk_tunnel_keys *t)
 {
     if (t->stop == BRK_DISSECT_STOP_TRUNCATED)
         t->inner_result |= BRK_DISSECT_TRUNCATED;
@@ -822,16 +843,13 @@ BRK_DISSECT_FUNCTION void brk_tunnel_result(struct brk_tunnel_keys *t)
 BRK_DISSECT_FUNCTION void brk_dissect_tunnels(const uint8_t *data, const uint8_t *end, unsigned options,
                                               unsigned max_tunnels, struct brk_tunnel_keys *t)
 {
+    struct brk_tunnel_walk walk;
     __builtin_memset(t, 0, sizeof(*t));
     brk_dissect(data, end, options, &t->keys);
-    struct brk_tunnel_walk walk;
-    __builtin_memset(&walk, 0, sizeof(walk));
-    walk.next = BRK_LAYER_ETHERNET;
-    walk.options = options;
-    t->stop = BRK_DISSECT_STOP_LAYERS;
+    brk_dissect_tunnels_start(&walk, options, t);
     for (unsigned step = 0; step < BRK_DISSECT_MAX_LAYERS; step++)
         if (!brk_dissect_tunnel_step(data, end, max_tunnels, &walk, t))
             break;
-    brk_tunnel_result(t);
+    brk_dissect_tunnels_finish(t);
 }
 #endif

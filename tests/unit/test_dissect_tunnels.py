@@ -241,6 +241,33 @@ def test_ipip_inner_as_the_default_key():
     assert endpoints(keys.inner) == endpoints(keys.keys.flow)
 
 
+def reply_to(packet):
+    """The inner connection's other direction: addresses and ports swapped."""
+    return packet.__class__(src=packet.dst, dst=packet.src) / packet.payload.__class__(
+        sport=packet.payload.dport, dport=packet.payload.sport)
+
+
+@pytest.mark.parametrize("depth", [0, 1, 3])
+def test_the_inner_hash_is_one_per_connection_whatever_carries_it(depth):
+    """Both directions of an inner connection, in every tunnel, hash alike (inner-flow balancing's key)."""
+    carriers = [
+        lambda inner: OUTER / inner,
+        lambda inner: OUTER / OUTER4 / UDP(sport=51000, dport=4789) / VXLAN(vni=42) / INNER_ETHER / inner,
+        lambda inner: OUTER / OUTER6 / UDP(sport=1, dport=6081) / GENEVE(proto=0x6558) / INNER_ETHER / inner,
+        lambda inner: OUTER / OUTER4 / GRE(seqnum_present=1, proto=0x88be) / ERSPAN_II() / INNER_ETHER
+        / Dot1Q(vlan=5) / inner,
+        lambda inner: OUTER / OUTER4 / UDP(sport=2152, dport=2152) / GTP_U_Header(gtp_type=255) / inner,
+        lambda inner: OUTER / MPLS(label=3, s=1) / EoMCW() / INNER_ETHER / inner,
+    ]
+    for inner in (IP(src="10.1.0.1", dst="10.2.0.2") / TCP(sport=40000, dport=443),
+                  IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(sport=5353, dport=53)):
+        hashes = {lib.brk_dissect_inner_hash(walk(bytes(carry(packet))), depth)
+                  for carry in carriers for packet in (inner, reply_to(inner))}
+        assert len(hashes) == 1
+        plain = bytes(OUTER / inner)
+        assert hashes == {lib.brk_dissect_flow_hash(ffi.addressof(walk(plain), "keys"), 4, depth)}
+
+
 # --- bounds: depth, layers, fragments, odd values ------------------------------------------------------------
 
 def test_max_tunnels_stops_before_the_next_encapsulation():

@@ -23,3 +23,8 @@ void brk_dissect_tunnels_frame(const uint8_t *frame, uint32_t caplen, unsigned o
 {
     brk_dissect_tunnels(frame, frame + caplen, options, max_tunnels, tunnel_keys);
 }
+
+uint32_t brk_dissect_inner_hash(const struct brk_tunnel_keys *tunnel_keys, unsigned depth)
+{
+    return brk_endpoints_hash(&tunnel_keys->inner, depth);
+}

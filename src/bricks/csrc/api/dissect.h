@@ -118,3 +118,7 @@ struct brk_tunnel_keys {
  * options: enum brk_dissect_option (as brk_dissect_frame). */
 void brk_dissect_tunnels_frame(const uint8_t *frame, uint32_t caplen, unsigned options, unsigned max_tunnels,
                                struct brk_tunnel_keys *tunnel_keys);
+
+/* The flow hash of the innermost flow (split 4 style, depth 0 = linked to the engine): the same for both
+ * directions of an inner connection whatever tunnel carries it. */
+uint32_t brk_dissect_inner_hash(const struct brk_tunnel_keys *tunnel_keys, unsigned depth);

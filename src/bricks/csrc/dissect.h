@@ -83,6 +83,11 @@ BRK_DISSECT_FUNCTION uint16_t brk_load_be16(const uint8_t *p)
  * register added to the pointer (clang may check one copy, add another). */
 BRK_DISSECT_FUNCTION const uint8_t *brk_at(const uint8_t *data, uint32_t offset)
 {
+#ifdef __bpf__
+    /* Where clang can prove the bound itself it drops the mask, and the verifier,
+     * which may have lost the bound, refuses the read: hide the value from clang. */
+    asm volatile("" : "+r"(offset));
+#endif
     return data + (offset & BRK_DISSECT_MAX_OFFSET);
 }
 
@@ -490,16 +495,24 @@ BRK_DISSECT_FUNCTION uint32_t brk_layer_ip(const uint8_t *data, const uint8_t *e
                                            struct brk_tunnel_keys *t)
 {
     struct brk_ip_header header = { 0, 0, 0, 0, 0 };
-    struct brk_flow_endpoints endpoints;
-    /* Zero past the address size too: the key is compared and hashed whole. */
-    __builtin_memset(&endpoints, 0, sizeof(endpoints));
-    int parsed = walk->next == BRK_LAYER_IPV4 ? brk_dissect_ipv4(data, end, walk->offset, &endpoints, &header)
-                                              : brk_dissect_ipv6(data, end, walk->offset, &endpoints, &header);
-    if (!parsed)
-        return BRK_DISSECT_STOP_TRUNCATED;
-    t->inner = endpoints;
+    /* The addresses must be there before the innermost flow changes (the deepest complete one stays). */
+    /* Zero past the address size too: the key is compared and hashed whole. Parsed in place: a copy
+     * of bytes just written one at a time stalls on store forwarding. Constant sizes per branch: the
+     * verifier learns nothing from a check of a variable one. */
+    const uint8_t *ip = brk_at(data, walk->offset);
+    if (walk->next == BRK_LAYER_IPV4) {
+        if (ip + 20 > end)
+            return BRK_DISSECT_STOP_TRUNCATED;
+        __builtin_memset(&t->inner, 0, sizeof(t->inner));
+        brk_dissect_ipv4(data, end, walk->offset, &t->inner, &header);
+    } else {
+        if (ip + 40 > end)
+            return BRK_DISSECT_STOP_TRUNCATED;
+        __builtin_memset(&t->inner, 0, sizeof(t->inner));
+        brk_dissect_ipv6(data, end, walk->offset, &t->inner, &header);
+    }
     if (walk->ip_headers++ == 0)
-        t->outer = endpoints;
+        t->outer = t->inner;
     if (header.fragment != BRK_NOT_FRAGMENT)
         t->inner_result |= BRK_DISSECT_FRAGMENT;
     if (header.cut)
@@ -844,7 +857,9 @@ BRK_DISSECT_FUNCTION void brk_dissect_tunnels(const uint8_t *data, const uint8_t
                                               unsigned max_tunnels, struct brk_tunnel_keys *t)
 {
     struct brk_tunnel_walk walk;
-    __builtin_memset(t, 0, sizeof(*t));
+    /* layers[] past layer_count is not read: only the flows start zeroed. */
+    __builtin_memset(&t->outer, 0, sizeof(t->outer));
+    __builtin_memset(&t->inner, 0, sizeof(t->inner));
     brk_dissect(data, end, options, &t->keys);
     brk_dissect_tunnels_start(&walk, options, t);
     for (unsigned step = 0; step < BRK_DISSECT_MAX_LAYERS; step++)

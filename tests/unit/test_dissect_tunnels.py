@@ -230,6 +230,16 @@ def test_the_default_key_is_brk_dissect_s(name):
                 frame, len(frame), split, 0, ffi.NULL, flags)
 
 
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_tunnels_only_skips_the_default_key_and_nothing_else(name):
+    frame = frame_of(name)
+    full = walk(frame)
+    alone = walk(frame, options=lib.BRK_DISSECT_TUNNELS_ONLY)
+    assert bytes(ffi.buffer(ffi.addressof(alone, "keys"))) == bytes(ffi.sizeof("struct brk_flow_keys"))
+    assert (endpoints(alone.inner), endpoints(alone.outer), layers_of(alone), alone.stop, alone.inner_result) == (
+        endpoints(full.inner), endpoints(full.outer), layers_of(full), full.stop, full.inner_result)
+
+
 def test_the_default_hash_stays_on_the_outer_udp_flow_of_vxlan():
     keys = walk(frame_of("vxlan"))
     assert endpoints(keys.keys.flow) == endpoints(keys.outer) == scapy_flow(FRAMES["vxlan"], innermost=False)

@@ -860,7 +860,8 @@ BRK_DISSECT_FUNCTION void brk_dissect_tunnels(const uint8_t *data, const uint8_t
     /* layers[] past layer_count is not read: only the flows start zeroed. */
     __builtin_memset(&t->outer, 0, sizeof(t->outer));
     __builtin_memset(&t->inner, 0, sizeof(t->inner));
-    brk_dissect(data, end, options, &t->keys);
+    if (!(options & BRK_DISSECT_TUNNELS_ONLY))
+        brk_dissect(data, end, options, &t->keys);
     brk_dissect_tunnels_start(&walk, options, t);
     for (unsigned step = 0; step < BRK_DISSECT_MAX_LAYERS; step++)
         if (!brk_dissect_tunnel_step(data, end, max_tunnels, &walk, t))

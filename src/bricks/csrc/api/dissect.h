@@ -31,7 +31,10 @@ enum brk_dissect_result {
 /* Options of brk_dissect (the kernel's FLOW_DISSECTOR_F_PARSE_1ST_FRAG): read
  * the ports of a first fragment, for a caller that remembers its datagram. */
 enum brk_dissect_option {
-    BRK_DISSECT_PARSE_FIRST_FRAGMENT = 1
+    BRK_DISSECT_PARSE_FIRST_FRAGMENT = 1,
+    /* brk_dissect_tunnels only: skip the default key (keys is left as it was), for a caller that
+     * hashes the innermost flow alone. */
+    BRK_DISSECT_TUNNELS_ONLY = 2
 };
 
 /* What one walk over a frame found. */

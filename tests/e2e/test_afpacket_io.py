@@ -295,6 +295,31 @@ def test_frames_over_the_sink_mtu_are_dropped_and_counted(testbed):
     assert output.packets == len(expected) and output.drops == output.too_big == 20 - len(expected)
 
 
+def socket_mapping_bytes():
+    """Bytes of every socket this process has mapped (/proc/self/maps names them socket:[inode])."""
+    total = 0
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            if line.rstrip().endswith("]") and "socket:[" in line:
+                start, end = (int(address, 16) for address in line.split()[0].split("-"))
+                total += end - start
+    return total
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("mtu, least, most", [(1500, 32768 * 1616, 52 << 20), (9000, 64 << 20, 64 << 20)])
+def test_rx_ring_holds_32768_full_size_frames_up_to_64_mib(testbed, mtu, least, most):
+    """The engine's cost hardly depends on the frame's size: the RX ring covers a stall in frames, so a
+    4 MiB request on a 1500-byte MTU still gets room for 32768 frames of 1514 bytes (jumbo MTUs: 64 MiB)."""
+    input_host, _ = testbed.add_input("in", mtu=mtu)
+    before = socket_mapping_bytes()
+    source = opened(lib.brk_source_afpacket_open, input_host.encode(), RING_BYTES, -1)
+    try:
+        assert least <= socket_mapping_bytes() - before <= most
+    finally:
+        lib.brk_source_close(source)
+
+
 @pytest.mark.parametrize("open_function", ["source", "sink"])
 def test_bad_interface_name_fails_with_message(open_function):
     error = ffi.new("char[256]")

@@ -60,6 +60,7 @@ struct ip_header {
     int cut;                      /* the header ends past caplen: payload unknown */
     enum fragment_kind fragment;
     uint32_t fragment_id;
+    uint8_t fragment_next;        /* the protocol every fragment names (IPv6: the fragment header's next) */
     uint32_t payload_offset;
 };
 
@@ -293,6 +294,7 @@ static inline int parse_ipv4(const uint8_t *p, uint32_t length, struct ip_header
     header->payload_offset = header_size;
     header->cut = header_size < 20 || header_size > length;
     header->fragment_id = load_be16(p + 4);
+    header->fragment_next = p[9];
     if (BRK_LIKELY((fragment_field & 0x3fff) == 0))
         header->fragment = NOT_FRAGMENT;
     else
@@ -314,6 +316,7 @@ static int parse_ipv6(const uint8_t *p, uint32_t length, struct ip_header *heade
     header->cut = 0;
     header->fragment = NOT_FRAGMENT;
     header->fragment_id = 0;
+    header->fragment_next = 0;
     for (unsigned extensions = 0; extensions < MAX_IPV6_EXTENSIONS; extensions++) {
         uint32_t extension_size;
         switch (next) {
@@ -342,6 +345,7 @@ static int parse_ipv6(const uint8_t *p, uint32_t length, struct ip_header *heade
             else if (fragment_field & 1)
                 header->fragment = FIRST_FRAGMENT;
             header->fragment_id = (uint32_t)load_be16(p + offset + 4) << 16 | load_be16(p + offset + 6);
+            header->fragment_next = p[offset];
             extension_size = 8;
             if (header->fragment == LATER_FRAGMENT) {
                 /* What follows is payload, not headers. */
@@ -375,10 +379,34 @@ static inline int depends_on_payload(uint8_t protocol)
         || protocol == PROTO_IPIP || protocol == PROTO_IPV6;
 }
 
+/* A later IPv6 fragment names only the first header of the fragmentable part
+ * (AH, destination options, ...): its first fragment walked on from there and
+ * may have reached TCP, UDP or a tunnel, so the table must be asked. */
+static inline int may_depend_on_payload(const struct ip_header *header)
+{
+    if (depends_on_payload(header->protocol))
+        return 1;
+    if (header->fragment != LATER_FRAGMENT)
+        return 0;
+    switch (header->protocol) {
+    case PROTO_HOP_BY_HOP:
+    case PROTO_ROUTING:
+    case PROTO_FRAGMENT:
+    case PROTO_AH:
+    case PROTO_DESTINATION_OPTIONS:
+    case PROTO_MOBILITY:
+    case PROTO_HIP:
+    case PROTO_SHIM6:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 /* Identifies a datagram for the fragment table; never 0 (the empty slot). */
 static uint64_t fragment_tag(const struct ip_header *header)
 {
-    uint64_t h = (uint64_t)header->protocol << 32 | header->fragment_id;
+    uint64_t h = (uint64_t)header->fragment_next << 32 | header->fragment_id;
     for (unsigned i = 0; i < header->address_size; i += 8) {
         unsigned left = header->address_size - i;
         h = multiply_fold(h ^ load_word(header->source + i, left) ^ 0x8ebc6af09c88c6e3ull,
@@ -487,7 +515,7 @@ static uint32_t hash_ip(const uint8_t *p, uint32_t length, int version, int spli
             *flags |= BRK_HASH_TRUNCATED;
         if (BRK_UNLIKELY(header.fragment != NOT_FRAGMENT))
             *flags |= BRK_HASH_FRAGMENT;
-        if (split != 4 || header.cut || !depends_on_payload(header.protocol))
+        if (split != 4 || header.cut || !may_depend_on_payload(&header))
             break;
         if (BRK_UNLIKELY(header.fragment != NOT_FRAGMENT)) {
             /* Without a table every fragment hashes on its address pair. */

@@ -23,6 +23,9 @@
 #define RX_BLOCKS_MIN 4u
 #define RX_FRAME_BYTES 2048u             /* V3 packs packets; only the setsockopt checks it */
 #define RX_BLOCK_TIMEOUT_MS 2u           /* a partly filled block reaches us after at most this */
+#define RX_RING_MIN_FRAMES 32768u        /* full-size frames the ring holds at least (rx_ring_bytes) */
+#define RX_RING_FRAMES_MAX_BYTES (64u << 20)   /* that floor's limit (jumbo MTUs) */
+#define RX_FALLBACK_MTU 1500u
 #define TX_FRAMES_PER_BLOCK_WANTED 64u   /* frame headers at every cache-line offset of a page */
 #define TX_BLOCK_MAX_BYTES (128u << 10)
 #define VLAN_TAG_BYTES 4u
@@ -358,6 +361,29 @@ static void rx_ring_geometry(unsigned ring_bytes, unsigned *block_size, unsigned
     *block_count = ring_bytes / size < RX_BLOCKS_MIN ? RX_BLOCKS_MIN : ring_bytes / size;
 }
 
+static unsigned device_mtu(int fd, const char *ifname, unsigned fallback);
+
+/*
+ * The bytes of RX ring for a source asked for ring_bytes on an interface of
+ * this MTU: at least RX_RING_MIN_FRAMES frames of the full size. The engine's
+ * cost per packet hardly depends on the frame's size, so the ring must cover
+ * a stall of the engine in frames, not bytes: 16 MiB holds ~95,000 64-byte
+ * frames but ~10,000 of 1514 bytes, and an engine stalled 90 ms every 400 ms
+ * (a real-time task on its CPU, bench/RESULTS.md) lost 8% of a 1514-byte
+ * stream and none of a 64-byte one. A V3 packet takes its header, the link
+ * address, the MAC offset's alignment and the reserved tag room before the
+ * frame (tpacket_rcv: ~86 bytes), rounded to 16.
+ */
+static unsigned rx_ring_bytes(unsigned ring_bytes, unsigned mtu)
+{
+    unsigned frame = TPACKET_ALIGN(TPACKET_ALIGN(TPACKET3_HDRLEN + 16) + VLAN_TAG_BYTES + ETH_HLEN
+                                   + VLAN_TAG_BYTES + mtu);
+    uint64_t floor = (uint64_t)RX_RING_MIN_FRAMES * frame;
+    if (floor > RX_RING_FRAMES_MAX_BYTES)
+        floor = RX_RING_FRAMES_MAX_BYTES;
+    return ring_bytes < floor ? (unsigned)floor : ring_bytes;
+}
+
 static int set_option(int fd, int name, const void *value, socklen_t length)
 {
     return setsockopt(fd, SOL_PACKET, name, value, length);
@@ -505,7 +531,8 @@ brk_source *brk_source_afpacket_open(const char *ifname, unsigned ring_bytes,
         socket_fail(error, error_size, ifname, "PACKET_RESERVE");
         goto fail;
     }
-    rx_ring_geometry(ring_bytes, &source->block_size, &source->block_count);
+    rx_ring_geometry(rx_ring_bytes(ring_bytes, device_mtu(source->fd, ifname, RX_FALLBACK_MTU)),
+                     &source->block_size, &source->block_count);
     struct tpacket_req3 request = {
         .tp_block_size = source->block_size,
         .tp_block_nr = source->block_count,

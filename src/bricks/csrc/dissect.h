@@ -69,6 +69,7 @@ struct brk_ip_header {
     uint32_t payload_offset;      /* from the frame start, past the extension headers */
     uint32_t fragment_id;
     uint8_t protocol;             /* the upper layer, after IPv6 extension headers */
+    uint8_t fragment_next;        /* the protocol every fragment names (IPv6: the fragment header's next) */
     uint8_t cut;                  /* the header ends past the frame: payload unknown */
     uint8_t fragment;             /* enum brk_fragment_kind */
 };
@@ -154,6 +155,7 @@ BRK_DISSECT_FUNCTION int brk_dissect_ipv4(const uint8_t *data, const uint8_t *en
     header->payload_offset = offset + header_size;
     header->cut = header_size < 20 || ip + header_size > end;
     header->fragment_id = brk_load_be16(ip + 4);
+    header->fragment_next = ip[9];
     if ((fragment_field & 0x3fff) == 0)
         header->fragment = BRK_NOT_FRAGMENT;
     else
@@ -175,6 +177,7 @@ BRK_DISSECT_FUNCTION int brk_dissect_ipv6(const uint8_t *data, const uint8_t *en
     header->cut = 0;
     header->fragment = BRK_NOT_FRAGMENT;
     header->fragment_id = 0;
+    header->fragment_next = 0;
     for (unsigned extensions = 0; extensions < BRK_DISSECT_MAX_IPV6_EXTENSIONS; extensions++) {
         if (extension_offset > BRK_DISSECT_MAX_OFFSET)
             goto cut;
@@ -206,6 +209,7 @@ BRK_DISSECT_FUNCTION int brk_dissect_ipv6(const uint8_t *data, const uint8_t *en
             else if (fragment_field & 1)
                 header->fragment = BRK_FIRST_FRAGMENT;
             header->fragment_id = (uint32_t)brk_load_be16(extension + 4) << 16 | brk_load_be16(extension + 6);
+            header->fragment_next = extension[0];
             extension_size = 8;
             if (header->fragment == BRK_LATER_FRAGMENT) {
                 /* What follows is payload, not headers. */
@@ -253,13 +257,37 @@ BRK_DISSECT_FUNCTION int brk_depends_on_payload(uint8_t protocol)
         || protocol == BRK_PROTO_IPIP || protocol == BRK_PROTO_IPV6;
 }
 
+/* hash.c's may_depend_on_payload: a later IPv6 fragment names only the first
+ * header of the fragmentable part (AH, destination options, ...); its first
+ * fragment walked on from there and may have reached TCP, UDP or a tunnel. */
+BRK_DISSECT_FUNCTION int brk_may_depend_on_payload(const struct brk_ip_header *header)
+{
+    if (brk_depends_on_payload(header->protocol))
+        return 1;
+    if (header->fragment != BRK_LATER_FRAGMENT)
+        return 0;
+    switch (header->protocol) {
+    case BRK_PROTO_HOP_BY_HOP:
+    case BRK_PROTO_ROUTING:
+    case BRK_PROTO_FRAGMENT:
+    case BRK_PROTO_AH:
+    case BRK_PROTO_DESTINATION_OPTIONS:
+    case BRK_PROTO_MOBILITY:
+    case BRK_PROTO_HIP:
+    case BRK_PROTO_SHIM6:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 BRK_DISSECT_FUNCTION void brk_set_fragment(struct brk_flow_fragment *fragment, const struct brk_flow_endpoints *endpoints,
                                            const struct brk_ip_header *header)
 {
     brk_copy_bytes(fragment->source, endpoints->source, 16);
     brk_copy_bytes(fragment->destination, endpoints->destination, 16);
     fragment->id = header->fragment_id;
-    fragment->protocol = header->protocol;
+    fragment->protocol = header->fragment_next;
     fragment->address_size = endpoints->address_size;
 }
 
@@ -280,7 +308,7 @@ struct brk_dissect_walk {
 BRK_DISSECT_FUNCTION int brk_dissect_ip_step(const uint8_t *data, const uint8_t *end, unsigned options,
                                              struct brk_dissect_walk *walk, struct brk_flow_keys *keys)
 {
-    struct brk_ip_header header = { 0, 0, 0, 0, 0 };
+    struct brk_ip_header header = { 0, 0, 0, 0, 0, 0 };
     int parsed = 0;
     int more = 0;
     if (walk->offset <= BRK_DISSECT_MAX_OFFSET)
@@ -302,7 +330,7 @@ BRK_DISSECT_FUNCTION int brk_dissect_ip_step(const uint8_t *data, const uint8_t 
         keys->address_pair = keys->flow;
         keys->address_result = (uint8_t)walk->result;
     }
-    if (header.cut || !brk_depends_on_payload(header.protocol))
+    if (header.cut || !brk_may_depend_on_payload(&header))
         goto done;
     if (header.fragment != BRK_NOT_FRAGMENT) {
         /* Without a memory of first fragments every fragment goes by its address pair. */
@@ -494,7 +522,7 @@ BRK_DISSECT_FUNCTION uint32_t brk_layer_pw_control_word(const uint8_t *data, con
 BRK_DISSECT_FUNCTION uint32_t brk_layer_ip(const uint8_t *data, const uint8_t *end, struct brk_tunnel_walk *walk,
                                            struct brk_tunnel_keys *t)
 {
-    struct brk_ip_header header = { 0, 0, 0, 0, 0 };
+    struct brk_ip_header header = { 0, 0, 0, 0, 0, 0 };
     /* The addresses must be there before the innermost flow changes (the deepest complete one stays). */
     /* Zero past the address size too: the key is compared and hashed whole. Parsed in place: a copy
      * of bytes just written one at a time stalls on store forwarding. Constant sizes per branch: the

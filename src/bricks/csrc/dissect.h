@@ -1,7 +1,13 @@
-/* The one dissector, in the style of the kernel's flow_dissector: one bounded
- * walk over the layers (Ethernet and up to 4 VLAN/QinQ tags, IPv4/IPv6 with
- * extension headers, fragments, IP-in-IP and IPv6 tunnels, TCP/UDP ports)
- * filling a key once, one small function per layer.
+/* The one dissector, in the style of the kernel's flow_dissector, with two
+ * walks sharing their layer functions:
+ *  - the default walk (brk_dissect): Ethernet and up to 4 VLAN/QinQ tags,
+ *    IPv4/IPv6 with extension headers, fragments, IP-in-IP and IPv6 tunnels,
+ *    TCP/UDP ports, filling the key the flow hash uses (hash.c's, bit for bit);
+ *  - the tunnel walk (brk_dissect_tunnels, below it): every layer of every
+ *    encapsulation (VLAN/QinQ, MPLS, pseudowires, IP in IP, GRE, ERSPAN I/II/III,
+ *    VXLAN, GENEVE, GTP-U) to a given depth, recording each header's offset
+ *    and the outer and innermost flows; it holds the default key unchanged.
+ * One small function per layer.
  *
  * The same source compiles for the host and for BPF (clang -target bpf):
  * every read is preceded by a check written as pointer-plus-end that the

@@ -1,5 +1,6 @@
-/* The one dissector (csrc/dissect.h): the key it fills once per frame, and
- * two host entry points the tests use to compare it with the flow hash. */
+/* The one dissector (csrc/dissect.h): the key it fills once per frame, the
+ * tunnel walk's layers and flows, and the host entry points (the tests compare
+ * them with the flow hash; C callers may use dissect.h's inline functions). */
 
 /* The two endpoints of a flow: addresses copied out of the frame (so a key
  * outlives the frame and a BPF program can hash it from its stack) and ports. */

@@ -263,9 +263,9 @@ BRK_DISSECT_FUNCTION int brk_depends_on_payload(uint8_t protocol)
         || protocol == BRK_PROTO_IPIP || protocol == BRK_PROTO_IPV6;
 }
 
-/* hash.c's may_depend_on_payload: a later IPv6 fragment names only the first
- * header of the fragmentable part (AH, destination options, ...); its first
- * fragment walked on from there and may have reached TCP, UDP or a tunnel. */
+/* A later IPv6 fragment names only the first header of the fragmentable part
+ * (AH, destination options, ...): its first fragment walked on from there and
+ * may have reached TCP, UDP or a tunnel, so its datagram's memory decides. */
 BRK_DISSECT_FUNCTION int brk_may_depend_on_payload(const struct brk_ip_header *header)
 {
     if (brk_depends_on_payload(header->protocol))
@@ -293,7 +293,7 @@ BRK_DISSECT_FUNCTION void brk_set_fragment(struct brk_flow_fragment *fragment, c
     brk_copy_bytes(fragment->source, endpoints->source, 16);
     brk_copy_bytes(fragment->destination, endpoints->destination, 16);
     fragment->id = header->fragment_id;
-    fragment->protocol = header->fragment_next;
+    fragment->protocol = header->fragment_next;   /* what every fragment of the datagram names */
     fragment->address_size = endpoints->address_size;
 }
 

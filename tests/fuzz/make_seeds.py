@@ -55,6 +55,15 @@ def seed_frames():
         yield f"cut{cut}_frag6", f.ip_frame(whole6)[:cut]
 
 
+def tunnel_frames():
+    """(name, frame) of every encapsulation the tunnel walk opens: tests/unit/test_dissect_tunnels.py's
+    scapy-built frames (scapy is a test dependency)."""
+    sys.path.insert(0, str(HERE.parents[1]))
+    from tests.unit.test_dissect_tunnels import ALL, ERSPAN_I
+    for name, packet in sorted({**ALL, "erspan i": ERSPAN_I}.items()):
+        yield name.replace(" ", "_").replace(",", ""), bytes(packet)
+
+
 def framed(frames):
     """The frames part of an input: each a 2-byte little-endian length and its bytes."""
     return b"".join(struct.pack("<H", len(frame)) + frame for frame in frames)
@@ -72,6 +81,9 @@ def main():
     for name, frame in frames:
         for options in (0x00, 0x01, 0x03):          # split 2 / split 4 at depth 0 / split 4 at depth 1
             write("fuzz_flow_hash", f"{name}_{options:02x}", bytes([options]) + frame)
+    for name, frame in list(tunnel_frames()) + frames[:3]:
+        for option in (0x08, 0x03):                 # all tunnels / one tunnel with first fragments parsed
+            write("fuzz_dissect", f"{name}_{option:02x}", bytes([option]) + framed([frame]))
     for expression in range(8):                     # fuzz_filter.c's expressions, then two outputs
         write("fuzz_filter", f"all_expression{expression}", bytes([expression]) + framed(every))
         write("fuzz_filter", f"all_expression{expression}_reject", bytes([0x80 | expression]) + framed(every))

@@ -11,9 +11,10 @@ import pytest
 
 from bricks._native import ffi, lib
 from bricks.frames import (
-    ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_QINQ, ETHERTYPE_VLAN, ICMP, TCP, UDP, ip_frame, ipv4,
-    random_flows, tcp_frame, udp, udp_frame,
+    AH, DESTINATION_OPTIONS, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_QINQ, ETHERTYPE_VLAN, ICMP, TCP, UDP,
+    ip_frame, ipv4, random_flows, tcp, tcp_frame, udp, udp_frame,
 )
+from tests.fuzz.test_fuzz_findings import ipv6_fragment
 from tests.unit.test_hash import (
     SYMMETRY_CASES, TRUNCATION_CASES, arp_between, datagram_fragments, ipv6_with_extensions, tunnel_4in4,
     tunnel_6in6,
@@ -157,3 +158,19 @@ def test_the_key_holds_every_layer():
     assert (keys.later_fragment.id, keys.flow.has_ports, keys.flow_result) == (77, 0, lib.BRK_DISSECT_FRAGMENT)
     assert dissect(udp_frame("10.0.0.1", "10.0.0.2", 1, 2, b"x")).first_fragment.address_size == 0
     assert dissect(ip_frame(ipv4("10.0.0.1", "10.0.0.2", UDP, udp(1, 2)))).flow.has_ports == 1
+
+
+@pytest.mark.parametrize("depth", [0, 1])
+@pytest.mark.parametrize("after_fragment_header", [AH, DESTINATION_OPTIONS])
+def test_later_ipv6_fragments_naming_an_extension_header_follow_their_first_as_in_hash_c(depth,
+                                                                                         after_fragment_header):
+    """The fuzzers' finding in hash.c (tests/fuzz/test_fuzz_findings.py), for the dissector's key: datagrams
+    go by the protocol the fragment header names, and a later fragment naming AH or destination options
+    asks the memory."""
+    segment = tcp(1234, 80, b"x" * 40)
+    first = ipv6_fragment(0, [(after_fragment_header, b"")], TCP, segment[:16])
+    later = ipv6_fragment(16, [], after_fragment_header, segment[16:32])
+    table = ffi.gc(lib.brk_frag_table_new(64), lib.brk_frag_table_free)
+    memory = FragmentMemory()
+    for frame in (later, first, later):
+        assert memory.hash(frame, depth) == hash_c(frame, 4, depth, table)

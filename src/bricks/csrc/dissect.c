@@ -17,3 +17,14 @@ uint32_t brk_dissect_flow_hash(const struct brk_flow_keys *keys, int split, unsi
 {
     return brk_endpoints_hash(split == 4 ? &keys->flow : &keys->address_pair, depth);
 }
+
+void brk_dissect_tunnels_frame(const uint8_t *frame, uint32_t caplen, unsigned options, unsigned max_tunnels,
+                               struct brk_tunnel_keys *tunnel_keys)
+{
+    brk_dissect_tunnels(frame, frame + caplen, options, max_tunnels, tunnel_keys);
+}
+
+uint32_t brk_dissect_inner_hash(const struct brk_tunnel_keys *tunnel_keys, unsigned depth)
+{
+    return brk_endpoints_hash(&tunnel_keys->inner, depth);
+}

@@ -18,9 +18,9 @@ BRK_DISSECT_FUNCTION uint32_t brk_rotate_left32(uint32_t value, unsigned bits)
 BRK_DISSECT_FUNCTION uint32_t brk_toeplitz_of_fold(uint16_t fold)
 {
     uint32_t hash = 0;
+    /* Branch-free: the bits are random, a branch per bit mispredicts half the time. */
     for (unsigned bit = 0; bit < 16; bit++)
-        if (fold & (0x8000u >> bit))
-            hash ^= brk_rotate_left32(BRK_TOEPLITZ_KEY_WORD, bit);
+        hash ^= brk_rotate_left32(BRK_TOEPLITZ_KEY_WORD, bit) & (0u - (uint32_t)((fold >> (15 - bit)) & 1));
     return hash;
 }
 

@@ -1,5 +1,6 @@
-/* The one dissector (csrc/dissect.h): the key it fills once per frame, and
- * two host entry points the tests use to compare it with the flow hash. */
+/* The one dissector (csrc/dissect.h): the key it fills once per frame, the
+ * tunnel walk's layers and flows, and the host entry points (the tests compare
+ * them with the flow hash; C callers may use dissect.h's inline functions). */
 
 /* The two endpoints of a flow: addresses copied out of the frame (so a key
  * outlives the frame and a BPF program can hash it from its stack) and ports. */
@@ -31,7 +32,10 @@ enum brk_dissect_result {
 /* Options of brk_dissect (the kernel's FLOW_DISSECTOR_F_PARSE_1ST_FRAG): read
  * the ports of a first fragment, for a caller that remembers its datagram. */
 enum brk_dissect_option {
-    BRK_DISSECT_PARSE_FIRST_FRAGMENT = 1
+    BRK_DISSECT_PARSE_FIRST_FRAGMENT = 1,
+    /* brk_dissect_tunnels only: skip the default key (keys is left as it was), for a caller that
+     * hashes the innermost flow alone. */
+    BRK_DISSECT_TUNNELS_ONLY = 2
 };
 
 /* What one walk over a frame found. */
@@ -62,3 +66,63 @@ void brk_dissect_frame(const uint8_t *frame, uint32_t caplen, unsigned options, 
  * to the engine), without a fragment table: portable code the XDP program
  * shares, equal to brk_flow_hash's table-driven one. */
 uint32_t brk_dissect_flow_hash(const struct brk_flow_keys *keys, int split, unsigned depth);
+
+/* The tunnel walk (brk_dissect_tunnels): every layer down to the innermost
+ * flow, for the Strip brick (cut at any layer) and inner-flow balancing. It
+ * only adds to the default key above, which it holds unchanged. */
+enum brk_layer_kind {
+    BRK_LAYER_ETHERNET = 1,
+    BRK_LAYER_VLAN,               /* one 802.1Q/802.1ad tag (4 bytes; its Ethernet type ends it) */
+    BRK_LAYER_MPLS,               /* one label stack entry; detail: 1 on the bottom of the stack */
+    BRK_LAYER_PW_CONTROL_WORD,    /* Ethernet over MPLS: the pseudowire control word */
+    BRK_LAYER_IPV4,               /* detail: enum brk_fragment_kind (0 = whole) */
+    BRK_LAYER_IPV6,               /* with its extension headers; detail as IPv4 */
+    BRK_LAYER_GRE,
+    BRK_LAYER_ERSPAN,             /* detail: ERSPAN type 1, 2 or 3 (type 1 has no header: size 0) */
+    BRK_LAYER_UDP,
+    BRK_LAYER_TCP,
+    BRK_LAYER_VXLAN,
+    BRK_LAYER_GENEVE,             /* with its options */
+    BRK_LAYER_GTP,                /* GTP-U with its extension headers */
+    BRK_LAYER_PAYLOAD             /* what follows the last header parsed (not a header) */
+};
+
+/* Why the tunnel walk stopped. */
+enum brk_dissect_stop {
+    BRK_DISSECT_STOP_END = 1,     /* at a payload it does not parse (TCP data, ARP, an unknown protocol) */
+    BRK_DISSECT_STOP_TRUNCATED,   /* a header ends past the captured length */
+    BRK_DISSECT_STOP_DEPTH,       /* the next header is a tunnel deeper than max_tunnels */
+    BRK_DISSECT_STOP_LAYERS,      /* more layers than layers[] holds */
+    BRK_DISSECT_STOP_FRAGMENT,    /* an IP fragment whose payload is not parsed */
+    BRK_DISSECT_STOP_MALFORMED    /* a header with a value no encoder writes (GRE routing, ERSPAN version, ...) */
+};
+
+struct brk_dissect_layer {
+    uint16_t offset;              /* of the header from the frame start; the next layer's offset ends it */
+    uint8_t kind;                 /* enum brk_layer_kind */
+    uint8_t detail;               /* per kind, see enum brk_layer_kind */
+};
+
+/* What the tunnel walk found: the default key, the outer and innermost flows and every layer, outermost first. */
+struct brk_tunnel_keys {
+    struct brk_flow_keys keys;    /* exactly brk_dissect's (the default hash's key) */
+    /* The first IP header's addresses and, when it carries TCP/UDP, its ports (stand-ins otherwise). */
+    struct brk_flow_endpoints outer;
+    /* The innermost flow: the deepest IP header parsed completely with its TCP/UDP ports, or the deepest
+     * Ethernet addresses (ports 0) when no IP header follows them; hashed like keys.flow. */
+    struct brk_flow_endpoints inner;
+    struct brk_dissect_layer layers[32];
+    uint8_t layer_count;
+    uint8_t tunnels;              /* encapsulations entered (IP in IP, GRE, VXLAN, GENEVE, GTP-U, pseudowire) */
+    uint8_t stop;                 /* enum brk_dissect_stop */
+    uint8_t inner_result;         /* enum brk_dissect_result bits of the inner flow (TRUNCATED: any header cut) */
+};
+
+/* The tunnel walk over caplen bytes of an Ethernet frame, entering at most max_tunnels encapsulations;
+ * options: enum brk_dissect_option (as brk_dissect_frame). */
+void brk_dissect_tunnels_frame(const uint8_t *frame, uint32_t caplen, unsigned options, unsigned max_tunnels,
+                               struct brk_tunnel_keys *tunnel_keys);
+
+/* The flow hash of the innermost flow (split 4 style, depth 0 = linked to the engine): the same for both
+ * directions of an inner connection whatever tunnel carries it. */
+uint32_t brk_dissect_inner_hash(const struct brk_tunnel_keys *tunnel_keys, unsigned depth);

@@ -85,6 +85,16 @@ def _brick_help():
 Brick commands:
   b = Brick.new(kind [, arg])  a new brick; LoadBalancer's arg is its split:
                                2 (IP pair) or 4 (IP pair and ports, default)
+  Brick.new("Dedup" [, opts])  drops copies seen again within window_us
+                               (default 1000); opts: {{window_us = 1000,
+                               ignore = {{"ttl", "vlan", "mac", "dscp", "checksum"}},
+                               size = frames remembered (65536),
+                               bytes = their bytes kept (size * 1024)}};
+                               ignore defaults to ttl, vlan, checksum
+  Brick.new("Slice", n)        cuts frames to n bytes; {{payload = n}}: to the
+                               end of the L4 header plus n bytes; add
+                               fix_lengths = true to rewrite IP lengths and
+                               the IPv4 checksum (default: as on the wire)
   b:connect_input(name, ...)   its input (Merge: several; PcapReader: a file or
                                directory, then the interface it stands for)
   b:connect_output(name, ...)  its outputs: pipes IF{{N, interfaces, pcap paths

@@ -99,7 +99,7 @@ def _dedup_argument(kind_name, argument):
         ignore |= DEDUP_IGNORABLE[field]
     size = _whole_number(kind_name, "size", options.get("size", DEDUP_DEFAULT_SIZE), 1, 1 << 26)
     store = _whole_number(kind_name, "bytes", options.get("bytes", size * DEDUP_STORE_BYTES_PER_FRAME),
-                          256, 1 << 36)
+                          128, 1 << 36)
     return {"window_ns": window_us * 1000, "table_size": size, "ignore": ignore, "store_bytes": store}
 
 
@@ -124,7 +124,7 @@ def _slice_argument(kind_name, argument):
     if not isinstance(fix, bool):
         raise BricksError(f"{kind_name} fix_lengths must be true or false, got {fix!r}")
     if "length" in options:
-        return {"length": _whole_number(kind_name, "length", options["length"], 14, SLICE_MOST),
+        return {"length": _whole_number(kind_name, "length", options["length"], 1, SLICE_MOST),
                 "after_headers": 0, "fix_lengths": int(fix)}
     return {"length": _whole_number(kind_name, "payload", options["payload"], 0, SLICE_MOST),
             "after_headers": 1, "fix_lengths": int(fix)}

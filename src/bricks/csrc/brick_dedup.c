@@ -194,9 +194,13 @@ static inline uint32_t remembered(const struct dedup_state *state)
     return state->tail - state->head;
 }
 
+/* Whether slot points at a remembered frame: its sequence is in the FIFO and
+ * the entry there has its tag (a never-used slot, or one whose sequence came
+ * round again after 2^32 frames, points at another frame's entry). */
 static inline int slot_alive(const struct dedup_state *state, const struct dedup_slot *slot)
 {
-    return (uint32_t)(state->tail - slot->sequence) - 1 < remembered(state);
+    return (uint32_t)(state->tail - slot->sequence) - 1 < remembered(state)
+        && (uint32_t)(state->entries[slot->sequence & (state->capacity - 1)].hash >> 32) == slot->tag;
 }
 
 /* Forgets the oldest frame; early when it is still inside the window. */

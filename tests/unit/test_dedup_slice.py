@@ -1,0 +1,183 @@
+"""Dedup and Slice bricks in C, through the memory source: which copies Dedup takes for the same frame (each ignored
+field) and which it does not (any other byte), its window on a fake clock, a full table degrading to forwarding;
+Slice's cut lengths, the wire length kept, and its optional IP length fix."""
+import struct
+
+import pytest
+
+from bricks import catalog
+from bricks._native import lib
+from bricks.frames import (ETHERTYPE_IPV4, UDP, checksum, ether, ip_frame, ipv4, ipv6, pad, tcp_frame, udp,
+                           udp_frame)
+from tests.native import Graph, brick_stats, memory_source, output_counters
+
+PAYLOAD = b"payload-bytes-" * 4
+
+
+def dedup_config(**options):
+    return catalog.KINDS["Dedup"].check_argument(options or None)
+
+
+def udp4(ttl=64, vlans=(), source_mac="02:00:00:00:00:01", payload=PAYLOAD):
+    packet = ipv4("10.0.0.1", "10.0.0.2", UDP, udp(1000, 2000, payload), ttl=ttl)
+    return ether(packet, ETHERTYPE_IPV4, source=source_mac, vlans=vlans)
+
+
+def run_dedup(frames, clock=None, **options):
+    """Pushes frames through one Dedup brick: (packets delivered, its counters)."""
+    with Graph() as graph:
+        brick = graph.brick("Dedup", **dedup_config(**options))
+        if clock is not None:
+            assert lib.brk_dedup_set_clock(brick, clock) == 0
+        graph.null_sinks(brick, 1)
+        graph.source(memory_source(frames), brick)
+        graph.run()
+        delivered = output_counters(brick).packets
+        counted = brick_stats(brick)
+    assert counted.received_packets == len(frames) == delivered + counted.deduplicated
+    assert counted.unique == delivered
+    return delivered, counted
+
+
+ORIGINAL = udp4()
+COPIES_DIFFERING_IN = {
+    "ttl": udp4(ttl=63)[:24] + ORIGINAL[24:],     # TTL only: the checksum left as it was
+    "checksum": ORIGINAL[:24] + b"\xbe\xef" + ORIGINAL[26:],
+    "vlan": udp4(vlans=[(0x8100, 42)]),
+    "mac": udp4(source_mac="02:00:00:00:00:99"),
+    "dscp": ORIGINAL[:15] + bytes([0x2c << 2 | (ORIGINAL[15] & 3)]) + ORIGINAL[16:],   # ECN kept
+}
+
+
+@pytest.mark.parametrize("field", sorted(COPIES_DIFFERING_IN))
+def test_a_copy_differing_only_in_an_ignored_field_is_a_duplicate(field):
+    copy = COPIES_DIFFERING_IN[field]
+    assert copy != ORIGINAL
+    delivered, counted = run_dedup([ORIGINAL, copy], ignore=[field])
+    assert (delivered, counted.deduplicated) == (1, 1)
+    # Not ignored, it is a different frame.
+    others = [name for name in catalog.DEDUP_IGNORABLE if name != field]
+    assert run_dedup([ORIGINAL, copy], ignore=others)[0] == 2
+
+
+def test_the_default_ignores_ttl_checksum_and_vlan_together():
+    router_copy = udp4(ttl=63, vlans=[(0x8100, 7)])    # its checksum differs too
+    assert run_dedup([ORIGINAL, router_copy, router_copy])[0] == 1
+    assert run_dedup([ORIGINAL, udp4(source_mac="02:00:00:00:00:99")])[0] == 2   # MAC not ignored by default
+
+
+def test_ipv6_hop_limit_ignored():
+    first = ip_frame(ipv6("2001:db8::1", "2001:db8::2", UDP, udp(1, 2, PAYLOAD), hop_limit=64))
+    second = ip_frame(ipv6("2001:db8::1", "2001:db8::2", UDP, udp(1, 2, PAYLOAD), hop_limit=60))
+    assert run_dedup([first, second])[0] == 1
+
+
+def test_any_other_byte_differing_is_not_a_duplicate():
+    # Every byte of the frame in turn (payload included): only the ignored ones may make a copy.
+    ignored = {14 + 1, 14 + 8, 14 + 10, 14 + 11} | set(range(12))   # DSCP, TTL, checksum, MACs
+    frames = [ORIGINAL]
+    for index in range(len(ORIGINAL)):
+        if index not in ignored:
+            frames.append(ORIGINAL[:index] + bytes([ORIGINAL[index] ^ 0x80]) + ORIGINAL[index + 1:])
+    delivered, counted = run_dedup(frames, ignore=list(catalog.DEDUP_IGNORABLE))
+    assert (delivered, counted.deduplicated) == (len(frames), 0)
+    assert run_dedup([ORIGINAL, ORIGINAL + b"x"])[0] == 2          # one byte longer
+    assert run_dedup([ORIGINAL, ORIGINAL[:-1]])[0] == 2
+
+
+def test_non_ip_frames_are_compared_whole():
+    arp = pad(ether(b"\x00\x01\x08\x00\x06\x04\x00\x01" + bytes(20), 0x0806))
+    tagged_arp = pad(ether(b"\x00\x01\x08\x00\x06\x04\x00\x01" + bytes(20), 0x0806, vlans=[(0x8100, 5)]))
+    assert run_dedup([arp, arp, tagged_arp, b"\x01\x02", b"\x01\x02", b""]) [0] == 4
+
+
+def test_window_expiry_on_a_fake_clock():
+    window_ns = 1000 * 1000
+    # One engine per clock step, all on one brick: its table outlives them.
+    delivered = []
+    with Graph() as graph:
+        brick = graph.brick("Dedup", **dedup_config(window_us=1000))
+        graph.null_sinks(brick, 1)
+        for now, frames in ((10 ** 9, [ORIGINAL]), (10 ** 9 + window_ns, [ORIGINAL]),
+                            (10 ** 9 + window_ns + 1, [ORIGINAL, ORIGINAL])):
+            assert lib.brk_dedup_set_clock(brick, now) == 0
+            engine = lib.brk_engine_new(16, -1)
+            source = memory_source(frames)
+            assert lib.brk_engine_add_source(engine, source, brick) == 0
+            assert lib.brk_engine_run(engine) == 0
+            lib.brk_engine_free(engine)
+            lib.brk_source_close(source)
+            delivered.append(output_counters(brick).packets)
+        counted = brick_stats(brick)
+    assert delivered == [1, 1, 2]
+    assert (counted.received_packets, counted.deduplicated, counted.table_full) == (4, 2, 0)
+
+
+def test_a_full_table_degrades_to_forwarding_counted():
+    frames = [udp4(payload=b"frame %d" % number) for number in range(8)]
+    # The last 4 are remembered, the first 4 forgotten early (counted): copies of the last 4 are found...
+    delivered, counted = run_dedup(frames + frames[4:], clock=10 ** 9, size=4)
+    assert (delivered, counted.deduplicated, counted.table_full) == (8, 4, 4)
+    # ... copies of the first 4 pass (each one, remembered, pushes out one of the last 4: counted too).
+    delivered, counted = run_dedup(frames + frames[:4], clock=10 ** 9, size=4)
+    assert (delivered, counted.deduplicated, counted.table_full) == (12, 0, 8)
+    # A byte store too small for two frames: each one pushes the one before out.
+    delivered, counted = run_dedup([ORIGINAL, udp4(payload=b"other"), ORIGINAL], clock=10 ** 9,
+                                   bytes=128)   # ORIGINAL is 98 bytes
+    assert (delivered, counted.deduplicated, counted.table_full) == (3, 0, 2)
+
+
+def test_bad_options_are_one_line_errors():
+    for options, message in (({"ignore": ["tll"]}, "cannot ignore 'tll'"), ({"window": 5}, "no option 'window'"),
+                             ({"size": 0}, "size must be")):
+        with pytest.raises(Exception, match=message):
+            catalog.KINDS["Dedup"].check_argument(options)
+
+
+def run_slice(frames, argument):
+    """Frames through Slice into a pcap file: the records read back, and Slice's counters."""
+    from bricks._native import ffi
+    from bricks.frames import read_pcap
+    import tempfile
+    import os
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "out.pcap")
+        with Graph() as graph:
+            brick = graph.brick("Slice", **catalog.KINDS["Slice"].check_argument(argument))
+            error = ffi.new("char[]", 256)
+            sink = lib.brk_sink_pcap_open(path.encode(), 0, error, len(error))
+            assert sink != ffi.NULL, ffi.string(error)
+            graph.sink(brick, sink)
+            graph.source(memory_source(frames), brick)
+            graph.run()
+            counted = brick_stats(brick)
+        with open(path, "rb") as file:
+            return read_pcap(file.read()).records, counted
+
+
+LONG_TCP = tcp_frame("10.0.0.1", "10.0.0.2", 1, 2, bytes(range(256)) * 4)
+
+
+def test_slice_cuts_to_n_bytes_and_keeps_the_wire_length():
+    frames = [LONG_TCP, pad(udp_frame("10.0.0.1", "10.0.0.2", 1, 2))]
+    records, counted = run_slice(frames, 128)
+    assert [(len(record[3]), record[2]) for record in records] == [(128, len(LONG_TCP)), (60, 60)]
+    assert records[0][3] == LONG_TCP[:128]          # lengths as on the wire: untouched bytes
+    assert (counted.sliced, counted.lengths_fixed) == (1, 0)
+
+
+def test_slice_after_the_l4_header():
+    udp6 = ip_frame(ipv6("2001:db8::1", "2001:db8::2", UDP, udp(1, 2, bytes(300))))
+    tagged = tcp_frame("10.0.0.1", "10.0.0.2", 1, 2, bytes(500), vlans=[(0x8100, 3)])
+    records, _ = run_slice([LONG_TCP, udp6, tagged], {"payload": 10})
+    assert [len(record[3]) for record in records] == [14 + 20 + 20 + 10, 14 + 40 + 8 + 10, 18 + 20 + 20 + 10]
+
+
+def test_slice_fixes_ip_lengths_and_checksum_when_asked():
+    records, counted = run_slice([LONG_TCP], {"length": 100, "fix_lengths": True})
+    data = records[0][3]
+    assert len(data) == 100 and records[0][2] == len(LONG_TCP)
+    assert struct.unpack("!H", data[16:18])[0] == 100 - 14
+    assert checksum(data[14:34]) == 0                 # a valid header checksum
+    assert data[34:] == LONG_TCP[34:100]
+    assert (counted.sliced, counted.lengths_fixed) == (1, 1)

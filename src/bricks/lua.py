@@ -89,7 +89,7 @@ Brick commands:
                                (default 1000); opts: {{window_us = 1000,
                                ignore = {{"ttl", "vlan", "mac", "dscp", "checksum"}},
                                size = frames remembered (65536),
-                               bytes = their bytes kept (size * 1024)}};
+                               bytes = their bytes kept (size * 256)}};
                                ignore defaults to ttl, vlan, checksum
   Brick.new("Slice", n)        cuts frames to n bytes; {{payload = n}}: to the
                                end of the L4 header plus n bytes; add

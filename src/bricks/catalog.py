@@ -147,6 +147,7 @@ class BrickKind:
     balances: bool = False           # spreads packets by flow hash: a brick below it is one level deeper
     config: Optional[Callable] = None     # config(argument, depth) -> the fields of its C config struct
     stands_for_interface: bool = False    # connect_input(files, interface): the interface the files were read on
+    takes_options: bool = False           # its argument may be a table of options (Lua) / a dict
     # Kinds with Python-side state (Filter: its rule table, made by parse_argument):
     register: Optional[Callable] = None    # register(brick) once the Brick exists
     attach: Optional[Callable] = None      # attach(brick, handle) after brk_brick_new, before any packet
@@ -180,11 +181,11 @@ KINDS = {kind.name: kind for kind in (
     BrickKind("Dedup", "drops copies of a frame seen again within a window (TTL, VLAN tags, IP checksum ignored)",
               inputs=(1, 1), outputs=(1, 1), input_kinds=LIVE_INPUTS,
               output_kinds=LIVE_OUTPUTS + PCAP, parse_argument=_dedup_argument,
-              config=_parsed_config("Dedup", _dedup_argument)),
+              config=_parsed_config("Dedup", _dedup_argument), takes_options=True),
     BrickKind("Slice", "cuts frames to N bytes, or to the L4 header plus N bytes (wire length kept)",
               inputs=(1, 1), outputs=(1, 1), input_kinds=LIVE_INPUTS,
               output_kinds=LIVE_OUTPUTS + PCAP, parse_argument=_slice_argument,
-              config=_parsed_config("Slice", _slice_argument)),
+              config=_parsed_config("Slice", _slice_argument), takes_options=True),
     BrickKind("PcapReader", "reads pcap files as the source; several outputs are balanced by flow",
               inputs=(1, 1), outputs=(1, UNLIMITED), input_kinds=PCAP,
               output_kinds=LIVE_OUTPUTS + PCAP, parse_argument=_split, balances=True, config=_balance_config,

@@ -466,10 +466,14 @@ class LuaRuntime:
 
         def brick_new(kind=None, argument=None):
             kind = _text(kind, "Brick.new: brick kind")
-            if argument is not None and not isinstance(argument, (str, int, float, bool)):
-                raise BricksError(f"Brick.new: {kind} argument must be a number or a string, "
-                                  f"got {_shown(argument)}")
-            if kind in KINDS and KINDS[kind].balances and isinstance(argument, str):
+            takes_options = kind in KINDS and KINDS[kind].takes_options
+            if argument is not None and not isinstance(argument, (str, int, float, bool)) \
+                    and not (takes_options and lupa_module.lua_type(argument) == "table"):
+                shape = "a number, a string or a table" if takes_options else "a number or a string"
+                raise BricksError(f"Brick.new: {kind} argument must be {shape}, got {_shown(argument)}")
+            # A table of options (Dedup, Slice) goes on as a dict; the kind's own parser says what it takes.
+            argument = _from_lua(argument)
+            if kind in KINDS and KINDS[kind].config and isinstance(argument, str):
                 argument = lua_tonumber(argument) if lua_tonumber(argument) is not None else argument
             if isinstance(argument, float) and argument.is_integer():
                 argument = int(argument)

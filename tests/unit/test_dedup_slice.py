@@ -181,3 +181,50 @@ def test_slice_fixes_ip_lengths_and_checksum_when_asked():
     assert checksum(data[14:34]) == 0                 # a valid header checksum
     assert data[34:] == LONG_TCP[34:100]
     assert (counted.sliced, counted.lengths_fixed) == (1, 1)
+
+
+def test_lua_dedup_then_slice_over_pcap_files(tmp_path):
+    """The Lua spelling of the issue: Dedup's options table, Slice's length; PcapReader -> Dedup -> Slice -> file."""
+    from bricks import engine as engine_module
+    from bricks.engine import PktEngine
+    from bricks.frames import pcap_bytes, read_pcap
+    from bricks.lua import LuaError, LuaRuntime
+    stream = [udp4(payload=PAYLOAD + b"%04d" % number) for number in range(20)]
+    copies = [udp4(ttl=63, vlans=[(0x8100, 9)], payload=PAYLOAD + b"%04d" % number)[:] for number in range(20)]
+    # Capture times are the clock: each copy 100 us after its original, frames 10 ms apart; one more copy of the
+    # last frame 2 ms after it, out of the 1 ms window, passes.
+    records = [record for number, (frame, copy) in enumerate(zip(stream, copies))
+               for record in ((1, number * 10_000, len(frame), frame), (1, number * 10_000 + 100, len(copy), copy))]
+    records.append((1, 19 * 10_000 + 2_000, len(copies[-1]), copies[-1]))
+    (tmp_path / "in.pcap").write_bytes(pcap_bytes(records))
+    printed = []
+    runtime = LuaRuntime(output=printed.append)
+    try:
+        runtime.execute(f"""
+            local reader = Brick.new("PcapReader")
+            reader:connect_input("{tmp_path / 'in.pcap'}"):connect_output("cap{{0")
+            local dedup = Brick.new("Dedup", {{window_us = 1000, ignore = {{"ttl", "vlan", "mac", "dscp", "checksum"}}}})
+            dedup:connect_input("cap}}0"):connect_output("cap{{1")
+            local slice = Brick.new("Slice", 64)
+            slice:connect_input("cap}}1"):connect_output("{tmp_path / 'out.pcap'}")
+            reader:link(dedup)
+            dedup:link(slice)
+            local pe = PktEngine.new("dedup-lua")
+            pe:link(reader)
+            pe:start()
+        """)
+        engine = PktEngine.retrieve("dedup-lua")
+        assert engine.wait(10)
+        bricks = engine.stats()["bricks"]
+        assert [(brick["kind"], brick["received"]) for brick in bricks] == \
+            [("PcapReader", 41), ("Dedup", 41), ("Slice", 21)]
+        assert (bricks[1]["deduplicated"], bricks[2]["sliced"]) == (20, 21)
+        written = read_pcap((tmp_path / "out.pcap").read_bytes()).records
+        assert [(data, original) for _, _, original, data in written] == \
+            [(frame[:64], len(frame)) for frame in stream + copies[-1:]]
+        with pytest.raises(LuaError, match="Dedup cannot ignore 'tll'"):
+            runtime.execute('Brick.new("Dedup", {ignore = {"tll"}})')
+        with pytest.raises(LuaError, match="Slice takes one of length"):
+            runtime.execute('Brick.new("Slice", {payload = 8, length = 64})')
+    finally:
+        engine_module.shutdown_all()

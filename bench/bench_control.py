@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from bricks.server import receive_message, send_message  # noqa: E402
+from bricks.protocol import receive_message, send_message  # noqa: E402
 from bricks.testbed import Testbed  # noqa: E402
 
 ROUND_TRIP_TARGET_MS = 5.0

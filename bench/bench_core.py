@@ -70,7 +70,7 @@ def engine_run(frames, lengths, cpu, batch, per_output):
     """A function of rounds running the engine once over the frames; fills per_output."""
     error = ffi.new("char[256]")
     kind = lib.brk_brick_kind_find(b"LoadBalancer")
-    config = ffi.new("struct brk_brick_config *", {"split": 4, "depth": 0, "frag_slots": 1024})
+    config = ffi.new("struct brk_balance_config *", {"split": 4, "depth": 0, "frag_slots": 1024})
     data = b"".join(frames)
 
     def run(rounds):

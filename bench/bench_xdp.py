@@ -57,7 +57,7 @@ BACKOFF = 0.9                      # next share: this much below the rate that w
 
 def multiarch_include() -> list[str]:
     """Where Debian keeps <asm/types.h>, which <linux/types.h> needs under -target bpf: the build's own
-    helper, bricks._netmap_build.multiarch_include, cannot be imported without rebuilding bricks.bpf.o."""
+    helper, bricks._native_build.multiarch_include, cannot be imported without rebuilding bricks.bpf.o."""
     triplet = subprocess.run(["gcc", "-print-multiarch"], capture_output=True, text=True, check=False).stdout.strip()
     return [f"-I/usr/include/{triplet}"] if triplet else []
 

@@ -1,5 +1,6 @@
 """C-level engine set-ups for the tests: sources, bricks and sinks wired through cffi, run, counted and freed."""
 import threading
+import types
 import time
 
 from bricks._native import ffi, lib
@@ -18,10 +19,13 @@ def opened(open_function, *arguments):
 
 
 def new_brick(kind, **config):
-    """A C brick of `kind` ("Dummy", "LoadBalancer", "Filter"...) with `config` fields of struct brk_brick_config."""
+    """A C brick of `kind` ("Dummy", "LoadBalancer", "Filter"...) with `config` fields of the kind's own config
+    struct (a kind that takes none ignores them)."""
     found = lib.brk_brick_kind_find(kind.encode())
     assert found != ffi.NULL, kind
-    return opened(lib.brk_brick_new, found, ffi.new("struct brk_brick_config *", config))
+    config_type = lib.brk_brick_kind_config_type(found)
+    own = ffi.new(ffi.string(config_type).decode() + " *", config) if config_type != ffi.NULL else ffi.NULL
+    return opened(lib.brk_brick_new, found, own)
 
 
 def memory_source(frames, rounds=1):
@@ -44,9 +48,18 @@ def output_packets(brick, outputs):
 
 
 def brick_stats(brick):
+    """The brick's published counters: received_packets, received_bytes, outputs and its kind's by name."""
     stats = ffi.new("struct brk_brick_stats *")
     lib.brk_brick_stats(brick, stats)
-    return stats
+    counted = types.SimpleNamespace(received_packets=stats.received_packets, received_bytes=stats.received_bytes,
+                                    outputs=stats.outputs)
+    kind = lib.brk_brick_kind_of(brick)
+    for index in range(len(stats.counters)):
+        name = lib.brk_brick_kind_counter(kind, index)
+        if name == ffi.NULL:
+            break
+        setattr(counted, ffi.string(name).decode(), stats.counters[index])
+    return counted
 
 
 class Graph:

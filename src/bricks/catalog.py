@@ -1,26 +1,38 @@
-"""One descriptor per brick kind: its name, its ports, its argument and its doc.
+"""One descriptor per brick kind: its name, its ports, its argument, its C config and its doc.
 
 A brick kind is defined in two places only: here, and in its C file
-csrc/brick_<kind>.c, whose `name` field equals `BrickKind.name`.
+csrc/brick_<kind>.c, whose `name` field equals `BrickKind.name` (plus, for a
+kind with settings, their struct and counters in csrc/api/<kind>.h). The C
+descriptor names the kind's config struct and its counters; `config` here
+fills the struct, and stats.py lists the counters by the names C gives.
 """
 from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
 from . import filter as filter_rules
 from .errors import BricksError
+from .ports import PortKind
 
 UNLIMITED = 64   # the C core's output limit (BRK_MAX_OUTPUTS)
 
-# What a port name may be, per side of a brick (see links.parse_port_name).
-LIVE_INPUTS = ("interface", "consumer")
-LIVE_OUTPUTS = ("interface", "broker")
-PCAP = ("pcap",)
+# What a port name may be, per side of a brick (see ports.parse_port_name).
+LIVE_INPUTS = (PortKind.INTERFACE, PortKind.CONSUMER)
+LIVE_OUTPUTS = (PortKind.INTERFACE, PortKind.BROKER)
+PCAP = (PortKind.PCAP,)
 
 
 def _no_argument(kind_name, argument):
     if argument is not None:
         raise BricksError(f"{kind_name} takes no argument, got {argument!r}")
     return None
+
+
+FRAGMENT_TABLE_SLOTS = 4096
+
+
+def _balance_config(argument, depth):
+    """struct brk_balance_config (csrc/api/balance.h)."""
+    return {"split": argument, "depth": depth, "frag_slots": FRAGMENT_TABLE_SLOTS}
 
 
 def _split(kind_name, argument):
@@ -40,7 +52,9 @@ class BrickKind:
     input_kinds: Tuple[str, ...]
     output_kinds: Tuple[str, ...]
     parse_argument: Callable = _no_argument
-    balances: bool = False           # spreads packets by flow hash (has a split and a depth)
+    balances: bool = False           # spreads packets by flow hash: a brick below it is one level deeper
+    config: Optional[Callable] = None     # config(argument, depth) -> the fields of its C config struct
+    stands_for_interface: bool = False    # connect_input(files, interface): the interface the files were read on
     # Kinds with Python-side state (Filter: its rule table, made by parse_argument):
     register: Optional[Callable] = None    # register(brick) once the Brick exists
     attach: Optional[Callable] = None      # attach(brick, handle) after brk_brick_new, before any packet
@@ -56,7 +70,7 @@ class BrickKind:
 KINDS = {kind.name: kind for kind in (
     BrickKind("LoadBalancer", "output = flow hash % number of outputs",
               inputs=(1, 1), outputs=(1, UNLIMITED), input_kinds=LIVE_INPUTS,
-              output_kinds=LIVE_OUTPUTS + PCAP, parse_argument=_split, balances=True),
+              output_kinds=LIVE_OUTPUTS + PCAP, parse_argument=_split, balances=True, config=_balance_config),
     BrickKind("Duplicator", "every packet to every output",
               inputs=(1, 1), outputs=(1, UNLIMITED), input_kinds=LIVE_INPUTS,
               output_kinds=LIVE_OUTPUTS + PCAP),
@@ -73,7 +87,8 @@ KINDS = {kind.name: kind for kind in (
               retrieve=filter_rules.retrieve, help=filter_rules.HELP),
     BrickKind("PcapReader", "reads pcap files as the source; several outputs are balanced by flow",
               inputs=(1, 1), outputs=(1, UNLIMITED), input_kinds=PCAP,
-              output_kinds=LIVE_OUTPUTS + PCAP, parse_argument=_split, balances=True),
+              output_kinds=LIVE_OUTPUTS + PCAP, parse_argument=_split, balances=True, config=_balance_config,
+              stands_for_interface=True),
     BrickKind("PcapWriter", "writes what reaches it to pcap files",
               inputs=(1, 1), outputs=(1, UNLIMITED), input_kinds=LIVE_INPUTS,
               output_kinds=PCAP),

@@ -146,7 +146,7 @@ def shell_main(socket_path, command):
 
 def fan_out_chunk(brick_kind, interface, count):
     """The Lua chunk of bricks-load-balance / bricks-duplicate: IFACE to pipes IFACE{0..count-1, started."""
-    from .server import lua_string
+    from .lua_service import lua_string
     name = lua_string(interface)
     engine = lua_string(f"{brick_kind.lower()}-{interface}")
     return (f"local engine = PktEngine.new({engine})\n"

@@ -12,11 +12,13 @@ import sys
 import threading
 
 from . import __version__
-from .server import MAX_MESSAGE, WAIT_STEP, receive_message, send_message
+from .errors import BricksError
+from .lua_service import WAIT_STEP
+from .protocol import MAX_MESSAGE, receive_message, send_message
 from .shell import Result, banner_line, interactive_loop, report_error, run_script_from_stdin, write_output
 
 
-class ClientError(Exception):
+class ClientError(BricksError):
     """Why the remote shell cannot go on: one line, shown as `bricks: <message>`."""
 
 
@@ -69,7 +71,7 @@ class RemoteSession:
             raise ClientError(f"connection to the daemon broken: {error.strerror or error}") from None
 
     def run(self, chunk, mode="interactive"):
-        """Runs a chunk in the daemon in a mode of bricks.server.run_chunk, printing its output as it comes."""
+        """Runs a chunk in the daemon in a mode of bricks.lua_service.run_chunk, printing its output as it comes."""
         size = len(chunk.encode())
         if size > MAX_MESSAGE - 1024:
             return Result(error=f"chunk of {size} bytes is over the daemon's {MAX_MESSAGE} byte limit")

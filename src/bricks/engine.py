@@ -1,38 +1,36 @@
-"""Packet engines and bricks: the Python API under the Lua shell (SPEC §4).
+"""Packet engines: the Python API under the Lua shell (SPEC §4), their lifecycle and their thread.
 
-Python only builds and tears down; every packet is handled by the C engine in
-bricks._native, run by one Python thread per engine with the GIL released.
+pe:link(brick) plans the tree (graph.plan: checked in full, no I/O), lets the
+tree's back-end (backends/) open its sources and sinks, makes its C bricks and
+wires them; start() makes the C engine over every linked tree and runs it in
+one Python thread with the GIL released; stats() is stats.engine_snapshot.
 Linking is all or nothing: a link that fails undoes what it opened or created.
+The engine's lock guards its C objects: unlink and delete free them under it,
+readers in other threads (stats) read them under it.
 """
 import atexit
-import glob
 import logging
 import os
 import signal
 import threading
-import zlib
 
-from . import links, netmap
+from . import backends, graph, links, registry, stats
 from ._ffi import error_buffer, error_text, ffi, lib
-from .catalog import UNLIMITED, find_kind
+from .backends.packet import link_call
+from .catalog import FRAGMENT_TABLE_SLOTS  # noqa: F401 - importable from here, as before
 from .errors import BricksError
+from .graph import MAX_BATCH, MAX_QID, Brick, whole_number  # noqa: F401 - Brick: the API's, from here too
+from .ports import PortKind
 
 log = logging.getLogger("bricks")
 
 DEFAULT_BUFFER_SLOTS = 512
 DEFAULT_BATCH = 1024
-PCAP_PIPE_MTU = 9000           # pcap inputs carry no MTU: pipes fed from files take jumbo frames
-FRAGMENT_TABLE_SLOTS = 4096
-MAX_NAME = 15                   # IFNAMSIZ - 1
-RX_RING_BYTES_PER_SLOT = 8192   # buffer_sz slots of RX ring, each room for a jumbo frame
-MIN_RX_RING_BYTES = 16 << 20   # ~10,000 full-size frames: tens of ms of engine stall at line rate
 STOP_TIMEOUT = 5.0
 MAX_CPU = 65535                 # a CPU number beyond any host: above it the number is a mistake, not a bigger host
 WATCH_INTERVAL = 0.2            # how often a running engine's inputs and outputs are checked for news
 
-# Why an output dropped packets: the C counter, and how show_stats names it.
-DROP_CAUSES = (("full", "at full outputs"), ("too_big", "too big for the output"),
-               ("too_short", "too short to send"), ("gone", "output gone"), ("write_errors", "write error"))
+DROP_CAUSES = stats.DROP_CAUSES   # kept importable from here
 
 _engines = {}                   # name -> PktEngine, in creation order
 _engines_lock = threading.RLock()
@@ -41,68 +39,24 @@ REALTIME_ENVIRONMENT = "BRICKS_REALTIME"        # SCHED_FIFO priority of engine 
 STEER_PIPES_ENVIRONMENT = "BRICKS_STEER_PIPES"   # 1: pipe consumers' receive work off pinned engines' CPUs
 MAX_REALTIME_PRIORITY = 99
 
-BACKENDS = ("auto", "netmap", "packet")
-BACKEND_ENVIRONMENT = "BRICKS_BACKEND"   # the back-end of this process and its children, as --backend
+BACKENDS = backends.CHOICES
+BACKEND_ENVIRONMENT = backends.BACKEND_ENVIRONMENT
 
 
-def _environment_backend():
-    """BRICKS_BACKEND when it names a back-end, else auto (the CLI rejects a bad value in one line)."""
-    name = os.environ.get(BACKEND_ENVIRONMENT, "").strip()
-    return name if name in BACKENDS else "auto"
-
-
-_backend_chosen = _environment_backend()
-_backend_active = None if _backend_chosen == "auto" else _backend_chosen   # set, or settled by the first link
-_backend_detail = "" if _backend_chosen == "auto" else f"set to {_backend_chosen} by {BACKEND_ENVIRONMENT}"
+def set_default_batch(batch):
+    """The batch of every pe:link(brick) given none (the command line's -b); link reads it at each call."""
+    global DEFAULT_BATCH
+    DEFAULT_BATCH = whole_number(batch, "batch", 1, MAX_BATCH)
 
 
 def set_backend(name):
     """Chooses the back-end of the engines to come: auto, netmap or packet (SPEC §3)."""
-    global _backend_chosen, _backend_active, _backend_detail
-    if name not in BACKENDS:
-        raise BricksError(f"unknown back-end {name!r} (one of {', '.join(BACKENDS)})")
     with _engines_lock:
-        if _engines and name != _backend_chosen:
-            raise BricksError("the back-end must be chosen before the first engine is created")
-        if name == "netmap" and netmap.missing_reason():
-            raise BricksError(netmap.missing_reason())
-        _backend_chosen = name
-        _backend_active = None if name == "auto" else name
-        _backend_detail = "" if name == "auto" else f"set to {name}"
+        backends.set_backend(name, engines_exist=bool(_engines))
 
 
-def backend_name():
-    """The back-end engines use, netmap or packet (before auto settles: what it would pick)."""
-    if _backend_active is not None:
-        return _backend_active
-    return "netmap" if netmap.available() else "packet"
-
-
-def backend_detail():
-    """One line saying why the back-end is what it is, for the status and the log."""
-    if _backend_detail:
-        return _backend_detail
-    return "auto: " + ("netmap found" if netmap.available() else f"{netmap.DEVICE} not found")
-
-
-def _settle_backend(root, qid=-1):
-    """auto becomes netmap when the module opens every interface of root's tree (and, with qid >= 0, serves
-    one engine per queue there), else packet; once per process."""
-    global _backend_active, _backend_detail
-    with _engines_lock:
-        if _backend_active is not None:
-            return _backend_active
-        interfaces = sorted({port.interface for brick in root.walk() for port in brick.inputs + brick.outputs
-                             if port.kind in ("interface", "broker", "consumer")})
-        if not interfaces:
-            return backend_name()   # files only: nothing to settle yet
-        read = {port.interface for brick in root.walk() for port in brick.inputs if port.kind == "interface"}
-        reason = netmap.missing_reason()
-        for interface in interfaces:
-            reason = reason or netmap.probe(interface, qid if interface in read else -1)
-        _backend_active = "packet" if reason else "netmap"
-        _backend_detail = f"auto: packet ({reason})" if reason else f"auto: netmap opens {', '.join(interfaces)}"
-        return _backend_active
+backend_name = backends.backend_name
+backend_detail = backends.backend_detail
 
 
 _realtime_priority = None       # SCHED_FIFO priority set by set_realtime_priority, else from the environment
@@ -140,212 +94,23 @@ def _steering_pipes():
     return os.environ.get(STEER_PIPES_ENVIRONMENT, "").strip() not in ("", "0")
 
 
-def _port(name, side):
-    if not isinstance(name, str):
-        raise BricksError(f"{side} name must be a string, got {type(name).__name__}")
-    try:
-        return links.parse_port_name(name)
-    except (links.LinkError, ValueError) as error:
-        raise BricksError(str(error)) from None
-
-
-class Brick:
-    """One brick: a kind, its ports and its children; a C brick while linked."""
-
-    def __init__(self, kind, argument=None):
-        self.kind = find_kind(kind)
-        self.argument = self.kind.check_argument(argument)
-        self.inputs = []             # links.PortName
-        self.outputs = []
-        self.children = []
-        self.stands_for = None       # PcapReader: the interface its files were captured on
-        self.engine = None           # the PktEngine this brick is linked to
-        self.handle = None           # the C brick while linked
-        self.transmit_drop_base = {}  # output index -> (device, its tx_dropped when linked)
-        self.sinks = {}               # output index -> its C sink while linked
-        if self.kind.register:
-            self.kind.register(self)
-
-    def __getattr__(self, name):
-        """Kind-specific methods (a Filter's drop, allow, rules...) live on the brick's argument."""
-        kind = self.__dict__.get("kind")
-        if kind is not None and name in kind.methods:
-            return getattr(self.__dict__["argument"], name)
-        raise AttributeError(f"{type(self).__name__} {kind.name if kind else ''} has no attribute {name!r}")
-
-    def __repr__(self):
-        outputs = ", ".join(port.name for port in self.outputs) or "none"
-        inputs = ", ".join(port.name for port in self.inputs) or "none"
-        return f"<Brick {self.kind.name} in: {inputs} out: {outputs}>"
-
-    def _check_unlinked(self):
-        if self.engine is not None:
-            raise BricksError(f"{self.kind.name} is linked to engine {self.engine.name}: unlink it first")
-
-    def connect_input(self, *names):
-        self._check_unlinked()
-        names = list(names)
-        if self.kind.name == "PcapReader" and len(names) == 2:
-            interface = _port(names.pop(), "interface")
-            if interface.kind != "interface":
-                raise BricksError(f"PcapReader: {interface.name!r} is not an interface name")
-            self.stands_for = interface.interface
-        ports = [_port(name, "input") for name in names]
-        if not ports:
-            raise BricksError(f"{self.kind.name}:connect_input needs at least one name")
-        for port in ports:
-            if port.kind not in self.kind.input_kinds:
-                raise BricksError(f"{self.kind.name} cannot read from {port.name!r} ({_describe(port)})")
-        fewest, most = self.kind.inputs
-        if len(self.inputs) + len(ports) > most:
-            raise BricksError(f"{self.kind.name} takes at most {most} input{'s' if most > 1 else ''}")
-        self.inputs.extend(ports)
-        return self
-
-    def connect_output(self, *names):
-        self._check_unlinked()
-        ports = [_port(name, "output") for name in names]
-        if not ports:
-            raise BricksError(f"{self.kind.name}:connect_output needs at least one name")
-        for port in ports:
-            if port.kind == "consumer":
-                raise BricksError(f"{port.name!r} is the consumer end of a pipe: bricks writes to "
-                                  f"'{port.interface}{{{port.index}'")
-            if port.kind not in self.kind.output_kinds:
-                raise BricksError(f"{self.kind.name} cannot write to {port.name!r} ({_describe(port)})")
-            if any(port.name == known.name for known in self.outputs) or \
-                    [port.name for port in ports].count(port.name) > 1:
-                raise BricksError(f"{self.kind.name}: output {port.name!r} given twice")
-        most = self.kind.outputs[1]
-        if len(self.outputs) + len(ports) > most:
-            raise BricksError(f"{self.kind.name} takes at most {most} output{'s' if most > 1 else ''}")
-        self.outputs.extend(ports)
-        return self
-
-    def connect_outputs(self, interface, count):
-        if not isinstance(count, (int, float)) or isinstance(count, bool) or count != int(count) \
-                or not 1 <= count <= UNLIMITED:
-            raise BricksError(f"connect_outputs: count must be a whole number from 1 to {UNLIMITED}, got {count!r}")
-        if not isinstance(interface, str):
-            raise BricksError(f"connect_outputs: interface must be a string, got {type(interface).__name__}")
-        return self.connect_output(*[f"{interface}{{{index}" for index in range(int(count))])
-
-    def link(self, *children):
-        self._check_unlinked()
-        for child in children:
-            if not isinstance(child, Brick):
-                raise BricksError(f"link: expected a Brick, got {type(child).__name__}")
-            if child is self or child in self.children:
-                raise BricksError(f"link: {child.kind.name} is already linked here")
-            if not any(_feeds(output, child) for output in self.outputs):
-                wanted = ", ".join(p.name for p in child.inputs) or "no input"
-                raise BricksError(f"link: {child.kind.name} reads {wanted}, which is not the consumer end "
-                                  f"of an output of this {self.kind.name}")
-        self.children.extend(children)
-        return self
-
-    def walk(self):
-        """This brick and every brick below it, each once, parents first."""
-        seen, order, pending = set(), [], [self]
-        while pending:
-            brick = pending.pop(0)
-            if id(brick) not in seen:
-                seen.add(id(brick))
-                order.append(brick)
-                pending.extend(brick.children)
-        return order
-
-    def stats(self):
-        """Counters of this brick while linked: received, malformed, and per output."""
-        if self.handle is None:
-            return None
-        brick_stats = ffi.new("struct brk_brick_stats *")
-        lib.brk_brick_stats(self.handle, brick_stats)
-        counters = ffi.new("struct brk_counters *")
-        outputs = []
-        for index, port in enumerate(self.outputs):
-            device, base = self.transmit_drop_base.get(index, (None, 0))
-            transmit_drops = links.transmit_drops(device) - base if device else 0
-            lib.brk_brick_output_stats(self.handle, index, counters)   # after: refused never lags behind
-            # A frame the device refused counts in its tx_dropped, but it stays queued and is tried again (and
-            # counted again): those are not packets lost.
-            kernel_drops = max(0, transmit_drops - counters.refused)
-            output = {"name": port.name, "packets": counters.packets, "bytes": counters.bytes,
-                      "drops": counters.drops, "kernel_drops": kernel_drops, "queued": counters.queued}
-            output.update((cause, getattr(counters, cause)) for cause, _ in DROP_CAUSES)
-            outputs.append(output)
-        return {"kind": self.kind.name, "received": brick_stats.received_packets,
-                "received_bytes": brick_stats.received_bytes, "malformed": brick_stats.malformed,
-                "fragment_fallbacks": brick_stats.fragment_fallbacks, "filtered": brick_stats.filtered,
-                "outputs": outputs}
-
-
-def _edge(output, port):
-    """Whether output `X{N` and input `X}N` are the two ends of one pipe: an internal edge."""
-    return output.kind == "broker" and port.kind == "consumer" and \
-        (output.interface, output.index) == (port.interface, port.index)
-
-
-def _feeds(output, child):
-    """Whether output is an internal edge into child."""
-    return any(_edge(output, port) for port in child.inputs)
-
-
-def _describe(port):
-    return {"interface": "an interface", "broker": "the broker end of a pipe",
-            "consumer": "the consumer end of a pipe", "pcap": "a pcap path"}[port.kind]
-
-
-def _pcap_files(path):
-    if os.path.isdir(path):
-        files = sorted(glob.glob(os.path.join(path, "*.pcap")))
-        if not files:
-            raise BricksError(f"{path}: no *.pcap file in this directory")
-        return files
-    if not os.path.isfile(path):
-        raise BricksError(f"{path}: no such pcap file or directory")
-    return [path]
-
-
-class _SharedResources:
-    """Offloads and pipes are per interface, not per engine: counted references."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.offloads = {}           # interface -> [restore token, users]
-
-    def quiet_input(self, interface):
-        with self.lock:
-            entry = self.offloads.get(interface)
-            if entry is None:
-                entry = self.offloads[interface] = [links.disable_offloads(interface), 0]
-            entry[1] += 1
-
-    def release_input(self, interface):
-        with self.lock:
-            entry = self.offloads.get(interface)
-            if entry is None:
-                return
-            entry[1] -= 1
-            if entry[1] == 0:
-                del self.offloads[interface]
-                links.restore_offloads(entry[0])
-
-
-_shared = _SharedResources()
-
-
 class _Linked:
-    """What one pe:link() opened: C bricks, sources, sinks; closed in reverse."""
+    """What one pe:link() opened: C bricks, sources, sinks; closed in reverse, then its back-ends release."""
 
-    def __init__(self, root, batch, qid, backend="packet"):
-        self.root, self.batch, self.qid, self.backend = root, batch, qid, backend
+    def __init__(self, context):
+        self.context = context
+        self.plan = context.plan
+        self.root, self.batch, self.qid = self.plan.root, self.plan.batch, self.plan.qid
+        self.backend = context.backend.name
         self.bricks = []             # Brick, parents first
         self.sources = []            # (C source, target Brick)
         self.sinks = []
-        self.inputs_quieted = []
-        self.finite = True           # every source opened is a pcap file (it ends by itself)
         self.watched = []            # (what, read its state into PktEngine._state, call when back or None)
+
+    @property
+    def finite(self):
+        """Every source is a pcap file (it ends by itself)."""
+        return self.plan.finite
 
     def close(self):
         for source, _ in self.sources:
@@ -357,9 +122,8 @@ class _Linked:
             brick.engine = None
         for sink in self.sinks:
             lib.brk_sink_close(sink)
-        for interface in self.inputs_quieted:
-            _shared.release_input(interface)
-        self.sources, self.sinks, self.bricks, self.inputs_quieted, self.watched = [], [], [], [], []
+        self.sources, self.sinks, self.bricks, self.watched = [], [], [], []
+        backends.release(self.context)
 
 
 class PktEngine:
@@ -370,7 +134,7 @@ class PktEngine:
         self.buffer_slots = buffer_slots
         self.cpu = cpu
         self.linked = []             # _Linked, one per pe:link()
-        self.pipes = {}              # broker end name -> links.PipePair created for this engine
+        self.pipes = {}              # broker end name -> links.PipePair this engine holds in the registry
         self.handle = None           # the C engine, made at start from the linked trees
         self.thread = None
         self.run_error = None
@@ -383,6 +147,8 @@ class PktEngine:
         self.pin_warning = None      # why the CPU asked for was not used (the engine then runs unpinned)
         self._state = ffi.new("struct brk_io_state *")
         self._watch_lock = threading.Lock()
+        # Held while C objects are freed or read from another thread (stats): no reader sees freed memory.
+        self.lock = threading.RLock()
         self.problems = {}           # what -> (changes seen, one-line reason) of inputs/outputs not working
         self._changes_seen = {}      # what -> the state's change count last logged
 
@@ -391,8 +157,8 @@ class PktEngine:
     def new(cls, name, buffer_slots=DEFAULT_BUFFER_SLOTS, cpu=-1):
         if not isinstance(name, str) or not name or len(name) > 64 or not name.isprintable():
             raise BricksError(f"PktEngine.new: engine name must be a non-empty string, got {name!r}")
-        buffer_slots = _whole(buffer_slots, "buffer size", 8, 1 << 20)
-        cpu = _whole(cpu, "cpu", -1, MAX_CPU)
+        buffer_slots = whole_number(buffer_slots, "buffer size", 8, 1 << 20)
+        cpu = whole_number(cpu, "cpu", -1, MAX_CPU)
         # As the original: a CPU this host (or this process's affinity) lacks is a warning, not an
         # error, so scripts written for bigger machines run here, unpinned.
         pin_warning = None
@@ -437,152 +203,92 @@ class PktEngine:
             raise BricksError(f"link: expected a Brick, got {type(brick).__name__}")
         if batch is None or (not isinstance(batch, bool) and batch == -1):
             batch = DEFAULT_BATCH
-        batch = _whole(batch, "batch (-1: the default)", 1, 65536)
-        qid = _whole(qid, "qid", -1, 65535)
+        batch = whole_number(batch, "batch (-1: the default)", 1, MAX_BATCH)
+        qid = whole_number(qid, "qid", -1, MAX_QID)
         for member in brick.walk():
             if member.engine is not None:
                 raise BricksError(f"{member.kind.name} is already linked to engine {member.engine.name}")
-        self._check_tree(brick)
-        linked = _Linked(brick, batch, qid, _settle_backend(brick, qid))
+        tree = graph.plan(brick, batch, qid)
+        with _engines_lock:
+            context = backends.select(tree)
+        context.engine = self
+        linked = _Linked(context)
         try:
             self._open_sources(linked)
-            self._open(linked, brick, depth=0)
+            self._realise(linked)
+            context.backend.realise(context)
         except BaseException:
-            linked.close()
+            with self.lock:   # a stats reader may be reading the bricks opened so far
+                linked.close()
             raise
         self.linked.append(linked)
         self._drop_engine_handle()
-
-    def _check_tree(self, root):
-        for brick in root.walk():
-            fewest, most = brick.kind.outputs
-            if not fewest <= len(brick.outputs) <= most:
-                raise BricksError(f"{brick.kind.name} has {len(brick.outputs)} outputs, needs "
-                                  f"{fewest}" + (f" to {most}" if most > fewest else ""))
-            if not brick.inputs:
-                raise BricksError(f"{brick.kind.name} has no input: connect_input first")
 
     def _open_sources(self, linked):
         """Opens the tree's external inputs, before any output exists: a mistyped input then fails before
         it leaves an empty PcapWriter file, a veth, or a netmap pipe whose missing parent netmap would make
         into an empty port that the input would then bind to, silently idle."""
-        tree = linked.root.walk()
-        for brick in tree:
-            parents = [parent for parent in tree if brick in parent.children]
-            for port in brick.inputs:
-                if any(_edge(output, port) for parent in parents for output in parent.outputs):
-                    continue   # an internal edge: fed by its parent, no kernel round trip
-                source = self._open_source(linked, port)
-                linked.sources.append((source, brick))
-                # An interface that returns (the C source opens it anew) is a new device: quiet its offloads again.
-                returned = (lambda name=port.name: links.disable_offloads(name)) if port.kind == "interface" else None
-                linked.watched.append((f"input {port.name}",
-                                       lambda s=source, out=self._state: lib.brk_source_state(s, out), returned))
+        context = linked.context
+        for source_plan in linked.plan.sources:
+            port = source_plan.port
+            source = backends.for_port(context, port).open_source(context, port)
+            linked.sources.append((source, linked.plan.nodes[source_plan.node].brick))
+            # An interface that returns (the C source opens it anew) is a new device: quiet its offloads again.
+            returned = (lambda name=port.name: links.disable_offloads(name)) \
+                if port.kind == PortKind.INTERFACE else None
+            linked.watched.append((f"input {port.name}",
+                                   lambda s=source, out=self._state: lib.brk_source_state(s, out), returned))
 
-    def _open(self, linked, brick, depth):
-        """Creates brick's C object, its sinks and children (its sources are open already)."""
+    def _realise(self, linked, number=0):
+        """Makes node `number`'s C brick, then its outputs in order: a child not made yet first (depth first,
+        the plan's order), then the edge to it, or a sink. The tree's sources are open already."""
+        context, node = linked.context, linked.plan.nodes[number]
+        brick = node.brick
         linked.bricks.append(brick)
-        config = ffi.new("struct brk_brick_config *")
-        config.split = brick.argument if brick.kind.balances else 4
-        config.depth = depth
-        config.frag_slots = FRAGMENT_TABLE_SLOTS if brick.kind.balances else 0
-        kind = lib.brk_brick_kind_find(brick.kind.name.encode())
+        kind = lib.brk_brick_kind_find(node.kind.name.encode())
         if kind == ffi.NULL:
-            raise BricksError(f"{brick.kind.name}: this build of bricks has no such brick kind")
+            raise BricksError(f"{node.kind.name}: this build of bricks has no such brick kind")
+        config_type = lib.brk_brick_kind_config_type(kind)
+        config = ffi.NULL if config_type == ffi.NULL else ffi.new(ffi.string(config_type).decode() + " *",
+                                                                  node.config or {})
         error = error_buffer()
         handle = lib.brk_brick_new(kind, config, error, len(error))
         if handle == ffi.NULL:
-            raise BricksError(f"{brick.kind.name}: {error_text(error)}")
+            raise BricksError(f"{node.kind.name}: {error_text(error)}")
         brick.handle, brick.engine = handle, self
-        if brick.kind.attach:
-            brick.kind.attach(brick, handle)
-        # Only a brick that does spread (two outputs or more) moves its children to the next hash: a PcapReader
-        # with one output before a LoadBalancer then leaves it the hash a live LoadBalancer has.
-        child_depth = depth + 1 if brick.kind.balances and len(brick.outputs) > 1 else depth
+        if node.kind.attach:
+            node.kind.attach(brick, handle)
         brick.transmit_drop_base = {}
         brick.sinks = {}
-        for index, output in enumerate(brick.outputs):
-            child = next((c for c in brick.children if _feeds(output, c)), None)
-            if child is not None:
+        for output in node.outputs:
+            port = output.port
+            if output.child is not None:
+                child = linked.plan.nodes[output.child].brick
                 if child.handle is None:
-                    self._open(linked, child, child_depth)
-                lib.brk_brick_add_child(handle, child.handle)
-            else:
-                sink = self._open_sink(linked, brick, output)
-                lib.brk_brick_add_sink(handle, sink)
-                brick.sinks[index] = sink
-                linked.watched.append((f"output {output.name}",
-                                       lambda s=sink, out=self._state: lib.brk_sink_state(s, out), None))
-                if output.kind in ("broker", "interface"):
-                    device = output.name
-                    brick.transmit_drop_base[index] = (device, links.transmit_drops(device))
+                    self._realise(linked, output.child)
+                _added(lib.brk_brick_add_child(handle, child.handle), brick, port)
+                continue
+            sink = backends.for_port(context, port).open_sink(context, node, output)
+            linked.sinks.append(sink)
+            _added(lib.brk_brick_add_sink(handle, sink), brick, port)
+            brick.sinks[output.index] = sink
+            linked.watched.append((f"output {port.name}",
+                                   lambda s=sink, out=self._state: lib.brk_sink_state(s, out), None))
+            if port.kind in (PortKind.BROKER, PortKind.INTERFACE):
+                brick.transmit_drop_base[output.index] = (port.device, links.transmit_drops(port.device))
 
-    def _input_mtu(self, linked):
-        mtus = [links.interface_info(port.interface).mtu for port in linked.root.inputs
-                if port.kind in ("interface", "consumer")]
-        return max(mtus + [1500]) if mtus else PCAP_PIPE_MTU
-
-    def _open_sink(self, linked, brick, port):
-        error = error_buffer()
-        if port.kind == "pcap":
-            sink = lib.brk_sink_pcap_open(port.name.encode(), 262144, error, len(error))
-        elif linked.backend == "netmap":
-            sink = netmap.open_sink(_netmap_port(port, qid=-1))   # a pipe master: no veth to create
-        else:
-            name = port.name if port.kind == "interface" else f"{port.interface}{{{port.index}"
-            if port.kind == "broker":
-                self._ensure_pipe(port, self._input_mtu(linked))
-                mtu = self._input_mtu(linked)
-            else:
-                mtu = _link_call(links.interface_info, port.interface).mtu
-            sink = lib.brk_sink_afpacket_open(name.encode(), self.buffer_slots, mtu, error, len(error))
-        if sink == ffi.NULL:
-            raise BricksError(error_text(error))
-        linked.sinks.append(sink)
-        return sink
-
-    def _ensure_pipe(self, port, mtu):
-        name = f"{port.interface}{{{port.index}"
-        if name in self.pipes:
+    def hold_pipe(self, port, mtu):
+        """Veth pipe `port` (a broker end) exists while this engine does: one registry reference per engine."""
+        if port.name in self.pipes:
             return
-        for other in _engines.values():
-            if other is not self and name in other.pipes:
-                return   # another engine's pipe: share it, it owns its removal
-        pipe = self.pipes[name] = _link_call(links.create_pipe, port.interface, port.index, mtu)
-        if _steering_pipes() and self.cpu >= 0:
-            _link_call(links.steer_receive, pipe.consumer, self.cpu)
-
-    def _open_source(self, linked, port):
-        error = error_buffer()
-        linked.finite = linked.finite and port.kind == "pcap"
-        if port.kind == "pcap":
-            files = [path.encode() for path in _pcap_files(port.name)]
-            paths = [ffi.new("char[]", path) for path in files]
-            source = lib.brk_source_pcap_open(ffi.new("char *[]", paths), len(paths), error, len(error))
-        elif linked.backend == "netmap":
-            if port.kind == "interface":
-                if not links.interface_exists(port.interface):
-                    raise BricksError(f"{port.interface}: no such interface")
-                _link_call(_shared.quiet_input, port.interface)   # netmap forwards no offloaded frame either
-                linked.inputs_quieted.append(port.interface)
-            source = netmap.open_source(_netmap_port(port, linked.qid))
-        else:
-            name = port.name if port.kind == "interface" else f"{port.interface}}}{port.index}"
-            info = _link_call(links.interface_info, name)
-            if port.kind == "interface":
-                _link_call(_shared.quiet_input, name)
-                linked.inputs_quieted.append(name)
-            ring_bytes = max(MIN_RX_RING_BYTES, self.buffer_slots * RX_RING_BYTES_PER_SLOT)
-            fanout = _fanout_group(info.index) if linked.qid >= 0 else -1
-            source = lib.brk_source_afpacket_open(name.encode(), ring_bytes, fanout, error, len(error))
-        if source == ffi.NULL:
-            raise BricksError(error_text(error))
-        return source
+        steer_cpu = self.cpu if _steering_pipes() and self.cpu >= 0 else None
+        self.pipes[port.name] = _link_call(registry.use_pipe, port.interface, port.index, mtu, steer_cpu)
 
     def unlink(self):
         self._check_usable("unlink")
         self._drop_engine_handle()
-        with self._watch_lock:   # the watcher's last look may still be reading these sources and sinks
+        # The watcher's last look may still be reading these sources and sinks, a stats reader these bricks.
+        with self._watch_lock, self.lock:
             for linked in reversed(self.linked):
                 linked.close()
             self.linked = []
@@ -594,13 +300,7 @@ class PktEngine:
         if not self.linked:
             raise BricksError(f"engine {self.name} has nothing linked: link a brick first")
         if self.handle is None:
-            self.handle = lib.brk_engine_new(max(linked.batch for linked in self.linked), self.cpu)
-            if self.handle == ffi.NULL:
-                self.handle = None
-                raise BricksError(f"engine {self.name}: out of memory")
-            for linked in self.linked:
-                for source, target in linked.sources:
-                    lib.brk_engine_add_source(self.handle, source, target.handle)
+            self._make_engine_handle()
         priority = realtime_priority()
         self.run_error = None
         lib.brk_engine_rearm(self.handle)
@@ -634,6 +334,7 @@ class PktEngine:
             result = lib.brk_engine_run(self.handle)
             if result != 0:
                 self.run_error = os.strerror(-result)
+                log.error("engine %s: stopped on an error: %s", self.name, self.run_error)
         finally:
             self.run_done.set()
             ready.set()
@@ -669,9 +370,11 @@ class PktEngine:
                         log.warning("engine %s: %s", self.name, reason)
 
     def status_lines(self):
-        """One line per input or output of this engine that does not work now (print_status, show_stats)."""
+        """One line per input or output of this engine that does not work now, and the error its last run
+        ended on (print_status, show_stats)."""
         self.check_states()
-        return [f"Engine {self.name}: {reason}" for reason in self.problems.values()]
+        run_error = [f"stopped on an error: {self.run_error}"] if self.run_error else []
+        return [f"Engine {self.name}: {reason}" for reason in run_error + list(self.problems.values())]
 
     def stop(self):
         if self.deleted:
@@ -717,65 +420,53 @@ class PktEngine:
         self._check_usable("delete")
         self.stop()
         self.unlink()
-        for pipe in self.pipes.values():
-            pipe.delete()
+        for name in self.pipes:
+            registry.release_pipe(name)   # removed with its last engine
         self.pipes = {}
         self.deleted = True
         with _engines_lock:
             if _engines.get(self.name) is self:
                 del _engines[self.name]
 
+    def _make_engine_handle(self):
+        """The C engine over every linked tree; all of it or, in one line, why not."""
+        handle = lib.brk_engine_new(max(linked.batch for linked in self.linked), self.cpu)
+        if handle == ffi.NULL:
+            raise BricksError(f"engine {self.name}: out of memory")
+        for linked in self.linked:
+            for source, target in linked.sources:
+                result = lib.brk_engine_add_source(handle, source, target.handle)
+                if result != 0:
+                    lib.brk_engine_free(handle)
+                    raise BricksError(f"engine {self.name}: cannot add an input: {os.strerror(-result)}")
+        with self.lock:
+            self.handle = handle
+
     def _drop_engine_handle(self):
-        if self.handle is not None:
-            lib.brk_engine_free(self.handle)
-            self.handle = None
+        with self.lock:
+            if self.handle is not None:
+                lib.brk_engine_free(self.handle)
+                self.handle = None
 
     # -- counters --
     def stats(self):
-        """Counters: received packets = delivered + every drop cause + queued, per output and in total.
-
-        drops = kernel_drops + output_drops + transmit_drops; output_drops is the sum of the causes in
-        DROP_CAUSES (output_full, output_too_big, ...); queued packets sit in output rings, not yet taken by
-        the kernel; input_malformed counts records of input files that could not be read (never received).
-        """
-        engine_stats = ffi.new("struct brk_engine_stats *")
-        if self.handle is not None:
-            lib.brk_engine_stats(self.handle, engine_stats)
-        bricks = [brick.stats() for linked in self.linked for brick in linked.bricks]
-        transmit_drops = sum(output["kernel_drops"] for brick in bricks for output in brick["outputs"])
-        stats = {"name": self.name, "packets": engine_stats.received_packets,
-                 "bytes": engine_stats.received_bytes,
-                 "drops": engine_stats.kernel_drops + engine_stats.output_drops + transmit_drops,
-                 "kernel_drops": engine_stats.kernel_drops, "output_drops": engine_stats.output_drops,
-                 "transmit_drops": transmit_drops, "queued": engine_stats.output_queued,
-                 "input_malformed": engine_stats.input_malformed,
-                 "running": self.running, "finished": bool(engine_stats.finished), "bricks": bricks,
-                 "problems": self.status_lines()}
-        stats.update((f"output_{cause}", getattr(engine_stats, f"output_{cause}")) for cause, _ in DROP_CAUSES)
-        return stats
+        """This engine's counters as one snapshot (stats.engine_snapshot): safe from any thread."""
+        return stats.engine_snapshot(self)
 
     def stats_text(self):
-        stats = self.stats()
-        # The usual cause always, the others only once they happened.
-        causes = [f"{stats['output_full']} at full outputs"] + [
-            f"{stats['output_' + cause]} {text}" for cause, text in DROP_CAUSES[1:] if stats["output_" + cause]]
-        lines = [f"Engine {self.name}: {stats['packets']} packets, {stats['bytes']} bytes, "
-                 f"{stats['drops']} dropped ({stats['kernel_drops']} by the kernel on input, "
-                 f"{', '.join(causes)}, {stats['transmit_drops']} by the kernel on output)"
-                 + (f", {stats['queued']} queued" if stats["queued"] else "")
-                 + (f", {stats['input_malformed']} malformed input records skipped"
-                    if stats["input_malformed"] else "")]
-        outputs = [[(output["name"], output["packets"], output["bytes"], output["drops"] + output["kernel_drops"])
-                    for output in brick["outputs"]] for brick in stats["bricks"]]
-        # One width per column over every brick's outputs: long names (pcap paths) keep the numbers aligned.
-        widths = column_widths([row for rows in outputs for row in rows], (16, 12, 14, 10))
-        for brick, rows in zip(stats["bricks"], outputs):
-            lines.append(f"  {brick['kind']}: {brick['received']} received, {brick['malformed']} malformed")
-            for name, packets, size, dropped in rows:
-                lines.append(f"    -> {name:<{widths[0]}} {packets:>{widths[1]}} packets "
-                             f"{size:>{widths[2]}} bytes {dropped:>{widths[3]}} dropped")
-        lines += stats["problems"]
-        return "\n".join(lines)
+        return stats.engine_text(self.stats())
+
+
+def backend_lines():
+    """One line per linked tree whose back-end is not the first its family would take, saying why
+    (print_status): e.g. a tree the XDP back-end refused, running on packet."""
+    lines = []
+    for known in engines():
+        for linked in known.linked:
+            if linked.context.reasons:
+                why = "; ".join(f"{name}: {reason}" for name, reason in linked.context.reasons.items())
+                lines.append(f"Engine {known.name}: {linked.root.kind.name} tree on {linked.backend} ({why})")
+    return lines
 
 
 def status_lines():
@@ -822,39 +513,13 @@ def wait_for_finite_engines(announce=None):
         known.run_done.wait()
 
 
-def column_widths(rows, minimums):
-    """The width of each column: the widest cell of rows, at least its minimum."""
-    return tuple(max([minimum] + [len(str(row[column])) for row in rows]) for column, minimum in enumerate(minimums))
+def _added(result, brick, output):
+    """Raises when C refused output of brick (the checks at link should have said so first)."""
+    if result != 0:
+        raise BricksError(f"{brick.kind.name}: output {output.name} refused: more outputs than its kind takes")
 
 
-def _whole(value, what, lowest, highest):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) \
-            or not lowest <= value <= highest:
-        raise BricksError(f"{what} must be a whole number from {lowest} to {highest}, got {value!r}")
-    return int(value)
-
-
-def _link_call(function, *args):
-    try:
-        return function(*args)
-    except links.LinkError as error:
-        raise BricksError(str(error)) from None
-
-
-def _netmap_port(port, qid):
-    """The netmap port a bricks port names: qid >= 0 reads that one NIC ring pair (SPEC §3)."""
-    if port.kind == "broker":
-        return netmap.NetmapPort(port.interface, lib.NR_REG_PIPE_MASTER, pipe=port.index)
-    if port.kind == "consumer":
-        return netmap.NetmapPort(port.interface, lib.NR_REG_PIPE_SLAVE, pipe=port.index)
-    if qid >= 0:
-        return netmap.NetmapPort(port.interface, lib.NR_REG_ONE_NIC, ring=qid)
-    return netmap.NetmapPort(port.interface, lib.NR_REG_ALL_NIC)
-
-
-def _fanout_group(ifindex):
-    """A PACKET_FANOUT group id shared by this process's engines on one interface."""
-    return zlib.crc32(f"{os.getpid()}:{ifindex}".encode()) & 0xFFFF
+_link_call = link_call
 
 
 def engines():

@@ -15,3 +15,7 @@ class BricksError(Exception):
         if text.endswith(NOT_PERMITTED):
             text = f"{text}: {PRIVILEGES}"
         super().__init__(text)
+
+
+class LinkError(BricksError):
+    """A link operation (or port name) that failed; the message is one line naming the interface."""

@@ -15,6 +15,7 @@ from collections import namedtuple
 
 from ._ffi import error_buffer, error_text, ffi, lib
 from .errors import BricksError
+from .ports import strip_netmap_prefix
 
 FIELDS = ("src", "dst", "sport", "dport", "proto", "bidirectional", "timeout")
 MATCH_FIELDS = ("src", "dst", "sport", "dport", "proto")
@@ -22,6 +23,7 @@ PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17, "icmp6": 58, "icmpv6": 58, "sctp": 
 PORT_PROTOCOLS = (6, 17, 132, 136)
 MAX_TIMEOUT = 10 * 365 * 86400
 ACTIONS = {"drop": lib.BRK_FILTER_DROP, "allow": lib.BRK_FILTER_ALLOW}
+FILTER_COUNTERS = ("passed", "expression_rejected", "rule_dropped", "rule_allowed")   # what filter_stats shows
 METHODS = ("drop", "allow", "rules", "remove", "clear", "save", "load", "filter_stats")
 
 HELP = """\
@@ -325,13 +327,11 @@ class FilterRules:
 
     # -- counters --
     def filter_stats(self):
-        """Passed / rejected counters of the linked C brick (zeros while not linked)."""
-        stats = ffi.new("struct brk_filter_stats *")
+        """Passed / rejected counters of the linked C brick (zeros while not linked), from its published
+        snapshot (the brick's stats)."""
         brick = self.brick() if self.brick is not None else None
-        if brick is not None and brick.handle is not None:
-            lib.brk_filter_stats(brick.handle, stats)
-        return {"passed": stats.passed, "expression_rejected": stats.expression_rejected,
-                "rule_dropped": stats.rule_dropped, "rule_allowed": stats.rule_allowed}
+        counters = (brick.stats() if brick is not None else None) or {}
+        return {name: counters.get(name, 0) for name in FILTER_COUNTERS}
 
 
 def _write_lines(path, lines, where):
@@ -392,7 +392,7 @@ def retrieve(name):
     """The Filter brick whose first output is name (e.g. "eth3{4"), or None."""
     if not isinstance(name, str):
         raise BricksError(f"Filter.retrieve: expected an output name, got {name!r}")
-    name = name[len("netmap:"):] if name.startswith("netmap:") else name
+    name = strip_netmap_prefix(name)
     named = [brick for brick in _live_filters() if brick.outputs and brick.outputs[0].name == name]
     # A name is bound like a variable: the linked filter, else the newest one, wins over an abandoned one.
     linked = [brick for brick in named if brick.engine is not None]

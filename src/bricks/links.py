@@ -1,4 +1,5 @@
-"""Kernel links for the packet back-end: port names, veth pipes, interface facts and offloads (pyroute2).
+"""Kernel links for the packet back-end: veth pipes, interface facts and offloads (pyroute2); port names are
+in ports.py, who holds what in registry.py.
 
 A pipe `X{N` / `X}N` is a veth pair: bricks writes into the broker end `X{N`, and
 any unmodified tool reads the consumer end `X}N`. Both ends are made quiet (no
@@ -22,11 +23,11 @@ from pyroute2.ethtool.ioctl import IoctlEthtool, NoSuchDevice, NotSupportedError
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_MULTICAST, IFF_NOARP, IFF_UP
 
-from .errors import BricksError
+from .errors import LinkError
+# Port names live in ports.py; these names stay importable from here.
+from .ports import (MAX_NAME_LENGTH, MAX_PIPE_INDEX, NETMAP_PREFIX, PortName, PortNameError,  # noqa: F401
+                    broker_name, check_pipe_name_length, consumer_name, parse_port_name)
 
-MAX_NAME_LENGTH = 15          # IFNAMSIZ - 1: the kernel's limit on an interface name
-MAX_PIPE_INDEX = 63
-NETMAP_PREFIX = "netmap:"
 MIN_PIPE_MTU = 1500
 MAX_VETH_MTU = 65535          # veth's max_mtu; `lo` reports 65536
 ALIAS_PREFIX = "bricks pipe"
@@ -48,36 +49,7 @@ CAPTURE_HOSTILE_FEATURES = (
     "tx-tcp-accecn-segmentation",
 )
 
-# Characters the kernel refuses in a name (dev_valid_name), plus the pipe separators.
-_FORBIDDEN_IN_INTERFACE = re.compile(r"[\s/:{}]")
-_PIPE_NAME = re.compile(r"^(?P<interface>.*?)(?P<separator>[{}])(?P<index>[^{}]*)$")
 _ALIAS = re.compile(r"^bricks pipe pid=(?P<pid>\d+) start=(?P<start>\d+)$")
-
-
-class LinkError(BricksError):
-    """A link operation that failed; the message is one line naming the interface."""
-
-
-class PortNameError(LinkError, ValueError):
-    """A port name that is not an interface, a pipe end or a pcap path."""
-
-
-@dataclass(frozen=True)
-class PortName:
-    """A parsed port name: kind is "interface", "broker", "consumer" or "pcap"."""
-
-    interface: str                # the interface (or, for "pcap", the path)
-    kind: str
-    index: Optional[int] = None   # the pipe number, for "broker" and "consumer"
-
-    @property
-    def name(self) -> str:
-        """The canonical spelling (without any `netmap:` prefix)."""
-        if self.kind == "broker":
-            return broker_name(self.interface, self.index)
-        if self.kind == "consumer":
-            return consumer_name(self.interface, self.index)
-        return self.interface
 
 
 @dataclass(frozen=True)
@@ -105,65 +77,6 @@ class InterfaceInfo:
     kind: Optional[str]    # the link kind ("veth", ...) or None for a plain device
     alias: Optional[str]
     exists: bool = True
-
-
-def broker_name(interface: str, index: int) -> str:
-    return f"{interface}{{{index}"
-
-
-def consumer_name(interface: str, index: int) -> str:
-    return f"{interface}}}{index}"
-
-
-# ---------------------------------------------------------------- port names
-
-def parse_port_name(text: str) -> PortName:
-    """Tell what a port name designates (SPEC §2); raise PortNameError naming the culprit."""
-    if not isinstance(text, str):
-        raise PortNameError(f"port name must be a string, got {text!r}")
-    name = text.strip()
-    if name.startswith(NETMAP_PREFIX):
-        name = name[len(NETMAP_PREFIX):]
-    if not name:
-        raise PortNameError(f"port name {text!r} is empty")
-    if _is_pcap_path(name):
-        return PortName(name, "pcap")
-    pipe = _PIPE_NAME.match(name)
-    if pipe:
-        return _parse_pipe_end(text, name, pipe)
-    _check_interface_name(text, name)
-    return PortName(name, "interface")
-
-
-def _is_pcap_path(name: str) -> bool:
-    return "/" in name or name.endswith(".pcap") or os.path.isdir(name)
-
-
-def _parse_pipe_end(text: str, name: str, pipe: "re.Match") -> PortName:
-    interface, separator, digits = pipe.group("interface", "separator", "index")
-    _check_interface_name(text, interface)
-    if not digits.isdigit() or not digits.isascii() or (len(digits) > 1 and digits[0] == "0"):
-        raise PortNameError(f"port {text!r}: pipe number {digits!r} is not a number from 0 to {MAX_PIPE_INDEX}")
-    index = int(digits)
-    if index > MAX_PIPE_INDEX:
-        raise PortNameError(f"port {text!r}: pipe number {index} is outside 0..{MAX_PIPE_INDEX}")
-    check_pipe_name_length(name, PortNameError)
-    return PortName(interface, "broker" if separator == "{" else "consumer", index)
-
-
-def _check_interface_name(text: str, interface: str) -> None:
-    if not interface:
-        raise PortNameError(f"port {text!r} has no interface name")
-    bad = _FORBIDDEN_IN_INTERFACE.search(interface)
-    if bad or interface in (".", ".."):
-        raise PortNameError(f"port {text!r}: {interface!r} is not a valid interface name")
-    if len(interface) > MAX_NAME_LENGTH:
-        raise PortNameError(f"interface name {interface!r} is longer than {MAX_NAME_LENGTH} characters")
-
-
-def check_pipe_name_length(name: str, error: type = LinkError) -> None:
-    if len(name) > MAX_NAME_LENGTH:
-        raise error(f"pipe name {name!r} is longer than {MAX_NAME_LENGTH} characters")
 
 
 # ---------------------------------------------------------------- interfaces

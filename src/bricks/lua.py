@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 
-from . import __version__, engine
+from . import __version__, engine, stats
 from .catalog import KINDS
 from .engine import Brick, PktEngine
 from .errors import BricksError
@@ -542,6 +542,8 @@ class LuaRuntime:
             online = any(known.running for known in engine.engines())
             runtime._print("BRICKS is online." if online else "BRICKS is offline.")
             runtime._print(f"Back-end: {engine.backend_name()} ({engine.backend_detail()})")
+            for line in engine.backend_lines():   # trees a back-end refused, and why
+                runtime._print(line)
             for line in engine.status_lines():   # inputs or outputs gone, down, failing
                 runtime._print(line)
 
@@ -597,14 +599,14 @@ FILE_METHODS = ("save", "load")
 def _refuse_files(where, method, args):
     """A restricted client (lua_guard.lua) must not make the root daemon read or write files: pcap ports,
     rules files. Everything else of the broker API is theirs."""
-    from .links import PortNameError, parse_port_name
+    from .ports import PortKind, PortNameError, parse_port_name
     if method in FILE_METHODS:
         raise BricksError(f"{where}: files are for root only (this client is restricted)")
     if method not in ("connect_input", "connect_output"):
         return
     for value in args:
         try:
-            is_file = isinstance(value, str) and parse_port_name(value).kind == "pcap"
+            is_file = isinstance(value, str) and parse_port_name(value).kind == PortKind.PCAP
         except PortNameError:
             continue      # not a port name: connect_* itself says so
         if is_file:
@@ -614,20 +616,7 @@ def _refuse_files(where, method, args):
 
 def stats_table(engines):
     """One table of every engine: Engine, Packet Cnt, Byte Cnt, Packet Drop, then a Total row."""
-    header = ("Engine", "Packet Cnt", "Byte Cnt", "Packet Drop")
-    rows = []
-    for known in engines:
-        stats = known.stats()
-        rows.append((known.name, stats["packets"], stats["bytes"], stats["drops"]))
-    total = ("Total",) + tuple(sum(row[column] for row in rows) for column in (1, 2, 3))
-    widths = engine.column_widths(rows + [header, total], (0, 14, 18, 14))   # long names, big counts: still aligned
-
-    def line(row):
-        cells = [f"{value:>{width}}" for value, width in zip(row[1:], widths[1:])]
-        return "  ".join([f"{row[0]:<{widths[0]}}"] + cells)
-
-    rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
-    return "\n".join([line(header), rule] + [line(row) for row in rows] + [rule, line(total)])
+    return stats.engines_table([known.stats() for known in engines])
 
 
 def _describe_engine(handle):

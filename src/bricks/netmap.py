@@ -12,10 +12,11 @@ from typing import Optional
 
 from ._ffi import error_buffer, error_text, ffi, lib
 from .errors import BricksError
+from .ports import NETMAP_PREFIX
 
 DEVICE = "/dev/netmap"
 MODULE_PARAMETERS = "/sys/module/netmap/parameters"
-PREFIX = "netmap:"
+PREFIX = NETMAP_PREFIX
 MAX_REQUEST_NAME = 63            # nmreq_header.nr_name holds 64 bytes with the NUL
 MISSING = f"netmap back-end: {DEVICE} not found: load the netmap kernel module (see INSTALL.md)"
 

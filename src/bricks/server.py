@@ -1,29 +1,9 @@
-"""The bricks daemon: one Lua state served to remote shells over a Unix socket, with a locked pid file and a log.
-
-Protocol (both directions): a 4-byte big-endian length, then that many bytes of
-UTF-8 JSON. On connect the daemon sends a greeting, `{"hello": "bricks",
-"version": 2}` (with `"restricted": true` for a restricted client) or
-`{"refused": "<why>"}` (then closes). Requests:
-  {"op": "run", "chunk": "...", "mode": "interactive" | "line" | "script"}
-      -> zero or more {"output": "..."} while the chunk runs, then
-         {"done": true, "error": null|"...", "incomplete": bool, "shutdown": bool}
-      "line": REPL semantics (`=expr` and bare expressions print their values);
-      "interactive": the same, but an unfinished chunk is answered `incomplete`
-      instead of run, so the remote shell can prompt for more lines;
-      "script": the chunk as a file would run.
-  {"op": "interrupt"} while a chunk of this client waits or runs: it stops
-      with the error "interrupted" (no answer of its own; the chunk's "done" follows).
-  {"op": "complete", "prefix": "..."} -> {"completions": [...]}
-Output is streamed, in messages of at most OUTPUT_PIECE characters, because a
-chunk may print for a long time (a stats loop) or a lot (a 20 MB string).
-Chunks from all clients run one at a time in the daemon's single Lua state; a
-chunk waits at most BUSY_WAIT for another client's, then is answered "busy".
-A malformed message is answered {"done": true, "error": "bad request: ..."}.
+"""The bricks daemon: one Lua state (lua_service.py) served to remote shells over a Unix socket (protocol.py),
+with a locked pid file and a log.
 """
 import errno
 import fcntl
 import grp
-import json
 import logging
 import logging.handlers
 import os
@@ -36,29 +16,27 @@ import threading
 import time
 
 from .errors import BricksError
+# The framing and the Lua service live in their own modules; their names stay importable from here.
+from .lua_service import (BUSY_WAIT, COMPLETION_WAIT, INTERRUPTED, RUN_MODES, STOPPING,  # noqa: F401
+                          WAIT_STEP, ChunkTicket, LuaService, RestrictedEnvironment, _one_line,
+                          configure_runtime, lua_string, run_chunk)
+from .protocol import (MAX_MESSAGE, OUTPUT_PIECE, PROTOCOL_VERSION, ProtocolError, receive_message,  # noqa: F401
+                       send_message, send_output)
 
-PROTOCOL_VERSION = 2
 DEFAULT_RUN_DIR = "/run/bricks"
 DEFAULT_LOG_FILE = "/var/log/bricks.log"
 SOCKET_NAME = "bricks.sock"
 PID_FILE_NAME = "bricks.pid"
-MAX_MESSAGE = 16 << 20          # a chunk beyond this is a broken peer, not a request
-OUTPUT_PIECE = 1 << 20          # characters of output per message: even all escaped (12 bytes each) under MAX_MESSAGE
 MAX_ERROR = 64 << 10            # characters of an error line sent back; a longer one is cut
 CLIENT_SEND_TIMEOUT = 5.0       # a client that stops reading loses its output; the Lua state must not wait on it
 SHUTDOWN_LOCK_TIMEOUT = 5.0     # how long SIGTERM waits for a running chunk before cleaning up anyway
 READY_TIMEOUT = 60.0            # how long the launching command waits for the start-up script
-BUSY_WAIT = 5.0                 # how long a client's chunk waits for another client's to end before "busy"
-COMPLETION_WAIT = 1.0           # how long Tab completion waits for the Lua state before answering nothing
 REPLY_WAIT = 1.0                # how long a stopping daemon lets interrupted clients hear their answer
-WAIT_STEP = 0.05                # how often a waiting chunk looks whether its client called it off
-INTERRUPTED = "interrupted"
-STOPPING = "interrupted: the daemon is stopping"
 
 log = logging.getLogger("bricks")
 
 
-class DaemonError(Exception):
+class DaemonError(BricksError):
     """Why the daemon cannot start or be reached: one line, shown as `bricks: <message>`."""
 
 
@@ -78,60 +56,6 @@ def default_pid_path():
 
 def default_log_path():
     return os.environ.get("BRICKS_LOG_FILE") or DEFAULT_LOG_FILE
-
-
-# ---------------------------------------------------------------- messages
-
-class ProtocolError(ValueError):
-    """A message that breaks the protocol (too big, not JSON, nested too deeply): the peer hears why in one line."""
-
-    def __init__(self, message, fatal=False):
-        super().__init__(message)
-        self.fatal = fatal      # the rest of the stream cannot be read (the body of an oversized message)
-
-
-def send_message(connection, message):
-    data = json.dumps(message).encode()
-    connection.sendall(struct.pack(">I", len(data)) + data)
-
-
-def send_output(connection, text):
-    """Printed text as {"output": ...} messages of at most OUTPUT_PIECE characters: any amount fits the framing."""
-    for start in range(0, len(text), OUTPUT_PIECE):
-        send_message(connection, {"output": text[start:start + OUTPUT_PIECE]})
-
-
-def _receive_exactly(connection, size):
-    data = bytearray()
-    while len(data) < size:
-        piece = connection.recv(size - len(data))
-        if not piece:
-            return None
-        data += piece
-    return bytes(data)
-
-
-def receive_message(connection):
-    """The next message, or None when the peer closed the connection."""
-    header = _receive_exactly(connection, 4)
-    if header is None:
-        return None
-    (size,) = struct.unpack(">I", header)
-    if size > MAX_MESSAGE:
-        raise ProtocolError(f"message of {size} bytes is over the {MAX_MESSAGE} byte limit", fatal=True)
-    data = _receive_exactly(connection, size)
-    if data is None:
-        return None
-    try:
-        message = json.loads(data)
-    except RecursionError:
-        # json recurses once per nesting level: 100,000 '[' must cost the peer its message, not us a traceback.
-        raise ProtocolError("message nested too deeply") from None
-    except ValueError as error:
-        raise ProtocolError(f"message is not JSON: {error}") from None
-    if not isinstance(message, dict):
-        raise ProtocolError("a message must be a JSON object")
-    return message
 
 
 def listen_backlog():
@@ -283,169 +207,6 @@ def group_id_of(group):
         if group.isdigit():
             return int(group)
         raise DaemonError(f"no group named {group!r}") from None
-
-
-# ---------------------------------------------------------------- the served Lua state
-
-RUN_MODES = ("interactive", "line", "script")
-
-
-def run_chunk(runtime, chunk, mode, chunk_name="=stdin"):
-    """Runs a chunk as a shell `mode` says (see the protocol above); True when it was left unfinished."""
-    if mode == "interactive" and runtime.is_incomplete(chunk):
-        return True
-    if mode == "script":
-        runtime.execute(chunk, chunk_name)
-    else:
-        runtime.evaluate_line(chunk)
-    return False
-
-
-class ChunkTicket:
-    """One client's request to run a chunk, which the client may call off while it waits or runs."""
-
-    def __init__(self):
-        self.called_off = threading.Event()     # Ctrl+C, or the client left: a chunk still waiting never runs
-        self.finished = threading.Event()
-        # Wakes the thread listening for the client's interrupt at once when the chunk ends.
-        self.wake_read, self.wake_write = os.pipe()
-
-    def finish(self):
-        self.finished.set()
-        os.write(self.wake_write, b"x")
-
-    def close(self):
-        os.close(self.wake_read)
-        os.close(self.wake_write)
-
-
-class RestrictedEnvironment:
-    """A restricted client's own Lua environment (--restricted), made at its first chunk: at connect time
-    the Lua state may be busy with another client's, and a greeting must never wait for it."""
-
-    def __init__(self):
-        self._table = None
-
-    def table(self, runtime):
-        """The environment's Lua table; call with the Lua state held."""
-        if self._table is None:
-            self._table = runtime.restricted_environment()
-        return self._table
-
-
-class LuaService:
-    """One Lua state shared by every client: chunks run one at a time, output goes to whoever sent the chunk.
-
-    A client's chunk waits at most BUSY_WAIT for another's to end, then is
-    answered "busy"; a running chunk stops on its client's interrupt or after
-    the time limit (lua_guard.lua's hook), so no chunk holds the others forever.
-    """
-
-    def __init__(self, runtime_factory, error_type=BricksError):
-        self.error_type = error_type     # what the runtime raises for a Lua error: reported, not logged
-        self.lock = threading.Lock()
-        self.output_sink = None      # set under `lock` for the chunk running now; None: to the log
-        self.runtime = runtime_factory(self._output)
-        self._running_guard = threading.Lock()      # keeps `running` and the runtime's interrupt in step
-        self.running = None          # the ticket of the chunk running now
-        self.running_since = None
-        self.stopping = False        # the daemon is going away: no chunk starts any more
-
-    def _output(self, text):
-        sink = self.output_sink
-        if sink is not None:
-            sink(text)
-        else:
-            for line in text.rstrip("\n").splitlines():
-                log.info("lua: %s", line)
-
-    def run(self, chunk, output=None, mode="script", chunk_name="=remote", ticket=None, time_limit=None,
-            environment=None):
-        """Runs `chunk` in `mode` with its printed text passed to `output` (None: logged); the result fields.
-
-        With a ticket (a client's chunk), it waits for the Lua state at most
-        BUSY_WAIT and may be called off or interrupted; time_limit seconds
-        stop it; `environment` is a restricted client's RestrictedEnvironment."""
-        return self.call(lambda runtime: run_chunk(runtime, chunk, mode, chunk_name), output, ticket,
-                         time_limit, environment)
-
-    def call(self, action, output=None, ticket=None, time_limit=None, environment=None):
-        """Runs `action(runtime)` under the lock; its truth says the chunk was incomplete; the result fields."""
-        result = {"error": None, "incomplete": False, "shutdown": False}
-        refused = self._acquire(ticket)
-        if refused:
-            result["error"] = refused
-            return result
-        try:
-            self.output_sink = output
-            if environment is not None:
-                environment = environment.table(self.runtime)
-            with self.runtime.guarded(time_limit, environment):
-                with self._running_guard:
-                    self.running, self.running_since = ticket, time.monotonic()
-                try:
-                    result["incomplete"] = bool(action(self.runtime))
-                except self.error_type as error:
-                    result["error"] = str(error)
-                except Exception as error:  # a bug below Lua must not take the daemon down with it
-                    log.exception("chunk failed unexpectedly")
-                    result["error"] = f"internal error: {type(error).__name__}: {_one_line(error)}"
-                finally:
-                    with self._running_guard:
-                        self.running = self.running_since = None
-                    self.output_sink = None
-            result["shutdown"] = bool(self.runtime.shutdown_requested)
-        finally:
-            self.lock.release()
-        return result
-
-    def _acquire(self, ticket):
-        """Takes the Lua state; for a client's ticket, None or why not (called off, or busy for too long)."""
-        if ticket is None:
-            self.lock.acquire()
-            return None
-        deadline = time.monotonic() + BUSY_WAIT
-        while not self.lock.acquire(timeout=WAIT_STEP):
-            if self.stopping:
-                return STOPPING
-            if ticket.called_off.is_set():
-                return INTERRUPTED
-            if time.monotonic() >= deadline:
-                return self._busy()
-        if self.stopping or ticket.called_off.is_set():
-            self.lock.release()
-            return STOPPING if self.stopping else INTERRUPTED
-        return None
-
-    def _busy(self):
-        since, ticket = self.running_since, self.running
-        running_for = f" for {time.monotonic() - since:.0f} s" if since is not None else ""
-        if since is not None and ticket is None:
-            return f"busy: the daemon's start-up script has been running{running_for}; try again later"
-        return (f"busy: another client's chunk has been running{running_for}; try again later "
-                "(Ctrl+C in its shell stops it)")
-
-    def interrupt(self, ticket, reason=INTERRUPTED):
-        """Stops the chunk of `ticket` if it is the one running now (a client's Ctrl+C)."""
-        with self._running_guard:
-            if self.running is ticket and ticket is not None:
-                self.runtime.interrupt(reason)
-
-    def stop(self):
-        """The daemon is going away: no chunk starts any more and the one running stops (the start-up script
-        too). Takes no lock, so that a signal handler may call it whatever the code it interrupted holds."""
-        self.stopping = True
-        if self.running_since is not None:
-            self.runtime.interrupt(STOPPING)
-
-    def completions(self, prefix):
-        # Tab must never hang behind a long chunk: no completions rather than a wait.
-        if not self.lock.acquire(timeout=COMPLETION_WAIT):
-            return []
-        try:
-            return list(self.runtime.completions(prefix))
-        finally:
-            self.lock.release()
 
 
 class Daemon:
@@ -781,28 +542,6 @@ def _make_runtime(options):
     return factory
 
 
-def configure_runtime(runtime, backend="auto", batch=None):
-    """Applies the command-line settings to a fresh runtime: its back-end and the default packet batch."""
-    from . import engine
-    if backend and backend != "auto":
-        runtime.set_backend(backend)
-    if batch is not None:
-        # pe:link(brick) without a batch reads engine.DEFAULT_BATCH when called, so -b changes the default.
-        engine.DEFAULT_BATCH = batch
-
-
-def lua_string(text):
-    """`text` as a Lua string literal (decimal escapes for anything unusual, so any bytes survive)."""
-    pieces = []
-    for byte in text.encode():
-        character = chr(byte)
-        if character in '"\\' or not (32 <= byte < 127):
-            pieces.append(f"\\{byte:03d}")
-        else:
-            pieces.append(character)
-    return '"' + "".join(pieces) + '"'
-
-
 def run_daemon(options, runtime_factory=None):
     """`bricks -d`: detach (unless foreground), serve until SIGTERM/SIGINT or BRICKS.shutdown(); the exit status."""
     from . import engine, links
@@ -845,10 +584,6 @@ def run_daemon(options, runtime_factory=None):
     finally:
         _stop_cleanly(service, daemon, pid_file)
     return 0
-
-
-def _one_line(error):
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _cut(message):

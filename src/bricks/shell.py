@@ -49,8 +49,8 @@ class LocalSession:
         self.quit_signal = None
 
     def run(self, chunk, mode="interactive"):
-        """Runs a chunk in a mode of bricks.server.run_chunk."""
-        from .server import run_chunk
+        """Runs a chunk in a mode of bricks.lua_service.run_chunk."""
+        from .lua_service import run_chunk
         return self._interruptible(lambda: run_chunk(self.runtime, chunk, mode))
 
     def run_file(self, path, arguments=()):
@@ -200,7 +200,7 @@ def run_local(script=None, script_args=(), backend="auto", batch=None):
     """`bricks` without -d/-s: run SCRIPT, then the shell (or stdin as a script); clean up; the exit status."""
     from . import engine, links
     from .lua import LuaRuntime
-    from .server import configure_runtime
+    from .lua_service import configure_runtime
     from .errors import BricksError
     # SIGTERM, Ctrl+\ and SIGHUP clean up like Ctrl+D (engines stopped, pipes removed); Ctrl+C stays a
     # KeyboardInterrupt. While a chunk runs, LocalSession stops it first.

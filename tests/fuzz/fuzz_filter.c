@@ -91,18 +91,22 @@ static int reference_has_ports(unsigned protocol)
     return protocol == 6 || protocol == 17 || protocol == 132 || protocol == 136;
 }
 
-/* The packet's 5-tuple as the Filter documents it, or 0 for what is not IP
- * (or too short to say): up to three VLAN tags skipped, IPv6 extension
- * headers (hop-by-hop, routing, fragment, AH, destination options) walked,
- * ports 0 in non-first fragments and for protocols without ports. */
+/* The packet's 5-tuple as the Filter documents it (the one dissector's
+ * reading, dissect.h), or 0 for what is not IP (or too short to say): up to
+ * four VLAN/QinQ tags skipped; the outer IP header; IPv6 extension headers
+ * (hop-by-hop, routing, fragment, AH, destination options, mobility, HIP,
+ * shim6) walked, at most 8, each whole up to its length byte (a fragment
+ * header: 8 bytes), the upper layer starting within the frame and below 32
+ * KiB; a later fragment ends the walk; ports 0 in non-first fragments and for
+ * protocols without ports. */
 static int reference_key(const uint8_t *data, uint32_t caplen, struct reference_key *key)
 {
     if (caplen < 14)
         return 0;
     uint32_t offset = 14;
     unsigned type = be16(data + 12);
-    for (int tags = 0; tags < 3 && (type == 0x8100 || type == 0x88a8 || type == 0x9100); tags++) {
-        if (caplen < offset + 4)
+    for (int tags = 0; type == 0x8100 || type == 0x88a8 || type == 0x9100; tags++) {
+        if (tags == 4 || caplen < offset + 4)
             return 0;
         type = be16(data + offset + 2);
         offset += 4;
@@ -130,23 +134,36 @@ static int reference_key(const uint8_t *data, uint32_t caplen, struct reference_
     memcpy(key->dst, ip + 24, 16);
     unsigned next = ip[6];
     uint32_t at = offset + 40;
-    int first_fragment = 1;
-    for (int headers = 0; headers < 8 && (next == 0 || next == 43 || next == 44 || next == 51 || next == 60);
-         headers++) {
-        if (caplen < at + 8)
+    for (int headers = 0;; headers++) {
+        if (headers == 8 || at > 0x7fff)
             return 0;
         const uint8_t *extension = data + at;
-        if (next == 44)
-            first_fragment = (be16(extension + 2) & 0xfff8) == 0;
-        at += next == 44 ? 8 : next == 51 ? (extension[1] + 2u) * 4 : (extension[1] + 1u) * 8;
+        uint32_t size;
+        if (next == 0 || next == 43 || next == 60 || next == 135 || next == 139 || next == 140 || next == 51) {
+            if (caplen < at + 2)
+                return 0;
+            size = next == 51 ? (extension[1] + 2u) * 4 : (extension[1] + 1u) * 8;
+        } else if (next == 44) {
+            if (caplen < at + 8)
+                return 0;
+            if (be16(extension + 2) & 0xfff8) {
+                key->protocol = extension[0];   /* a later fragment: payload follows, no ports */
+                return 1;
+            }
+            size = 8;
+        } else {
+            if (at > caplen)
+                return 0;
+            key->protocol = next;
+            if (reference_has_ports(next) && caplen >= at + 4) {
+                key->sport = be16(data + at);
+                key->dport = be16(data + at + 2);
+            }
+            return 1;
+        }
         next = extension[0];
+        at += size;
     }
-    key->protocol = next;
-    if (first_fragment && reference_has_ports(next) && caplen >= at + 4) {
-        key->sport = be16(data + at);
-        key->dport = be16(data + at + 2);
-    }
-    return 1;
 }
 
 static int prefix_matches(const uint8_t *rule_address, const uint8_t *address, unsigned prefix)
@@ -236,10 +253,9 @@ static void filter_setup(struct filter_under_test *filter, const char *expressio
                          struct reference_rules *reference)
 {
     char error[512];
-    struct brk_brick_config config = { 0 };
     filter->table = brk_filter_table_new(expression, error, sizeof(error));
     FUZZ_CHECK(filter->table != NULL);
-    filter->brick = brk_brick_new(filter_kind, &config, error, sizeof(error));
+    filter->brick = brk_brick_new(filter_kind, NULL, error, sizeof(error));   /* a Filter takes no config */
     FUZZ_CHECK(filter->brick != NULL);
     filter->output_count = outputs;
     for (unsigned i = 0; i < outputs; i++) {
@@ -290,15 +306,21 @@ static void check_same_records(const struct fuzz_sink *a, const struct fuzz_sink
 
 /* What one Filter counted, as a difference from before the input. */
 struct filter_counts {
-    struct brk_filter_stats stats;
+    struct {
+        uint64_t passed, expression_rejected, rule_dropped, rule_allowed;
+    } stats;
     uint64_t filtered;
 };
 
 static struct filter_counts filter_counts(const struct filter_under_test *filter)
 {
     struct filter_counts counts;
-    brk_filter_stats(filter->brick, &counts.stats);
-    counts.filtered = filter->brick->stats.filtered;
+    const uint64_t *counters = filter->brick->stats.counters;   /* the kind's own: enum brk_filter_counter */
+    counts.stats.passed = counters[BRK_FILTER_PASSED];
+    counts.stats.expression_rejected = counters[BRK_FILTER_EXPRESSION_REJECTED];
+    counts.stats.rule_dropped = counters[BRK_FILTER_RULE_DROPPED];
+    counts.stats.rule_allowed = counters[BRK_FILTER_RULE_ALLOWED];
+    counts.filtered = counters[BRK_FILTER_FILTERED];
     return counts;
 }
 

@@ -16,7 +16,7 @@ static struct brk_brick *bricks_by_outputs[BRK_MAX_OUTPUTS + 1];
 static void make_bricks(void)
 {
     const struct brk_brick_kind *kind = brk_brick_kind_find("LoadBalancer");
-    struct brk_brick_config config = { .split = 2 };
+    struct brk_balance_config config = { .split = 2 };
     char error[256];
     FUZZ_CHECK(kind != NULL);
     for (unsigned outputs = 1; outputs <= BRK_MAX_OUTPUTS; outputs++) {

@@ -43,8 +43,7 @@ int main(void)
                 return fail("table", error);
             if (brk_filter_add(table, rules, 2, error, sizeof(error)) != 0)
                 return fail("rules", error);
-            struct brk_brick_config config = { 0 };
-            brk_brick *brick = brk_brick_new(&brk_brick_filter, &config, error, sizeof(error));
+            brk_brick *brick = brk_brick_new(&brk_brick_filter, NULL, error, sizeof(error));
             brk_engine *engine = brk_engine_new(4, -1);
             uint32_t lengths[1] = { length };
             /* One frame per source: the source's private copy is exactly

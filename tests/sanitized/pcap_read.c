@@ -14,9 +14,8 @@ int main(int argc, char **argv)
     char error[256] = "";
     for (int i = 1; i < argc; i++) {
         const char *paths[1] = { argv[i] };
-        struct brk_brick_config config = { 0 };
         brk_source *source = brk_source_pcap_open(paths, 1, error, sizeof(error));
-        brk_brick *brick = brk_brick_new(&brk_brick_dummy, &config, error, sizeof(error));
+        brk_brick *brick = brk_brick_new(&brk_brick_dummy, NULL, error, sizeof(error));
         brk_sink *sink = brk_sink_null_new();
         brk_engine *engine = brk_engine_new(3, -1);
         if (!source || !brick || !sink || !engine) {

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from bricks import _netmap_build as build
+from bricks import _native_build as build
 
 BUILDER = Path(build.__file__)
 

@@ -11,7 +11,7 @@ import lupa
 import pytest
 from click.testing import CliRunner
 
-from bricks import cli, server
+from bricks import cli, lua_service, protocol, server
 from bricks.client import ClientError, RemoteSession
 from bricks.errors import BricksError
 from bricks.frames import pcap_bytes
@@ -169,7 +169,7 @@ def test_a_client_leaving_mid_chunk_harms_nothing(daemon):
 
 
 def test_interrupt_stops_the_clients_own_chunk_and_a_waiting_one_is_answered_busy(daemon, monkeypatch):
-    monkeypatch.setattr(server, "BUSY_WAIT", 0.3)
+    monkeypatch.setattr(lua_service, "BUSY_WAIT", 0.3)
     with connect(daemon) as runner, connect(daemon) as waiter:
         server.send_message(runner, {"op": "run", "chunk": "print started\nsleep 30", "mode": "script"})
         assert server.receive_message(runner) == {"output": "started\n"}
@@ -205,7 +205,7 @@ def test_time_limit_of_the_daemon(daemon):
 
 
 def test_big_output_comes_in_bounded_pieces(daemon, monkeypatch):
-    monkeypatch.setattr(server, "OUTPUT_PIECE", 1000)
+    monkeypatch.setattr(protocol, "OUTPUT_PIECE", 1000)
     with connect(daemon) as connection:
         server.send_message(connection, {"op": "run", "chunk": "print " + "é" * 2500, "mode": "script"})
         pieces = []
@@ -402,3 +402,9 @@ def test_realtime_option_reaches_the_engines():
     refused = subprocess.run([sys.executable, "-m", "bricks", "bricks", "--realtime", "0"], input="",
                              capture_output=True, text=True, env=environment, timeout=60)
     assert refused.returncode == 2 and "--realtime" in refused.stderr
+
+
+def test_daemon_and_client_errors_are_bricks_errors():
+    """One exception family: whoever catches BricksError also catches the daemon's and the remote shell's."""
+    assert issubclass(server.DaemonError, BricksError) and issubclass(ClientError, BricksError)
+    assert str(server.DaemonError("no daemon\n  is running")) == "no daemon is running"

@@ -9,7 +9,7 @@ from bricks.engine import Brick
 from bricks.errors import BricksError
 from bricks.filter import FilterRules, load_rule_file, retrieve, save_all
 from bricks.frames import (ETHERTYPE_IPV4, ETHERTYPE_VLAN, FRAGMENT, ICMP, ICMPV6, ether, fragment_header_body,
-                           ip_frame, ipv4, ipv4_fragments, ipv6, pad, tcp_frame, udp_frame)
+                           ip_frame, ipv4, ipv4_fragments, ipv6, pad, tcp, tcp_frame, udp_frame)
 from tests.native import Graph, brick_stats, memory_source, output_packets
 
 
@@ -30,9 +30,8 @@ def run(rules, frames, rounds=1, reject_output=False):
 
 
 def filter_stats(brick):
-    stats = ffi.new("struct brk_filter_stats *")
-    lib.brk_filter_stats(brick, stats)
-    return stats
+    """The Filter's own counters (passed, expression_rejected, rule_dropped, rule_allowed), as published."""
+    return brick_stats(brick)
 
 
 def passes(rules, frame):
@@ -342,3 +341,25 @@ def test_retrieve_binds_a_name_to_the_newest_filter():
     assert retrieve("eth9{7") is newer
     del newer
     assert retrieve("eth9{7") is older
+
+
+MOBILITY = 135   # an IPv6 extension header the Filter's own parser used to stop at
+
+
+@pytest.mark.parametrize("frame", [
+    tcp_frame(A, B, 1234, 80, vlans=[(ETHERTYPE_VLAN, 1), (ETHERTYPE_VLAN, 2), (ETHERTYPE_VLAN, 3),
+                                     (ETHERTYPE_VLAN, 4)]),
+    ip_frame(ipv6(V6A, V6B, 6, tcp(1234, 80), extensions=[(MOBILITY, b"")])),
+])
+def test_rules_see_the_five_tuple_the_flow_hash_sees(frame):
+    """One dissector (dissect.h) for the flow hash and the Filter: four VLAN tags and every IPv6 extension
+    header the hash skips, the Filter's rules skip too, and find the ports behind them."""
+    keys = ffi.new("struct brk_flow_keys *")
+    lib.brk_dissect_frame(frame, len(frame), 0, keys)
+    assert (keys.flow.source_port, keys.flow.destination_port) == (1234, 80)
+    rules = FilterRules()
+    rules.drop({"dport": 80, "proto": "tcp"})
+    assert not passes(rules, pad(frame))
+    other = FilterRules()
+    other.drop({"dport": 81, "proto": "tcp"})
+    assert passes(other, pad(frame))

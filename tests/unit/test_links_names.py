@@ -3,6 +3,7 @@ import pytest
 
 from bricks.errors import BricksError
 from bricks.links import LinkError, PortName, PortNameError, broker_name, consumer_name, parse_port_name
+from bricks.ports import PortKind
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -73,3 +74,36 @@ def test_canonical_name_drops_netmap_prefix():
     assert parse_port_name("netmap:eth3}5").name == "eth3}5"
     assert parse_port_name("netmap:eth3{5").name == "eth3{5"
     assert broker_name("eth3", 7) == "eth3{7" and consumer_name("eth3", 7) == "eth3}7"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("vxlan:10.0.0.2/42", PortName("10.0.0.2", PortKind.TUNNEL, 42, "vxlan")),
+    ("gretap:fd00::2/4294967295", PortName("fd00::2", PortKind.TUNNEL, 4294967295, "gretap")),
+    ("erspan:192.0.2.1/1023", PortName("192.0.2.1", PortKind.TUNNEL, 1023, "erspan")),
+])
+def test_tunnel_names_are_tunnels_not_pcap_paths(text, expected):
+    port = parse_port_name(text)
+    assert port == expected and port.kind != "pcap" and port.name == text
+
+
+@pytest.mark.parametrize("text, culprit", [
+    ("vxlan:10.0.0.2", "key ''"),
+    ("vxlan:10.0.0.2/16777216", "16777216"),
+    ("erspan:10.0.0.2/1024", "1024"),
+    ("gretap:host/1", "'host' is not an IP address"),
+])
+def test_bad_tunnel_names_give_one_line(text, culprit):
+    with pytest.raises(PortNameError) as caught:
+        parse_port_name(text)
+    assert culprit in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_no_brick_takes_a_tunnel_port_yet():
+    from bricks.engine import Brick
+    with pytest.raises(BricksError, match=r"^Dummy cannot read from 'vxlan:10.0.0.2/42' \(a tunnel, which this "
+                                          r"version of bricks cannot open yet\)$"):
+        Brick("Dummy").connect_input("vxlan:10.0.0.2/42")
+
+
+def test_port_kinds_compare_as_their_names():
+    assert PortKind.PCAP == "pcap" and parse_port_name("eth0").kind == "interface"

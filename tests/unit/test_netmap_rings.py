@@ -448,7 +448,7 @@ class FakeNetmap:
 @pytest.fixture
 def fake_netmap(kernel, monkeypatch):
     """The engine on the netmap back-end over simulated rings: interface nmtest0 and its pipes nmtest0{0..1."""
-    from bricks import engine, links, netmap
+    from bricks import engine, links, netmap, registry
 
     fake = FakeNetmap(kernel, Region(buffers=80), "nmtest0", pipes=2)
     monkeypatch.setattr(netmap, "available", lambda: True)
@@ -457,8 +457,8 @@ def fake_netmap(kernel, monkeypatch):
                                                            {fake.interface: fake.nic}))
     monkeypatch.setattr(netmap, "open_sink", fake.opener("sink", lib.brk_sink_netmap_attach, fake.pipes))
     monkeypatch.setattr(links, "interface_exists", lambda name: name == fake.interface)
-    monkeypatch.setattr(engine._shared, "quiet_input", lambda interface: None)
-    monkeypatch.setattr(engine._shared, "release_input", lambda interface: None)
+    monkeypatch.setattr(registry, "quiet_input", lambda interface: None)
+    monkeypatch.setattr(registry, "release_input", lambda interface: None)
     monkeypatch.setattr(links, "create_pipe", lambda *args: pytest.fail("a veth was created on netmap"))
     engine.set_backend("auto")
     yield fake
@@ -526,14 +526,14 @@ class RingCountModule:
     (4, 4, "packet"),
 ])
 def test_auto_falls_back_to_packet_when_netmap_cannot_serve_the_qid(monkeypatch, rings, qid, backend):
-    from bricks import engine, netmap
+    from bricks import backends, engine, graph, netmap
 
     monkeypatch.setattr(netmap, "available", lambda: True)
     monkeypatch.setattr(netmap, "lib", RingCountModule(rings))
     engine.set_backend("auto")
     try:
         tree = engine.Brick("LoadBalancer", 4).connect_input("eth9").connect_outputs("eth9", 2)
-        assert engine._settle_backend(tree, qid) == backend
+        assert backends.select(graph.plan(tree, 1024, qid)).backend.name == backend
         detail = engine.backend_detail()
     finally:
         engine.set_backend("auto")
@@ -562,7 +562,27 @@ def test_a_ring_the_port_lacks_is_named_not_blamed_on_an_old_module():
     ("netmap:eth3}4", -1, "eth3}4", "NR_REG_PIPE_SLAVE", 0),
 ])
 def test_bricks_ports_become_netmap_ports(name, qid, request_name, mode, ring):
-    from bricks import engine, links
+    from bricks import ports
+    from bricks.backends.netmap import netmap_port
 
-    port = engine._netmap_port(links.parse_port_name(name), qid)
+    port = netmap_port(ports.parse_port_name(name), qid)
     assert (port.request_name, port.mode, port.ring) == (request_name, getattr(lib, mode), ring)
+
+
+def test_a_brick_that_moves_data_never_sends_the_buffers_stale_bytes(kernel):
+    """The zero-copy rule: TestShift cuts 4 bytes off each packet but keeps its swappable slot (a Strip brick
+    that forgot brk_packet_moved); the sink sees that data no longer starts at the slot's buffer and copies."""
+    region = Region(buffers=40)
+    nic = kernel.port(region, "eth9", tx_slots=[4], rx_slots=[8])
+    pipe = kernel.port(region, "eth9{0", tx_slots=[8], host_rings=0)
+    sent = udp_frames(30)
+    for frame in sent:
+        nic.receive(frame)
+    with Graph(batch=BATCH) as graph:
+        brick = graph.brick("TestShift")
+        received, counters = forward(kernel, graph, nic, brick, [pipe])
+    assert received == len(sent) and counters == [(len(sent), 0)]
+    assert pipe.frames_out() == [frame[4:] for frame in sent]
+    assert not any(changed for _, _, changed in pipe.transmitted)   # copied, not swapped
+    assert nic.returned_changed == 0
+    region.check_every_buffer_owned_once()

@@ -6,17 +6,21 @@
 #include <stdlib.h>
 
 struct brk_balance_state {
+    struct brk_balance_config config;
     brk_frag_table *frags;
 };
+
+static const char *const brk_balance_counters[] = { "malformed", "fragment_fallbacks", NULL };
 
 static inline int brk_balance_init(struct brk_brick *brick, char *error, size_t error_size)
 {
     struct brk_balance_state *state = brick->state;
-    if (brick->config.split != 2 && brick->config.split != 4) {
-        brk_fail(error, error_size, "split must be 2 or 4, not %d", brick->config.split);
+    state->config = *(const struct brk_balance_config *)brick->config;
+    if (state->config.split != 2 && state->config.split != 4) {
+        brk_fail(error, error_size, "split must be 2 or 4, not %d", state->config.split);
         return -1;
     }
-    if (brick->config.frag_slots && !(state->frags = brk_frag_table_new(brick->config.frag_slots))) {
+    if (state->config.frag_slots && !(state->frags = brk_frag_table_new(state->config.frag_slots))) {
         brk_fail(error, error_size, "out of memory for the fragment table");
         return -1;
     }
@@ -27,11 +31,11 @@ static inline void brk_balance_push(struct brk_brick *brick, const struct brk_pa
 {
     struct brk_balance_state *state = brick->state;
     uint32_t flags = 0;
-    uint32_t hash = brk_flow_hash(packet->data, packet->caplen, brick->config.split,
-                                  brick->config.depth, state->frags, &flags);
+    uint32_t hash = brk_flow_hash(packet->data, packet->caplen, state->config.split,
+                                  state->config.depth, state->frags, &flags);
     if (BRK_UNLIKELY(flags & (BRK_HASH_TRUNCATED | BRK_HASH_FRAG_FALLBACK))) {
-        brick->stats.malformed += !!(flags & BRK_HASH_TRUNCATED);
-        brick->stats.fragment_fallbacks += !!(flags & BRK_HASH_FRAG_FALLBACK);
+        brick->stats.counters[BRK_BALANCE_MALFORMED] += !!(flags & BRK_HASH_TRUNCATED);
+        brick->stats.counters[BRK_BALANCE_FRAGMENT_FALLBACKS] += !!(flags & BRK_HASH_FRAG_FALLBACK);
     }
     brk_output_push(brick, brk_output_for_hash(brick, hash), packet);
 }
@@ -46,6 +50,9 @@ static inline void brk_balance_fini(struct brk_brick *brick)
     .name = kind_name,                              \
     .min_outputs = 1,                               \
     .max_outputs = BRK_MAX_OUTPUTS,                 \
+    .config_size = sizeof(struct brk_balance_config), \
+    .config_type = "struct brk_balance_config",     \
+    .counters = brk_balance_counters,               \
     .state_size = sizeof(struct brk_balance_state), \
     .init = brk_balance_init,                       \
     .push = brk_balance_push,                       \

@@ -2,13 +2,18 @@
  * passed packets to output 0, rejected ones to output 1 when there is one
  * (Click's convention), otherwise counted as filtered and dropped. */
 #include "filter_rules.h"
+#include "dissect.h"
 
 #include <arpa/inet.h>
 
 struct filter_state {
     struct brk_filter_table *table;       /* NULL until attached: everything passes */
     uint64_t epoch;                       /* the reader's copy of table->reader_epoch */
-    struct brk_filter_stats stats;
+    uint64_t *counters;                   /* the brick's stats.counters: enum brk_filter_counter */
+};
+
+static const char *const filter_counters[] = {
+    "filtered", "passed", "expression_rejected", "rule_dropped", "rule_allowed", NULL
 };
 
 extern const struct brk_brick_kind brk_brick_filter;
@@ -50,59 +55,51 @@ static inline __attribute__((always_inline)) int plain_ipv4_key(const uint8_t *d
     return 1;
 }
 
+/* The port word of an upper layer at offset (0 for later fragments, for
+ * protocols without ports and when the frame ends before them). */
+static inline uint32_t ports_word(const uint8_t *data, uint32_t caplen, const struct brk_ip_header *header)
+{
+    return header->fragment != BRK_LATER_FRAGMENT && has_ports(header->protocol)
+           && (uint64_t)header->payload_offset + 4 <= caplen ? read_be32(data + header->payload_offset) : 0;
+}
+
 /* The packet's 5-tuple as a key of FILTER_IPV4 or FILTER_IPV6 layout, or -1
- * for what is not IP (or too short to say). Up to three VLAN tags are skipped;
- * ports are 0 in non-first fragments and for protocols without ports. */
+ * for what is not IP (or too short to say), through the one dissector's
+ * layer functions (dissect.h): its VLAN/QinQ tags, the outer IP header and
+ * its IPv6 extension headers. Ports are 0 in non-first fragments and for
+ * protocols without ports. */
 static inline int packet_key(const uint8_t *data, uint32_t caplen, struct filter_key *key)
 {
+    struct brk_flow_keys link;
+    struct brk_flow_endpoints endpoints;
+    struct brk_ip_header header;
+    const uint8_t *end = data + caplen;
     if (BRK_LIKELY(plain_ipv4_key(data, caplen, key)))
         return FILTER_IPV4;
-    uint32_t offset = 14;
-    if (BRK_UNLIKELY(caplen < offset))
+    link.vlan_count = 0;
+    uint32_t offset = brk_dissect_ethernet(data, end, &link);
+    if (offset == 0 || offset >= caplen)
         return -1;
-    unsigned type = (unsigned)data[12] << 8 | data[13];
-    for (int tags = 0; tags < 3 && (type == 0x8100 || type == 0x88a8 || type == 0x9100); tags++) {
-        if (caplen < offset + 4)
+    if (link.ethertype == BRK_ETHERTYPE_IPV4) {
+        /* The version nibble must agree, and the header must be whole: else not IP to the Filter. */
+        if ((data[offset] >> 4) != 4 || !brk_dissect_ipv4(data, end, offset, &endpoints, &header)
+                || (data[offset] & 15u) < 5)
             return -1;
-        type = (unsigned)data[offset + 2] << 8 | data[offset + 3];
-        offset += 4;
-    }
-    if (BRK_LIKELY(type == 0x0800)) {
-        const uint8_t *ip = data + offset;
-        if (caplen < offset + 20 || (ip[0] >> 4) != 4 || (ip[0] & 15u) < 5)
-            return -1;
-        unsigned header_bytes = (ip[0] & 15u) * 4;
-        unsigned protocol = ip[9];
-        int first_fragment = ((ip[6] & 0x1fu) | ip[7]) == 0;
-        key->word[0] = read_be32(ip + 12);
-        key->word[1] = read_be32(ip + 16);
-        key->word[2] = first_fragment && has_ports(protocol) && caplen >= offset + header_bytes + 4
-                       ? read_be32(ip + header_bytes) : 0;
-        key->word[3] = protocol;
+        key->word[0] = read_be32(endpoints.source);
+        key->word[1] = read_be32(endpoints.destination);
+        key->word[2] = ports_word(data, caplen, &header);
+        key->word[3] = header.protocol;
         return FILTER_IPV4;
     }
-    if (type == 0x86dd) {
-        const uint8_t *ip = data + offset;
-        if (caplen < offset + 40 || (ip[0] >> 4) != 6)
+    if (link.ethertype == BRK_ETHERTYPE_IPV6) {
+        if ((data[offset] >> 4) != 6 || !brk_dissect_ipv6(data, end, offset, &endpoints, &header) || header.cut)
             return -1;
-        for (int w = 0; w < 8; w++)
-            key->word[w] = read_be32(ip + 8 + 4 * w);
-        unsigned next = ip[6];
-        uint32_t at = offset + 40;
-        int first_fragment = 1;
-        for (int headers = 0; headers < 8; headers++) {
-            if (next != 0 && next != 43 && next != 44 && next != 51 && next != 60)
-                break;
-            if (caplen < at + 8)
-                return -1;
-            const uint8_t *extension = data + at;
-            if (next == 44)
-                first_fragment = ((unsigned)extension[2] << 8 | (extension[3] & 0xf8u)) == 0;
-            at += next == 44 ? 8 : next == 51 ? (extension[1] + 2u) * 4 : (extension[1] + 1u) * 8;
-            next = extension[0];
+        for (int w = 0; w < 4; w++) {
+            key->word[w] = read_be32(endpoints.source + 4 * w);
+            key->word[4 + w] = read_be32(endpoints.destination + 4 * w);
         }
-        key->word[8] = first_fragment && has_ports(next) && caplen >= at + 4 ? read_be32(data + at) : 0;
-        key->word[9] = next;
+        key->word[8] = ports_word(data, caplen, &header);
+        key->word[9] = header.protocol;
         return FILTER_IPV6;
     }
     return -1;
@@ -212,10 +209,10 @@ static inline int decide(struct filter_state *state, const struct filter_rule_se
     decider->counter->hits++;
     decider->counter->bytes += packet->wirelen;
     if (allow) {
-        state->stats.rule_allowed++;
+        state->counters[BRK_FILTER_RULE_ALLOWED]++;
         return 1;
     }
-    state->stats.rule_dropped++;
+    state->counters[BRK_FILTER_RULE_DROPPED]++;
     return 0;
 }
 
@@ -240,7 +237,7 @@ static inline int expression_passes(struct filter_state *state, const struct brk
 {
     if (table->has_program
             && !bpf_filter(table->program.bf_insns, packet->data, packet->wirelen, packet->caplen)) {
-        state->stats.expression_rejected++;
+        state->counters[BRK_FILTER_EXPRESSION_REJECTED]++;
         return 0;
     }
     return 1;
@@ -250,12 +247,12 @@ static inline void deliver(struct brk_brick *brick, struct filter_state *state, 
                            int pass)
 {
     if (BRK_LIKELY(pass)) {
-        state->stats.passed++;
+        state->counters[BRK_FILTER_PASSED]++;
         brk_output_push(brick, 0, packet);
     } else if (brick->outputs > 1) {
         brk_output_push(brick, 1, packet);
     } else {
-        brick->stats.filtered++;
+        brick->stats.counters[BRK_FILTER_FILTERED]++;
     }
 }
 
@@ -354,6 +351,12 @@ static void filter_push_batch(struct brk_brick *brick, const struct brk_packet *
     filter_read_end(table, &state->epoch);
 }
 
+static int filter_init(struct brk_brick *brick, char *error, size_t error_size)
+{
+    ((struct filter_state *)brick->state)->counters = brick->stats.counters;
+    return 0;
+}
+
 static void filter_fini(struct brk_brick *brick)
 {
     struct filter_state *state = brick->state;
@@ -365,7 +368,9 @@ const struct brk_brick_kind brk_brick_filter = {
     .name = "Filter",
     .min_outputs = 1,
     .max_outputs = 2,
+    .counters = filter_counters,
     .state_size = sizeof(struct filter_state),
+    .init = filter_init,
     .push = filter_push,
     .push_batch = filter_push_batch,
     .fini = filter_fini,
@@ -386,16 +391,4 @@ int brk_filter_attach(brk_brick *brick, brk_filter_table *table, char *error, si
     }
     state->table = table;
     return 0;
-}
-
-void brk_filter_stats(const brk_brick *brick, struct brk_filter_stats *out)
-{
-    const struct filter_state *state = brick->state;
-    memset(out, 0, sizeof(*out));
-    if (brick->kind != &brk_brick_filter)
-        return;
-    out->passed = __atomic_load_n(&state->stats.passed, __ATOMIC_RELAXED);
-    out->expression_rejected = __atomic_load_n(&state->stats.expression_rejected, __ATOMIC_RELAXED);
-    out->rule_dropped = __atomic_load_n(&state->stats.rule_dropped, __ATOMIC_RELAXED);
-    out->rule_allowed = __atomic_load_n(&state->stats.rule_allowed, __ATOMIC_RELAXED);
 }

@@ -22,8 +22,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BRK_MAX_SOURCES 16
-#define BRK_MAX_SINKS 256
 #define BRK_IDLE_POLL_MS 50
 #define BRK_STATS_INTERVAL_NS 100000000ull
 
@@ -48,21 +46,58 @@ const brk_brick_kind *brk_brick_kind_find(const char *name)
     return NULL;
 }
 
-brk_brick *brk_brick_new(const brk_brick_kind *kind, const struct brk_brick_config *config,
-                         char *error, size_t error_size)
+const char *brk_brick_kind_config_type(const brk_brick_kind *kind)
+{
+    return kind->config_size ? kind->config_type : NULL;
+}
+
+const char *brk_brick_kind_counter(const brk_brick_kind *kind, unsigned i)
+{
+    if (!kind->counters)
+        return NULL;
+    for (unsigned k = 0; k < i; k++)
+        if (!kind->counters[k])
+            return NULL;
+    return i < BRK_MAX_KIND_COUNTERS ? kind->counters[i] : NULL;
+}
+
+const brk_brick_kind *brk_brick_kind_of(const brk_brick *brick)
+{
+    return brick->kind;
+}
+
+static void brick_release(struct brk_brick *brick)
+{
+    free((void *)brick->config);
+    free(brick->state);
+    free(brick);
+}
+
+brk_brick *brk_brick_new(const brk_brick_kind *kind, const void *config, char *error, size_t error_size)
 {
     struct brk_brick *brick = calloc(1, sizeof(*brick));
+    void *own_config = NULL;
     if (!brick)
         return brk_fail(error, error_size, "out of memory");
     brick->kind = kind;
-    brick->config = *config;
+    if (kind->config_size) {
+        if (!config) {
+            free(brick);
+            return brk_fail(error, error_size, "%s needs its config", kind->name);
+        }
+        if (!(own_config = malloc(kind->config_size))) {
+            free(brick);
+            return brk_fail(error, error_size, "out of memory");
+        }
+        memcpy(own_config, config, kind->config_size);
+        brick->config = own_config;
+    }
     if (kind->state_size && !(brick->state = calloc(1, kind->state_size))) {
-        free(brick);
+        brick_release(brick);
         return brk_fail(error, error_size, "out of memory");
     }
     if (kind->init && kind->init(brick, error, error_size) != 0) {
-        free(brick->state);
-        free(brick);
+        brick_release(brick);
         return NULL;
     }
     return brick;
@@ -175,8 +210,36 @@ void brk_brick_free(brk_brick *brick)
         return;
     if (brick->kind->fini)
         brick->kind->fini(brick);
-    free(brick->state);
-    free(brick);
+    brick_release(brick);
+}
+
+/* A growable array of pointers: an engine has as many sources, sinks and
+ * bricks as were linked to it, with no fixed limit to pass silently. */
+struct pointer_list {
+    void **item;
+    unsigned count, capacity;
+};
+
+static int pointer_list_add(struct pointer_list *list, void *item)
+{
+    if (list->count == list->capacity) {
+        unsigned capacity = list->capacity ? list->capacity * 2 : 16;
+        void **grown = realloc(list->item, capacity * sizeof(*grown));
+        if (!grown)
+            return -ENOMEM;
+        list->item = grown;
+        list->capacity = capacity;
+    }
+    list->item[list->count++] = item;
+    return 0;
+}
+
+static int pointer_list_has(const struct pointer_list *list, const void *item)
+{
+    for (unsigned i = 0; i < list->count; i++)
+        if (list->item[i] == item)
+            return 1;
+    return 0;
 }
 
 struct brk_engine {
@@ -184,18 +247,21 @@ struct brk_engine {
     int cpu;
     int stop_fd;                          /* eventfd: wakes the loop's poll() */
     volatile int stop_requested;
-    unsigned sources;
-    struct brk_source *source[BRK_MAX_SOURCES];
-    struct brk_brick *target[BRK_MAX_SOURCES];
-    unsigned sinks;
-    struct brk_sink *sink[BRK_MAX_SINKS];
+    struct pointer_list sources;          /* struct brk_source * */
+    struct pointer_list targets;          /* struct brk_brick *, the brick source i feeds */
+    struct pointer_list sinks;            /* every sink of every tree: flushed once per batch */
+    struct pointer_list bricks;           /* every brick of every tree: published, drops summed */
+    struct pollfd *poll_fds;              /* the stop eventfd, then one per source */
     struct brk_engine_stats stats;
     uint32_t snapshot_sequence;           /* see publish_begin */
     struct brk_engine_stats snapshot;
     struct brk_packet *packets;           /* batch array */
-    struct brk_brick *bricks_seen[BRK_MAX_SINKS];
-    unsigned bricks_seen_count;
 };
+
+#define SOURCE(engine, s) ((struct brk_source *)(engine)->sources.item[s])
+#define TARGET(engine, s) ((struct brk_brick *)(engine)->targets.item[s])
+#define SINK(engine, k) ((struct brk_sink *)(engine)->sinks.item[k])
+#define BRICK(engine, b) ((struct brk_brick *)(engine)->bricks.item[b])
 
 brk_engine *brk_engine_new(unsigned batch, int cpu)
 {
@@ -214,37 +280,43 @@ brk_engine *brk_engine_new(unsigned batch, int cpu)
 }
 
 /* Collects the sinks (to flush) and the bricks (to sum drops) of a tree once,
- * at start, so the loop itself never walks the tree. */
-static void collect(struct brk_engine *engine, struct brk_brick *brick)
+ * when its source is added, so the loop itself never walks the tree.
+ * Returns 0 or -ENOMEM. */
+static int collect(struct brk_engine *engine, struct brk_brick *brick)
 {
-    for (unsigned i = 0; i < engine->bricks_seen_count; i++)
-        if (engine->bricks_seen[i] == brick)
-            return;
-    if (engine->bricks_seen_count < BRK_MAX_SINKS)
-        engine->bricks_seen[engine->bricks_seen_count++] = brick;
+    int result;
+    if (pointer_list_has(&engine->bricks, brick))
+        return 0;
+    if ((result = pointer_list_add(&engine->bricks, brick)) != 0)
+        return result;
     for (unsigned i = 0; i < brick->outputs; i++) {
         struct brk_output *out = &brick->output[i];
-        if (out->child) {
-            collect(engine, out->child);
-            continue;
-        }
-        unsigned j;
-        for (j = 0; j < engine->sinks && engine->sink[j] != out->sink; j++)
-            ;
-        if (j == engine->sinks && engine->sinks < BRK_MAX_SINKS)
-            engine->sink[engine->sinks++] = out->sink;
+        if (out->child)
+            result = collect(engine, out->child);
+        else if (!pointer_list_has(&engine->sinks, out->sink))
+            result = pointer_list_add(&engine->sinks, out->sink);
+        if (result != 0)
+            return result;
     }
+    return 0;
 }
 
 int brk_engine_add_source(brk_engine *engine, brk_source *source, brk_brick *target)
 {
-    if (engine->sources >= BRK_MAX_SOURCES)
-        return -1;
-    engine->source[engine->sources] = source;
-    engine->target[engine->sources] = target;
-    engine->sources++;
-    collect(engine, target);
-    return 0;
+    int result;
+    struct pollfd *fds = realloc(engine->poll_fds, (engine->sources.count + 2) * sizeof(*fds));
+    if (!fds)
+        return -ENOMEM;
+    engine->poll_fds = fds;
+    if ((result = pointer_list_add(&engine->sources, source)) != 0)
+        return result;
+    if ((result = pointer_list_add(&engine->targets, target)) != 0) {
+        engine->sources.count--;
+        return result;
+    }
+    /* A tree half collected still runs (its bricks are published, its sinks
+     * flushed where known), but the caller frees this engine on the error. */
+    return collect(engine, target);
 }
 
 static uint64_t now_ns(void)
@@ -256,8 +328,8 @@ static uint64_t now_ns(void)
 
 static void publish_counters(struct brk_engine *engine)
 {
-    for (unsigned b = 0; b < engine->bricks_seen_count; b++)
-        publish_brick(engine->bricks_seen[b]);
+    for (unsigned b = 0; b < engine->bricks.count; b++)
+        publish_brick(BRICK(engine, b));
     publish_begin(&engine->snapshot_sequence);
     engine->snapshot = engine->stats;
     publish_end(&engine->snapshot_sequence);
@@ -267,12 +339,12 @@ static void update_drop_counts(struct brk_engine *engine)
 {
     struct brk_counters sum = { 0 };
     uint64_t input_malformed = 0;
-    for (unsigned s = 0; s < engine->sources; s++) {
-        engine->stats.kernel_drops += engine->source[s]->ops->kernel_drops(engine->source[s]);
-        input_malformed += engine->source[s]->malformed;
+    for (unsigned s = 0; s < engine->sources.count; s++) {
+        engine->stats.kernel_drops += SOURCE(engine, s)->ops->kernel_drops(SOURCE(engine, s));
+        input_malformed += SOURCE(engine, s)->malformed;
     }
-    for (unsigned b = 0; b < engine->bricks_seen_count; b++) {
-        struct brk_brick *brick = engine->bricks_seen[b];
+    for (unsigned b = 0; b < engine->bricks.count; b++) {
+        struct brk_brick *brick = BRICK(engine, b);
         for (unsigned i = 0; i < brick->outputs; i++) {
             const struct brk_counters *counters = &brick->output[i].counters;
             sum.drops += counters->drops;
@@ -294,28 +366,34 @@ static void update_drop_counts(struct brk_engine *engine)
     engine->stats.input_malformed = input_malformed;
 }
 
-/* Waits until a source has input or a stop is requested. */
-static void wait_for_input(struct brk_engine *engine)
+/* Waits until a source has input or a stop is requested. Returns 0, or
+ * -errno when poll() itself failed (the run then ends with that error). */
+static int wait_for_input(struct brk_engine *engine)
 {
-    struct pollfd fds[BRK_MAX_SOURCES + 1];
+    struct pollfd *fds = engine->poll_fds;
     unsigned n = 0;
+    int ready;
     fds[n].fd = engine->stop_fd;
     fds[n++].events = POLLIN;
-    for (unsigned s = 0; s < engine->sources; s++) {
-        int fd = engine->source[s]->ops->poll_fd(engine->source[s]);
+    for (unsigned s = 0; s < engine->sources.count; s++) {
+        int fd = SOURCE(engine, s)->ops->poll_fd(SOURCE(engine, s));
         if (fd < 0)
-            return;   /* a source that is always ready: do not sleep */
+            return 0;   /* a source that is always ready: do not sleep */
         fds[n].fd = fd;
         fds[n++].events = POLLIN | POLLERR;
     }
-    if (poll(fds, n, BRK_IDLE_POLL_MS) <= 0)
-        return;
+    ready = poll(fds, n, BRK_IDLE_POLL_MS);
+    if (ready < 0)
+        return errno == EINTR ? 0 : -errno;
+    if (ready == 0)
+        return 0;
     /* fds[s + 1] is source s: every source gave a descriptor to get here. */
-    for (unsigned s = 0; s < engine->sources; s++) {
-        struct brk_source *source = engine->source[s];
+    for (unsigned s = 0; s < engine->sources.count; s++) {
+        struct brk_source *source = SOURCE(engine, s);
         if ((fds[s + 1].revents & (POLLERR | POLLHUP | POLLNVAL)) && source->ops->poll_error)
             source->ops->poll_error(source);
     }
+    return 0;
 }
 
 static void pin_to_cpu(int cpu)
@@ -357,6 +435,7 @@ int brk_engine_run(brk_engine *engine)
 {
     uint64_t next_stats = now_ns() + BRK_STATS_INTERVAL_NS;
     struct brk_packet *packets = engine->packets;
+    int error = 0;
 
     pin_to_cpu(engine->cpu);
     engine->stats.running = 1;
@@ -364,9 +443,9 @@ int brk_engine_run(brk_engine *engine)
     publish_counters(engine);
     while (!engine->stop_requested) {
         unsigned total = 0, exhausted = 0;
-        for (unsigned s = 0; s < engine->sources; s++) {
-            struct brk_source *source = engine->source[s];
-            struct brk_brick *target = engine->target[s];
+        for (unsigned s = 0; s < engine->sources.count; s++) {
+            struct brk_source *source = SOURCE(engine, s);
+            struct brk_brick *target = TARGET(engine, s);
             unsigned n = source->ops->next_batch(source, packets, engine->batch);
             push_to_target(engine, target, packets, n);
             engine->stats.received_packets += n;
@@ -375,8 +454,8 @@ int brk_engine_run(brk_engine *engine)
             total += n;
             exhausted += n == 0 && source->ops->exhausted(source);
         }
-        for (unsigned k = 0; k < engine->sinks; k++)
-            engine->sink[k]->ops->flush(engine->sink[k]);
+        for (unsigned k = 0; k < engine->sinks.count; k++)
+            SINK(engine, k)->ops->flush(SINK(engine, k));
         engine->stats.batches++;
         if (now_ns() >= next_stats) {
             update_drop_counts(engine);
@@ -387,19 +466,19 @@ int brk_engine_run(brk_engine *engine)
              * counted queued frames the kernel took, or a refused retry. */
             publish_counters(engine);
         }
-        if (engine->sources && exhausted == engine->sources) {
+        if (engine->sources.count && exhausted == engine->sources.count) {
             engine->stats.finished = 1;
             break;
         }
-        if (total == 0)
-            wait_for_input(engine);
+        if (total == 0 && (error = wait_for_input(engine)) != 0)
+            break;
     }
-    for (unsigned k = 0; k < engine->sinks; k++)
-        engine->sink[k]->ops->flush(engine->sink[k]);
+    for (unsigned k = 0; k < engine->sinks.count; k++)
+        SINK(engine, k)->ops->flush(SINK(engine, k));
     update_drop_counts(engine);
     engine->stats.running = 0;
     publish_counters(engine);
-    return 0;
+    return error;
 }
 
 /* Called before each run, not by it: a stop that comes before the run's
@@ -434,5 +513,10 @@ void brk_engine_free(brk_engine *engine)
     if (engine->stop_fd >= 0)
         close(engine->stop_fd);
     free(engine->packets);
+    free(engine->poll_fds);
+    free(engine->sources.item);
+    free(engine->targets.item);
+    free(engine->sinks.item);
+    free(engine->bricks.item);
     free(engine);
 }

@@ -1,34 +1,20 @@
 /* The flow hash of SPEC §6: the original's symmetric Toeplitz hash (table
  * driven) for a brick linked to the engine, a seeded symmetric mix deeper in a
- * chain, a bounds-checked Ethernet/VLAN/IPv4/IPv6/tunnel parser, and the
- * fragment table that sends every fragment of a datagram with its first. */
+ * chain, over the key of the one dissector (dissect.h: Ethernet, VLAN/QinQ,
+ * IPv4/IPv6 with extension headers, tunnels), and the fragment table that
+ * sends every fragment of a datagram with its first. */
 #include "internal.h"
+#include "dissect.h"
 
 #include <stdlib.h>
 
 #define ETHERTYPE_IPV4 0x0800
-#define ETHERTYPE_IPV6 0x86dd
-#define ETHERTYPE_VLAN 0x8100
-#define ETHERTYPE_QINQ 0x88a8
-#define ETHERTYPE_QINQ_LEGACY 0x9100
 #define ETHERNET_HEADER_SIZE 14
-#define VLAN_TAG_SIZE 4
-#define MAX_VLAN_TAGS 4
-#define MAX_IP_HEADERS 4          /* the outer header plus nested tunnels */
-#define MAX_IPV6_EXTENSIONS 8
 
-#define PROTO_HOP_BY_HOP 0
 #define PROTO_IPIP 4
 #define PROTO_TCP 6
 #define PROTO_UDP 17
 #define PROTO_IPV6 41
-#define PROTO_ROUTING 43
-#define PROTO_FRAGMENT 44
-#define PROTO_AH 51
-#define PROTO_DESTINATION_OPTIONS 60
-#define PROTO_MOBILITY 135
-#define PROTO_HIP 139
-#define PROTO_SHIM6 140
 
 /* The original's stand-in ports when a flow is hashed on its address pair:
  * ntohs(0xFFFD) and ntohs(0xFFFE) on a little-endian host. */
@@ -47,21 +33,6 @@ struct flow_key {
     uint16_t source_port;         /* the ports, or the stand-ins of an address pair */
     uint16_t destination_port;
     int has_ports;                /* 0: the ports are stand-ins, not the endpoints' */
-};
-
-enum fragment_kind { NOT_FRAGMENT, FIRST_FRAGMENT, LATER_FRAGMENT };
-
-/* One IP header as far as the flow hash cares. */
-struct ip_header {
-    const uint8_t *source;
-    const uint8_t *destination;
-    unsigned address_size;
-    uint8_t protocol;             /* the upper layer, after IPv6 extension headers */
-    int cut;                      /* the header ends past caplen: payload unknown */
-    enum fragment_kind fragment;
-    uint32_t fragment_id;
-    uint8_t fragment_next;        /* the protocol every fragment names (IPv6: the fragment header's next) */
-    uint32_t payload_offset;
 };
 
 struct fragment_entry {
@@ -280,137 +251,14 @@ static inline uint32_t hash_key(const struct flow_key *key, unsigned depth)
     return depth == 0 ? hash_toeplitz(key) : hash_mixed(key, depth);
 }
 
-/* Fills header from an IPv4 header; 0 when even the addresses are cut. */
-static inline int parse_ipv4(const uint8_t *p, uint32_t length, struct ip_header *header)
-{
-    if (BRK_UNLIKELY(length < 20))
-        return 0;
-    uint32_t header_size = (uint32_t)(p[0] & 0x0f) * 4;
-    uint16_t fragment_field = load_be16(p + 6);
-    header->source = p + 12;
-    header->destination = p + 16;
-    header->address_size = 4;
-    header->protocol = p[9];
-    header->payload_offset = header_size;
-    header->cut = header_size < 20 || header_size > length;
-    header->fragment_id = load_be16(p + 4);
-    header->fragment_next = p[9];
-    if (BRK_LIKELY((fragment_field & 0x3fff) == 0))
-        header->fragment = NOT_FRAGMENT;
-    else
-        header->fragment = (fragment_field & 0x1fff) ? LATER_FRAGMENT : FIRST_FRAGMENT;
-    return 1;
-}
-
-/* Fills header from an IPv6 header, walking the extension headers to the
- * upper layer; 0 when even the addresses are cut. */
-static int parse_ipv6(const uint8_t *p, uint32_t length, struct ip_header *header)
-{
-    if (BRK_UNLIKELY(length < 40))
-        return 0;
-    uint8_t next = p[6];
-    uint32_t offset = 40;
-    header->source = p + 8;
-    header->destination = p + 24;
-    header->address_size = 16;
-    header->cut = 0;
-    header->fragment = NOT_FRAGMENT;
-    header->fragment_id = 0;
-    header->fragment_next = 0;
-    for (unsigned extensions = 0; extensions < MAX_IPV6_EXTENSIONS; extensions++) {
-        uint32_t extension_size;
-        switch (next) {
-        case PROTO_HOP_BY_HOP:
-        case PROTO_ROUTING:
-        case PROTO_DESTINATION_OPTIONS:
-        case PROTO_MOBILITY:
-        case PROTO_HIP:
-        case PROTO_SHIM6:
-            if (offset + 2 > length)
-                goto cut;
-            extension_size = ((uint32_t)p[offset + 1] + 1) * 8;
-            break;
-        case PROTO_AH:
-            if (offset + 2 > length)
-                goto cut;
-            extension_size = ((uint32_t)p[offset + 1] + 2) * 4;
-            break;
-        case PROTO_FRAGMENT: {
-            if (offset + 8 > length)
-                goto cut;
-            uint16_t fragment_field = load_be16(p + offset + 2);
-            /* Offset 0 without "more fragments" is an atomic fragment: whole. */
-            if (fragment_field & 0xfff8)
-                header->fragment = LATER_FRAGMENT;
-            else if (fragment_field & 1)
-                header->fragment = FIRST_FRAGMENT;
-            header->fragment_id = (uint32_t)load_be16(p + offset + 4) << 16 | load_be16(p + offset + 6);
-            header->fragment_next = p[offset];
-            extension_size = 8;
-            if (header->fragment == LATER_FRAGMENT) {
-                /* What follows is payload, not headers. */
-                header->protocol = p[offset];
-                header->payload_offset = offset + extension_size;
-                return 1;
-            }
-            break;
-        }
-        default:
-            if (offset > length)
-                goto cut;
-            header->protocol = next;
-            header->payload_offset = offset;
-            return 1;
-        }
-        next = p[offset];
-        offset += extension_size;
-    }
-cut:
-    /* Too many extension headers counts as cut too: the upper layer is unknown. */
-    header->protocol = next;
-    header->payload_offset = offset;
-    header->cut = 1;
-    return 1;
-}
-
-static inline int depends_on_payload(uint8_t protocol)
-{
-    return protocol == PROTO_TCP || protocol == PROTO_UDP
-        || protocol == PROTO_IPIP || protocol == PROTO_IPV6;
-}
-
-/* A later IPv6 fragment names only the first header of the fragmentable part
- * (AH, destination options, ...): its first fragment walked on from there and
- * may have reached TCP, UDP or a tunnel, so the table must be asked. */
-static inline int may_depend_on_payload(const struct ip_header *header)
-{
-    if (depends_on_payload(header->protocol))
-        return 1;
-    if (header->fragment != LATER_FRAGMENT)
-        return 0;
-    switch (header->protocol) {
-    case PROTO_HOP_BY_HOP:
-    case PROTO_ROUTING:
-    case PROTO_FRAGMENT:
-    case PROTO_AH:
-    case PROTO_DESTINATION_OPTIONS:
-    case PROTO_MOBILITY:
-    case PROTO_HIP:
-    case PROTO_SHIM6:
-        return 1;
-    default:
-        return 0;
-    }
-}
-
 /* Identifies a datagram for the fragment table; never 0 (the empty slot). */
-static uint64_t fragment_tag(const struct ip_header *header)
+static uint64_t fragment_tag(const struct brk_flow_fragment *fragment)
 {
-    uint64_t h = (uint64_t)header->fragment_next << 32 | header->fragment_id;
-    for (unsigned i = 0; i < header->address_size; i += 8) {
-        unsigned left = header->address_size - i;
-        h = multiply_fold(h ^ load_word(header->source + i, left) ^ 0x8ebc6af09c88c6e3ull,
-                          load_word(header->destination + i, left) ^ 0x589965cc75374cc3ull);
+    uint64_t h = (uint64_t)fragment->protocol << 32 | fragment->id;
+    for (unsigned i = 0; i < fragment->address_size; i += 8) {
+        unsigned left = fragment->address_size - i;
+        h = multiply_fold(h ^ load_word(fragment->source + i, left) ^ 0x8ebc6af09c88c6e3ull,
+                          load_word(fragment->destination + i, left) ^ 0x589965cc75374cc3ull);
     }
     return mix64(h) | 1;
 }
@@ -481,80 +329,52 @@ void brk_frag_table_free(brk_frag_table *table)
     free(table);
 }
 
-static inline void key_from_addresses(struct flow_key *key, const struct ip_header *header)
+static inline void key_from_endpoints(struct flow_key *key, const struct brk_flow_endpoints *endpoints)
 {
-    key->source = header->source;
-    key->destination = header->destination;
-    key->address_size = header->address_size;
-    key->source_port = ADDRESS_PAIR_SOURCE_PORT;
-    key->destination_port = ADDRESS_PAIR_DESTINATION_PORT;
-    key->has_ports = 0;
+    key->source = endpoints->source;
+    key->destination = endpoints->destination;
+    key->address_size = endpoints->address_size;
+    key->source_port = endpoints->source_port;
+    key->destination_port = endpoints->destination_port;
+    key->has_ports = endpoints->has_ports;
 }
 
 /*
- * Hashes the IP packet at p (and the tunnels inside it, with split 4).
- * Invariants: key always holds the deepest endpoints parsed completely (the
- * caller's Ethernet addresses until an IP header is whole), so a cut header
- * hashes on what came before it; nothing past p + length is read.
+ * Hashes what the dissector found: the first IP header's address pair with
+ * split 2, the deepest endpoints parsed completely with split 4 (so a cut
+ * header hashes on what came before it). With a fragment table a later
+ * fragment goes where its datagram's first fragment went (or, unseen, by its
+ * address pair: FRAG_FALLBACK), and a first fragment's hash is remembered.
  */
-static uint32_t hash_ip(const uint8_t *p, uint32_t length, int version, int split, unsigned depth,
-                        brk_frag_table *frags, struct flow_key *key, uint32_t *flags)
+static uint32_t hash_dissected(const uint8_t *frame, uint32_t caplen, int split, unsigned depth,
+                               brk_frag_table *frags, uint32_t *flags)
 {
-    uint64_t store_tag = 0;
+    struct brk_flow_keys keys;
+    struct flow_key key;
     uint32_t hash;
-
-    for (unsigned nesting = 0; nesting < MAX_IP_HEADERS; nesting++) {
-        struct ip_header header;
-        int parsed = version == 4 ? parse_ipv4(p, length, &header) : parse_ipv6(p, length, &header);
-        if (BRK_UNLIKELY(!parsed)) {
-            *flags |= BRK_HASH_TRUNCATED;
-            break;
-        }
-        key_from_addresses(key, &header);
-        if (BRK_UNLIKELY(header.cut))
-            *flags |= BRK_HASH_TRUNCATED;
-        if (BRK_UNLIKELY(header.fragment != NOT_FRAGMENT))
-            *flags |= BRK_HASH_FRAGMENT;
-        if (split != 4 || header.cut || !may_depend_on_payload(&header))
-            break;
-        if (BRK_UNLIKELY(header.fragment != NOT_FRAGMENT)) {
-            /* Without a table every fragment hashes on its address pair. */
-            if (!frags)
-                break;
-            if (header.fragment == LATER_FRAGMENT) {
-                if (fragment_lookup(frags, fragment_tag(&header), &hash))
-                    goto found;
-                *flags |= BRK_HASH_FRAG_FALLBACK;
-                break;
-            }
-            store_tag = fragment_tag(&header);
-        }
-        const uint8_t *payload = p + header.payload_offset;
-        uint32_t payload_length = length - header.payload_offset;
-        if (header.protocol == PROTO_TCP || header.protocol == PROTO_UDP) {
-            if (BRK_UNLIKELY(payload_length < 4)) {
-                *flags |= BRK_HASH_TRUNCATED;
-                break;
-            }
-            key->source_port = load_be16(payload);
-            key->destination_port = load_be16(payload + 2);
-            key->has_ports = 1;
-            break;
-        }
-        version = header.protocol == PROTO_IPIP ? 4 : 6;
-        p = payload;
-        length = payload_length;
+    brk_dissect(frame, frame + caplen, frags && split == 4 ? BRK_DISSECT_PARSE_FIRST_FRAGMENT : 0, &keys);
+    if (split != 4) {
+        *flags = keys.address_result;
+        key_from_endpoints(&key, &keys.address_pair);
+        return hash_key(&key, depth);
     }
-    hash = hash_key(key, depth);
+    *flags = keys.flow_result;
+    if (BRK_UNLIKELY(keys.later_fragment.address_size)) {
+        if (fragment_lookup(frags, fragment_tag(&keys.later_fragment), &hash))
+            goto found;
+        *flags |= BRK_HASH_FRAG_FALLBACK;
+    }
+    key_from_endpoints(&key, &keys.flow);
+    hash = hash_key(&key, depth);
 found:
-    if (store_tag)
-        fragment_store(frags, store_tag, hash);
+    if (BRK_UNLIKELY(keys.first_fragment.address_size))
+        fragment_store(frags, fragment_tag(&keys.first_fragment), hash);
     return hash;
 }
 
 /* The common case in straight-line code: an IPv4 packet, no fragment, no
  * tunnel, its header (and with split 4 on TCP/UDP its ports) within length.
- * Returns 0 for anything else, which hash_ip then handles in full. */
+ * Returns 0 for anything else, which the dissector then handles in full. */
 static inline int hash_plain_ipv4(const uint8_t *p, uint32_t length, int split, unsigned depth,
                                   uint32_t *hash)
 {
@@ -580,40 +400,16 @@ static inline int hash_plain_ipv4(const uint8_t *p, uint32_t length, int split, 
 uint32_t brk_flow_hash(const uint8_t *frame, uint32_t caplen, int split,
                        unsigned depth, brk_frag_table *frags, uint32_t *flags)
 {
-    struct flow_key key = { frame, frame, 0, 0, 0, 0 };
     uint32_t local_flags = 0;
     uint32_t *out = flags ? flags : &local_flags;
-    *out = 0;
-
-    if (BRK_UNLIKELY(caplen < ETHERNET_HEADER_SIZE)) {
-        *out = BRK_HASH_TRUNCATED;
-        if (caplen >= 12) {
-            key.source = frame + 6;
-            key.address_size = 6;
-        }
-        return hash_key(&key, depth);
-    }
-    key.source = frame + 6;
-    key.address_size = 6;
-    uint16_t ethertype = load_be16(frame + 12);
-    uint32_t offset = ETHERNET_HEADER_SIZE;
-    for (unsigned tags = 0; BRK_UNLIKELY(ethertype == ETHERTYPE_VLAN || ethertype == ETHERTYPE_QINQ
-                                         || ethertype == ETHERTYPE_QINQ_LEGACY); tags++) {
-        if (tags == MAX_VLAN_TAGS || offset + VLAN_TAG_SIZE > caplen) {
-            *out = BRK_HASH_TRUNCATED;
-            return hash_key(&key, depth);
-        }
-        ethertype = load_be16(frame + offset + 2);
-        offset += VLAN_TAG_SIZE;
-    }
     uint32_t hash;
-    if (BRK_LIKELY(ethertype == ETHERTYPE_IPV4)) {
-        if (BRK_LIKELY(hash_plain_ipv4(frame + offset, caplen - offset, split, depth, &hash)))
-            return hash;
-        return hash_ip(frame + offset, caplen - offset, 4, split, depth, frags, &key, out);
+    /* Untagged plain IPv4 (most traffic) without the dissector's copies: the
+     * same value, which the hash vectors check both ways. */
+    if (BRK_LIKELY(caplen >= ETHERNET_HEADER_SIZE && load_be16(frame + 12) == ETHERTYPE_IPV4
+                   && hash_plain_ipv4(frame + ETHERNET_HEADER_SIZE, caplen - ETHERNET_HEADER_SIZE, split, depth,
+                                      &hash))) {
+        *out = 0;
+        return hash;
     }
-    if (ethertype == ETHERTYPE_IPV6)
-        return hash_ip(frame + offset, caplen - offset, 6, split, depth, frags, &key, out);
-    *out = BRK_HASH_NON_IP;
-    return hash_key(&key, depth);
+    return hash_dissected(frame, caplen, split, depth, frags, out);
 }

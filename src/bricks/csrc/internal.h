@@ -15,6 +15,7 @@
 #include "api/engine.h"
 #include "api/io.h"
 #include "api/filter.h"
+#include "api/balance.h"
 #include "api/netmap.h"
 
 #define BRK_LIKELY(x)   __builtin_expect(!!(x), 1)
@@ -22,7 +23,16 @@
 #define BRK_MAX_OUTPUTS 64
 
 /* One packet as a source hands it over; data stays valid until the source's
- * release(), i.e. until the end of the batch. */
+ * release(), i.e. until the end of the batch.
+ *
+ * The zero-copy rule: swappable_slot says that the whole of the RX buffer
+ * holding this packet may change hands, and a sink may then send that buffer
+ * (the slot's length of bytes from its start) instead of copying `data`. A
+ * brick that hands on a packet whose data or caplen it changed (stripping a
+ * header, slicing) must hand it on through brk_packet_moved(), which clears
+ * the slot; the netmap sink also swaps only when data still starts at the
+ * slot's buffer with the slot's length, so a brick that forgets sends its
+ * bytes by copy, never the buffer's stale ones. */
 struct brk_packet {
     const uint8_t *data;
     uint32_t caplen;     /* bytes present at data */
@@ -35,12 +45,37 @@ struct brk_packet {
     const void *slot_region;
 };
 
+/* A copy of packet whose data now starts `skip` bytes later and holds at most
+ * `caplen` bytes: its buffer can no longer be swapped whole (the rule above). */
+static inline struct brk_packet brk_packet_moved(const struct brk_packet *packet, uint32_t skip,
+                                                 uint32_t caplen)
+{
+    struct brk_packet moved = *packet;
+    skip = skip < packet->caplen ? skip : packet->caplen;
+    moved.data = packet->data + skip;
+    moved.caplen = caplen < packet->caplen - skip ? caplen : packet->caplen - skip;
+    moved.wirelen = packet->wirelen - (skip < packet->wirelen ? skip : packet->wirelen);
+    moved.swappable_slot = NULL;
+    moved.slot_region = NULL;
+    return moved;
+}
+
 /* A brick kind, defined once in its own brick_<kind>.c (Click's element):
- * its name, how many outputs it takes, and its per-packet action. */
+ * its name, how many outputs it takes, its config and counters, and its
+ * per-packet action. A kind with settings declares their struct and its
+ * counters' enum in api/<kind>.h; the builder registers every brick_*.c. */
 struct brk_brick_kind {
     const char *name;
     unsigned min_outputs;
     unsigned max_outputs;
+    /* Its config struct: brk_brick_new copies config_size bytes into
+     * brick->config. config_type names it for Python (cffi's ffi.new). */
+    size_t config_size;
+    const char *config_type;
+    /* The names of brick->stats.counters[0..], NULL-terminated (at most
+     * BRK_MAX_KIND_COUNTERS): the generic snapshot copies them, Python lists
+     * them by these names. */
+    const char *const *counters;
     size_t state_size;
     int (*init)(struct brk_brick *brick, char *error, size_t error_size);
     void (*push)(struct brk_brick *brick, const struct brk_packet *packet);
@@ -59,7 +94,7 @@ struct brk_output {
 
 struct brk_brick {
     const struct brk_brick_kind *kind;
-    struct brk_brick_config config;
+    const void *config;              /* kind->config_size bytes, or NULL */
     struct brk_brick_stats stats;
     unsigned outputs;
     uint64_t outputs_reciprocal;     /* for brk_output_for_hash: no division per packet */

@@ -632,6 +632,9 @@ static struct tpacket2_hdr *tx_frame(struct afpacket_sink *sink, unsigned index)
     return (struct tpacket2_hdr *)(sink->ring + (size_t)index * sink->frame_size);
 }
 
+/* The kernel's own test (eth_type_vlan in packet_extra_vlan_len_allowed),
+ * not a dissection: only an outer 802.1Q or 802.1ad tag earns the 4 extra
+ * bytes over the MTU, whatever else dissect.h counts as a tag. */
 static int is_vlan_tagged(const struct brk_packet *packet)
 {
     if (packet->caplen < ETH_HLEN)

@@ -570,7 +570,11 @@ static int netmap_send(struct brk_sink *base, const struct brk_packet *packet)
             return -1;
     }
     slot = &ring->slot[ring->head];
-    if (packet->swappable_slot && packet->slot_region == sink->port.region) {
+    /* The zero-copy rule (internal.h): swap only a buffer that starts with
+     * this packet's bytes (slot->len below is caplen, so a shortened packet
+     * swaps too); a brick that moved data gets its bytes copied. */
+    if (packet->swappable_slot && packet->slot_region == sink->port.region
+            && packet->data == brk_netmap_buf(ring, packet->swappable_slot->buf_idx)) {
         struct netmap_slot *received = packet->swappable_slot;
         uint32_t buffer = slot->buf_idx;
         slot->buf_idx = received->buf_idx;

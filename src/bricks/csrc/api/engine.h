@@ -6,13 +6,6 @@ typedef struct brk_brick_kind brk_brick_kind;
 typedef struct brk_sink brk_sink;
 typedef struct brk_source brk_source;
 
-/* Filled and checked by Python; C never parses strings. */
-struct brk_brick_config {
-    int split;              /* LoadBalancer: 2 or 4 */
-    unsigned depth;         /* 0 = the brick linked to the engine */
-    unsigned frag_slots;    /* fragment table size (0 = none) */
-};
-
 /* One output's counters. Every packet handed to it is exactly one of:
  * delivered (packets), dropped (drops, split by cause below) or queued. */
 struct brk_counters {
@@ -31,12 +24,13 @@ struct brk_counters {
     uint64_t refused;
 };
 
+/* A brick's counters: the two every brick has, then its kind's own, whose
+ * names its descriptor lists (brk_brick_kind_counter). */
+enum { BRK_MAX_KIND_COUNTERS = 8 };
 struct brk_brick_stats {
     uint64_t received_packets;
     uint64_t received_bytes;
-    uint64_t malformed;         /* truncated or unparsable headers (still forwarded) */
-    uint64_t fragment_fallbacks;
-    uint64_t filtered;          /* dropped on purpose (Filter without a reject output) */
+    uint64_t counters[BRK_MAX_KIND_COUNTERS];
     unsigned outputs;
 };
 
@@ -57,10 +51,17 @@ struct brk_engine_stats {
     int finished;               /* every source is exhausted (pcap input) */
 };
 
-brk_brick *brk_brick_new(const brk_brick_kind *kind, const struct brk_brick_config *config,
-                         char *error, size_t error_size);
+/* config: the kind's own config struct (filled and checked by Python; C
+ * never parses strings), or NULL for a kind that has none. */
+brk_brick *brk_brick_new(const brk_brick_kind *kind, const void *config, char *error, size_t error_size);
 /* The kind whose C name is name (e.g. "LoadBalancer"), or NULL. */
 const brk_brick_kind *brk_brick_kind_find(const char *name);
+/* The C type of the kind's config ("struct brk_balance_config"), or NULL when it takes none. */
+const char *brk_brick_kind_config_type(const brk_brick_kind *kind);
+/* The name of the kind's counter i (brk_brick_stats.counters[i]), or NULL past its last. */
+const char *brk_brick_kind_counter(const brk_brick_kind *kind, unsigned i);
+const brk_brick_kind *brk_brick_kind_of(const brk_brick *brick);
+/* 0, or -1 when the brick has all the outputs its kind (or BRK_MAX_OUTPUTS) allows. */
 int brk_brick_add_child(brk_brick *brick, brk_brick *child);
 int brk_brick_add_sink(brk_brick *brick, brk_sink *sink);
 void brk_brick_stats(const brk_brick *brick, struct brk_brick_stats *out);
@@ -68,9 +69,12 @@ int brk_brick_output_stats(const brk_brick *brick, unsigned output, struct brk_c
 void brk_brick_free(brk_brick *brick);
 
 brk_engine *brk_engine_new(unsigned batch, int cpu);
+/* An engine takes any number of sources (and their trees' bricks and sinks).
+ * 0, or -ENOMEM: the engine must then be freed, not run. */
 int brk_engine_add_source(brk_engine *engine, brk_source *source, brk_brick *target);
 /* Runs the RX loop in the calling thread until brk_engine_stop() or until
- * every source is exhausted. Returns 0, or -errno if it could not start. */
+ * every source is exhausted. Returns 0, or -errno when waiting for input
+ * failed (poll): the run then ended early, its sinks flushed. */
 int brk_engine_run(brk_engine *engine);
 /* Clears a past stop request; call before every brk_engine_run. */
 void brk_engine_rearm(brk_engine *engine);

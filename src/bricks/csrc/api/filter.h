@@ -48,11 +48,14 @@ struct brk_filter_rule_state {
     int64_t remaining_ns;        /* -1 = forever */
 };
 
-struct brk_filter_stats {
-    uint64_t passed;
-    uint64_t expression_rejected;
-    uint64_t rule_dropped;
-    uint64_t rule_allowed;       /* a drop rule matched, an allow rule overrode it */
+/* The Filter's counters, in brk_brick_stats.counters (published with every
+ * other counter under the brick's sequence lock). */
+enum brk_filter_counter {
+    BRK_FILTER_FILTERED = 0,             /* dropped on purpose (no reject output) */
+    BRK_FILTER_PASSED = 1,
+    BRK_FILTER_EXPRESSION_REJECTED = 2,
+    BRK_FILTER_RULE_DROPPED = 3,
+    BRK_FILTER_RULE_ALLOWED = 4          /* a drop rule matched, an allow rule overrode it */
 };
 
 /* expression: tcpdump syntax, or NULL / "" for none. NULL with a one-line
@@ -73,4 +76,3 @@ void brk_filter_clear(brk_filter_table *table);
 unsigned brk_filter_list(brk_filter_table *table, struct brk_filter_rule_state *out, unsigned max);
 /* How many rule sets were published so far (tests: updates are atomic). */
 uint64_t brk_filter_publications(brk_filter_table *table);
-void brk_filter_stats(const brk_brick *brick, struct brk_filter_stats *out);

@@ -1,9 +1,10 @@
-"""cffi builder (API mode) for bricks._native, the module that does all per-packet work.
+"""The builder of bricks._native (cffi, API mode), the module that does all per-packet work.
 
 The declarations Python sees are the per-topic headers in csrc/api/; every
-csrc/*.c is compiled in; each csrc/brick_<kind>.c defines one brick kind,
-which this builder registers in the kind table so that adding a brick touches
-one C file and one Python descriptor. It also compiles the XDP back-end's
+csrc/*.c is compiled in, warnings as errors; each csrc/brick_<kind>.c defines
+one brick kind (its descriptor names its config struct and counters), which
+this builder registers in the kind table so that adding a brick touches one C
+file and one Python descriptor (plus csrc/api/<kind>.h for its settings). It also compiles the XDP back-end's
 program (csrc/xdp/bricks.bpf.c, clang -target bpf) to bricks.bpf.o beside the
 module, and links libbpf when its headers are installed.
 """
@@ -139,7 +140,7 @@ ffibuilder.set_source(
     include_dirs=[str(CSRC)],
     libraries=["pcap", "pthread"] + (["bpf"] if LIBBPF else []),
     define_macros=[("BRK_HAVE_LIBBPF", "1")] if LIBBPF else [],
-    extra_compile_args=["-O3", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+    extra_compile_args=["-O3", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror"],
 )
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@
 #define DEDUP_BUCKET_SLOTS 8            /* one cache line of index slots */
 #define DEDUP_HEADER_MAX (14 + 60)      /* Ethernet (tags removed or not) + the longest IPv4 header... */
 #define DEDUP_NORMAL_MAX (14 + 4 * BRK_DISSECT_MAX_VLAN_TAGS + 60)   /* ... or with its tags kept */
-#define DEDUP_HASHED_PAYLOAD 64         /* bytes past the header that go into the hash */
+#define DEDUP_HASHED_PAYLOAD 32         /* bytes past the IP header that go into the hash (the L4 header) */
 #define DEDUP_CLOCK_EVERY 64            /* packets without a capture time: read the clock once per this many */
 
 static const char *const dedup_counters[] = { "deduplicated", "unique", "table_full", NULL };
@@ -86,17 +86,25 @@ static inline uint64_t mix(uint64_t hash, uint64_t word)
     return hash ^ (hash >> 29);
 }
 
-static uint64_t hash_bytes(uint64_t hash, const uint8_t *bytes, uint32_t length)
+/* Two independent lanes, so that one multiply's latency hides the other's. */
+static inline uint64_t hash_bytes(uint64_t hash, const uint8_t *bytes, uint32_t length)
 {
+    uint64_t other = hash ^ 0x6a09e667f3bcc909ull;
     uint32_t i = 0;
-    for (; i + 8 <= length; i += 8)
+    for (; i + 16 <= length; i += 16) {
         hash = mix(hash, load64(bytes + i));
+        other = mix(other, load64(bytes + i + 8));
+    }
+    if (i + 8 <= length) {
+        hash = mix(hash, load64(bytes + i));
+        i += 8;
+    }
     if (i < length) {
         uint64_t tail = 0;
         memcpy(&tail, bytes + i, length - i);
-        hash = mix(hash, tail);
+        other = mix(other, tail);
     }
-    return hash;
+    return mix(hash, other);
 }
 
 /* The frame's normalised view: the ignored fields of its link and IP headers
@@ -197,9 +205,14 @@ static inline uint32_t remembered(const struct dedup_state *state)
 /* Whether slot points at a remembered frame: its sequence is in the FIFO and
  * the entry there has its tag (a never-used slot, or one whose sequence came
  * round again after 2^32 frames, points at another frame's entry). */
+static inline int slot_in_fifo(const struct dedup_state *state, const struct dedup_slot *slot)
+{
+    return (uint32_t)(state->tail - slot->sequence) - 1 < remembered(state);
+}
+
 static inline int slot_alive(const struct dedup_state *state, const struct dedup_slot *slot)
 {
-    return (uint32_t)(state->tail - slot->sequence) - 1 < remembered(state)
+    return slot_in_fifo(state, slot)
         && (uint32_t)(state->entries[slot->sequence & (state->capacity - 1)].hash >> 32) == slot->tag;
 }
 
@@ -254,12 +267,14 @@ static void remember(struct dedup_state *state, const struct dedup_view *view, u
     memcpy(stored, view->header, view->header_length);
     memcpy(stored + view->header_length, view->rest, view->rest_length);
     state->store_end = position + length;
-    /* A dead slot, else the oldest of the bucket (its frame then cannot be found: forgotten early). */
+    /* A slot whose sequence left the FIFO, else the oldest of the bucket (its
+     * frame then cannot be found: forgotten early, unless the slot was stale).
+     * Only the sequence is read here: an entry's tag is a cache miss. */
     struct dedup_slot *chosen = NULL;
     uint32_t oldest_age = 0;
     for (unsigned i = 0; i < DEDUP_BUCKET_SLOTS; i++) {
         struct dedup_slot *slot = &bucket[i];
-        if (!slot_alive(state, slot)) {
+        if (!slot_in_fifo(state, slot)) {
             chosen = slot;
             break;
         }
@@ -269,35 +284,73 @@ static void remember(struct dedup_state *state, const struct dedup_view *view, u
             chosen = slot;
         }
     }
-    if (slot_alive(state, chosen))
+    if (slot_in_fifo(state, chosen) && slot_alive(state, chosen))
         state->counters[BRK_DEDUP_TABLE_FULL]++;
     chosen->tag = (uint32_t)(hash >> 32);
     chosen->sequence = state->tail++;
 }
 
-static void dedup_push(struct brk_brick *brick, const struct brk_packet *packet)
+static inline struct dedup_slot *bucket_of(const struct dedup_state *state, uint64_t hash)
 {
-    struct dedup_state *state = brick->state;
+    return &state->index[(hash & state->bucket_mask) * DEDUP_BUCKET_SLOTS];
+}
+
+/* One packet whose view and hash are made: forwarded and remembered, or counted as a copy. */
+static inline void dedup_decide(struct brk_brick *brick, struct dedup_state *state, const struct brk_packet *packet,
+                                const struct dedup_view *view, uint64_t hash)
+{
     uint64_t now = dedup_now(state, packet);
     while (remembered(state) && now - state->entries[state->head & (state->capacity - 1)].time > state->window)
         forget_oldest(state, 0);
-    struct dedup_view view;
-    dedup_view(state, packet->data, packet->caplen, &view);
-    uint64_t hash = view_hash(&view);
-    struct dedup_slot *bucket = &state->index[(hash & state->bucket_mask) * DEDUP_BUCKET_SLOTS];
-    uint32_t tag = (uint32_t)(hash >> 32), length = view_length(&view);
+    struct dedup_slot *bucket = bucket_of(state, hash);
+    uint32_t tag = (uint32_t)(hash >> 32), length = view_length(view);
     for (unsigned i = 0; i < DEDUP_BUCKET_SLOTS; i++) {
         if (bucket[i].tag != tag || !slot_alive(state, &bucket[i]))
             continue;
         const struct dedup_entry *entry = &state->entries[bucket[i].sequence & (state->capacity - 1)];
-        if (entry->hash == hash && entry->length == length && view_equals(state, entry, &view)) {
+        if (entry->hash == hash && entry->length == length && view_equals(state, entry, view)) {
             state->counters[BRK_DEDUP_DEDUPLICATED]++;
             return;
         }
     }
     state->counters[BRK_DEDUP_UNIQUE]++;
-    remember(state, &view, hash, bucket);
+    remember(state, view, hash, bucket);
+    /* Where the next frames' bytes go: the ring is written once per window, cold. */
+    __builtin_prefetch(state->store + (state->store_end + 256) % state->store_size, 1);
     brk_output_push(brick, 0, packet);
+}
+
+static void dedup_push(struct brk_brick *brick, const struct brk_packet *packet)
+{
+    struct dedup_state *state = brick->state;
+    struct dedup_view view;
+    dedup_view(state, packet->data, packet->caplen, &view);
+    dedup_decide(brick, state, packet, &view, view_hash(&view));
+}
+
+#define DEDUP_PREFETCH_GROUP 8
+
+/* A source's batch: the views and hashes of a group first, their buckets
+ * prefetched, then the decisions in order (a copy inside one group still
+ * finds its original, remembered just before). */
+static void dedup_push_batch(struct brk_brick *brick, const struct brk_packet *packets, unsigned count)
+{
+    struct dedup_state *state = brick->state;
+    struct dedup_view views[DEDUP_PREFETCH_GROUP];
+    uint64_t hashes[DEDUP_PREFETCH_GROUP];
+    for (unsigned base = 0; base < count; base += DEDUP_PREFETCH_GROUP) {
+        unsigned group = count - base < DEDUP_PREFETCH_GROUP ? count - base : DEDUP_PREFETCH_GROUP;
+        for (unsigned j = 0; j < group; j++) {
+            const struct brk_packet *packet = &packets[base + j];
+            if (base + j + DEDUP_PREFETCH_GROUP < count)
+                __builtin_prefetch(packet[DEDUP_PREFETCH_GROUP].data);
+            dedup_view(state, packet->data, packet->caplen, &views[j]);
+            hashes[j] = view_hash(&views[j]);
+            __builtin_prefetch(bucket_of(state, hashes[j]));
+        }
+        for (unsigned j = 0; j < group; j++)
+            dedup_decide(brick, state, &packets[base + j], &views[j], hashes[j]);
+    }
 }
 
 static uint32_t power_of_two_at_least(uint64_t value)
@@ -355,6 +408,7 @@ const struct brk_brick_kind brk_brick_dedup = {
     .state_size = sizeof(struct dedup_state),
     .init = dedup_init,
     .push = dedup_push,
+    .push_batch = dedup_push_batch,
     .fini = dedup_fini,
 };
 

@@ -31,9 +31,10 @@ def _port(name, side):
 class Brick:
     """One brick: a kind, its ports and its children; a C brick while linked."""
 
-    def __init__(self, kind, argument=None):
+    def __init__(self, kind, argument=None, options=None):
         self.kind = find_kind(kind)
         self.argument = self.kind.check_argument(argument)
+        self.options = self.kind.check_options(options)   # the third argument: a table of named settings
         self.inputs = []             # ports.PortName
         self.outputs = []
         self.children = []
@@ -294,7 +295,7 @@ def _child_fed_by(brick, output):
 
 
 def _node(brick, depth, index) -> Node:
-    config = brick.kind.config(brick.argument, depth) if brick.kind.config else None
+    config = brick.kind.config(brick.argument, depth, brick.options) if brick.kind.config else None
     outputs = []
     for number, port in enumerate(brick.outputs):
         child = _child_fed_by(brick, port)

@@ -231,3 +231,29 @@ def test_strip_layer_bits_are_the_dissectors_layer_kinds():
 def test_bad_strip_layers_are_one_line_errors(layers, message):
     with pytest.raises(BricksError, match=message):
         Brick("Strip", layers)
+
+
+# --- the shells ----------------------------------------------------------------------------------------
+
+def test_lua_takes_the_options_table_and_strips_list_and_refuses_bad_ones_in_one_line():
+    from bricks.lua import LuaRuntime
+    printed = []
+    runtime = LuaRuntime(output=printed.append)
+    runtime.execute('lb = Brick.new("LoadBalancer", 2, {tunnels = "inner"})\n'
+                    's = Brick.new("Strip", {"vxlan", "gtp"})\n'
+                    'print(lb)\nprint(s)\n'
+                    'print(select(2, pcall(Brick.new, "LoadBalancer", 4, {tunnels = "deep"})))\n'
+                    'print(select(2, pcall(Brick.new, "Strip", {"vxlan", 3})))\n'
+                    'print(select(2, pcall(Brick.new, "LoadBalancer", 4, 7)))\n')
+    text = "".join(printed).splitlines()
+    assert text[0].startswith("Brick LoadBalancer(2) {tunnels = inner}")
+    assert text[1].startswith("Brick Strip(vxlan, gtp)")
+    assert text[2] == 'Brick.new: LoadBalancer: tunnels must be "outer" or "inner", got \'deep\''
+    assert text[3].startswith("Brick.new: Strip: unknown layer 3")
+    assert text[4] == 'Brick.new: LoadBalancer options must be a table such as {tunnels = "inner"}, got 7'
+
+
+def test_bricks_load_balance_passes_tunnels_inner_to_its_load_balancer():
+    from bricks.cli import fan_out_chunk
+    assert 'Brick.new("LoadBalancer", nil, {tunnels = "inner"})' in fan_out_chunk("LoadBalancer", "eth3", 4, "inner")
+    assert 'Brick.new("LoadBalancer")\n' in fan_out_chunk("LoadBalancer", "eth3", 4)

@@ -109,6 +109,7 @@ class BrickKind:
     output_kinds: Tuple[str, ...]
     parse_argument: Callable = _no_argument
     parse_options: Callable = _no_options    # parse_options(kind name, options table or None) -> options
+    list_argument: bool = False              # its argument may be a list (a Lua table such as {"vxlan", "gre"})
     balances: bool = False           # spreads packets by flow hash: a brick below it is one level deeper
     config: Optional[Callable] = None     # config(argument, depth, options) -> the fields of its C config struct
     stands_for_interface: bool = False    # connect_input(files, interface): the interface the files were read on
@@ -153,7 +154,8 @@ KINDS = {kind.name: kind for kind in (
     BrickKind("Strip", "removes VLAN, MPLS, VXLAN, GENEVE, GRE, ERSPAN, GTP-U headers (all, or the ones named); "
               "forwards the inner Ethernet frame to every output",
               inputs=(1, 1), outputs=(1, UNLIMITED), input_kinds=LIVE_INPUTS,
-              output_kinds=LIVE_OUTPUTS + PCAP, parse_argument=_strip_layers, config=_strip_config),
+              output_kinds=LIVE_OUTPUTS + PCAP, parse_argument=_strip_layers, config=_strip_config,
+              list_argument=True),
     BrickKind("PcapWriter", "writes what reaches it to pcap files",
               inputs=(1, 1), outputs=(1, UNLIMITED), input_kinds=LIVE_INPUTS,
               output_kinds=PCAP),

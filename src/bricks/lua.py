@@ -460,10 +460,11 @@ class LuaRuntime:
         def brick_new(kind=None, argument=None, options=None):
             kind = _text(kind, "Brick.new: brick kind")
             # A table is a list argument (Strip's layers) or, third, the options ({tunnels = "inner"}).
-            if lupa_module.lua_type(argument) == "table":
+            takes_list = kind in KINDS and KINDS[kind].list_argument
+            if takes_list and lupa_module.lua_type(argument) == "table":
                 argument = _from_lua(argument)
             elif argument is not None and not isinstance(argument, (str, int, float, bool)):
-                raise BricksError(f"Brick.new: {kind} argument must be a number, a string or a table, "
+                raise BricksError(f"Brick.new: {kind} argument must be a number or a string, "
                                   f"got {_shown(argument)}")
             if options is not None and lupa_module.lua_type(options) != "table":
                 raise BricksError(f"Brick.new: {kind} options must be a table such as {{tunnels = \"inner\"}}, "

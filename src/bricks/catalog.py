@@ -16,8 +16,8 @@ from .ports import PortKind
 UNLIMITED = 64   # the C core's output limit (BRK_MAX_OUTPUTS)
 
 # What a port name may be, per side of a brick (see ports.parse_port_name).
-LIVE_INPUTS = (PortKind.INTERFACE, PortKind.CONSUMER)
-LIVE_OUTPUTS = (PortKind.INTERFACE, PortKind.BROKER)
+LIVE_INPUTS = (PortKind.INTERFACE, PortKind.CONSUMER, PortKind.TUNNEL)
+LIVE_OUTPUTS = (PortKind.INTERFACE, PortKind.BROKER, PortKind.TUNNEL)
 PCAP = (PortKind.PCAP,)
 
 

@@ -286,8 +286,13 @@ def living_owner(alias: str) -> Optional[int]:
     return int(marker["pid"])
 
 
+# The link kinds bricks creates: veth pipes and tunnel devices (tunnels.py), all with the owner alias.
+RECLAIMED_KINDS = ("veth", "vxlan", "gretap", "erspan")
+
+
 def reclaim_stale_pipes() -> List[str]:
-    """Delete the veths a dead bricks process left behind, and turn back on the offloads it had turned off.
+    """Delete the veths and tunnel devices a dead bricks process left behind, and turn back on the offloads
+    it had turned off.
 
     Returns the names of the links deleted.
     """
@@ -296,7 +301,7 @@ def reclaim_stale_pipes() -> List[str]:
     with IPRoute() as ipr:
         for link in ipr.get_links():
             name, alias = link.get("ifname"), link.get("ifalias") or ""
-            if link.get(("linkinfo", "kind")) != "veth" or not _ALIAS.match(alias):
+            if link.get(("linkinfo", "kind")) not in RECLAIMED_KINDS or not _ALIAS.match(alias):
                 continue
             if living_owner(alias) is None and _delete_link(ipr, name):
                 deleted.append(name)

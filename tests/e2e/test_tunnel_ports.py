@@ -168,6 +168,5 @@ def test_a_tunnel_the_kernel_cannot_make_is_a_one_line_error_and_leaves_nothing(
     finally:
         shutdown_all()
     message = str(caught.value)
-    print(message)
     assert message.startswith("erspan:198.18.255.2/5: ") and "\n" not in message
     assert not device_exists(parse_port_name("erspan:198.18.255.2/5").device)

@@ -233,6 +233,17 @@ class Plan:
                                                               PortKind.CONSUMER)})
 
     @property
+    def tunnel_walk_reason(self) -> Optional[str]:
+        """One line naming the first brick that needs the C engine's tunnel walk (a Strip, a balancing brick
+        with tunnels = "inner"), None when there is none: what a back-end that cannot run it (xdp) refuses."""
+        for node in self.nodes:
+            if node.kind.name == "Strip":
+                return "a Strip brick needs the C engine's tunnel walk"
+            if (node.brick.options or {}).get("tunnels") == "inner":
+                return f'{node.kind.name} with tunnels = "inner" needs the C engine\'s tunnel walk'
+        return None
+
+    @property
     def interfaces_read(self) -> List[str]:
         return sorted({source.port.interface for source in self.sources if source.port.kind == PortKind.INTERFACE})
 

@@ -257,3 +257,13 @@ def test_bricks_load_balance_passes_tunnels_inner_to_its_load_balancer():
     from bricks.cli import fan_out_chunk
     assert 'Brick.new("LoadBalancer", nil, {tunnels = "inner"})' in fan_out_chunk("LoadBalancer", "eth3", 4, "inner")
     assert 'Brick.new("LoadBalancer")\n' in fan_out_chunk("LoadBalancer", "eth3", 4)
+
+
+def test_a_plan_names_the_bricks_that_need_the_tunnel_walk():
+    from bricks.graph import plan
+    plain = Brick("LoadBalancer", 4, {"tunnels": "outer"}).connect_input("eth0").connect_output("eth0{0")
+    assert plan(plain, 64).tunnel_walk_reason is None
+    inner = Brick("LoadBalancer", 4, {"tunnels": "inner"}).connect_input("eth0").connect_output("eth0{0")
+    assert plan(inner, 64).tunnel_walk_reason == 'LoadBalancer with tunnels = "inner" needs the C engine\'s tunnel walk'
+    strip = Brick("Strip").connect_input("eth0").connect_output("eth0{0")
+    assert plan(strip, 64).tunnel_walk_reason == "a Strip brick needs the C engine's tunnel walk"

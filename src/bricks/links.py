@@ -268,13 +268,16 @@ def _owner_alias(pid: Optional[int] = None) -> str:
 def _process_start_time(pid: int) -> Optional[int]:
     """The start time of process `pid` (clock ticks since boot), None if it does not exist.
 
-    Together with the pid it names one process: a pid reused later has another start time.
+    Together with the pid it names one process: a pid reused later has another start time. A zombie is
+    dead (None): it owns nothing any more.
     """
     try:
         with open(f"/proc/{pid}/stat") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return None
+    if fields[0] in ("Z", "X"):
+        return None           # killed, not yet reaped (a daemon's parent is init, which may be slow to): dead
     return int(fields[19])    # field 22 of stat; fields here start at field 3
 
 

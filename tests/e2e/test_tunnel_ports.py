@@ -170,3 +170,30 @@ def test_a_tunnel_the_kernel_cannot_make_is_a_one_line_error_and_leaves_nothing(
     message = str(caught.value)
     assert message.startswith("erspan:198.18.255.2/5: ") and "\n" not in message
     assert not device_exists(parse_port_name("erspan:198.18.255.2/5").device)
+
+
+def test_a_remote_shell_builds_tunnel_trees_and_a_killed_daemons_devices_are_reclaimed_by_the_next(paths, testbed):
+    from tests.e2e.daemons import alive, wait_until
+    host_in, _ = testbed.add_input("in")
+    name = f"vxlan:198.18.255.2:{30000 + os.getpid() % 20000}/{os.getpid() % 1000000 + 7}"
+    device = parse_port_name(name).device
+    pid = paths.start_daemon()
+    try:
+        built = paths.remote(f'pe = PktEngine.new("tunnels")\n'
+                             f'lb = Brick.new("LoadBalancer", 4, {{tunnels = "inner"}})\n'
+                             f'lb:connect_input("{host_in}")\n'
+                             f's = Brick.new("Strip", {{"vxlan", "gtp"}})\n'
+                             f'lb:connect_output("{name}")\n'
+                             f'pe:link(lb)\npe:start()\nprint(lb)')
+        assert built.returncode == 0, built.stderr
+        assert built.stdout.startswith("Brick LoadBalancer(4) {tunnels = inner}") and device_exists(device)
+        bad = paths.remote('Brick.new("Dummy"):connect_output("vxlan:198.18.255.2/99999999")')
+        assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
+        assert "VNI '99999999' is not a number from 0 to 16777215" in bad.stderr
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not alive(pid))
+    assert device_exists(device)        # a SIGKILL leaves it behind ...
+    os.unlink(paths.pid_file)
+    paths.start_daemon()                # ... and the next daemon reclaims it
+    assert wait_until(lambda: not device_exists(device))

@@ -267,3 +267,27 @@ def test_a_plan_names_the_bricks_that_need_the_tunnel_walk():
     assert plan(inner, 64).tunnel_walk_reason == 'LoadBalancer with tunnels = "inner" needs the C engine\'s tunnel walk'
     strip = Brick("Strip").connect_input("eth0").connect_output("eth0{0")
     assert plan(strip, 64).tunnel_walk_reason == "a Strip brick needs the C engine's tunnel walk"
+
+
+def test_inner_split_2_keeps_every_inner_host_pair_on_one_output(tmp_path):
+    """Split 2 hashes the inner address pair: all connections between two inner hosts, any ports, together."""
+    frames, pair = [], {}
+    for number, (client, server, port, service) in enumerate(inner_connections(300)):
+        for extra in range(3):    # three connections per host pair, in both directions
+            request = Ether(**INNER_MACS) / IP(src=client, dst=server) / TCP(sport=port + extra, dport=service)
+            reply = Ether(**INNER_MACS) / IP(src=server, dst=client) / TCP(sport=service, dport=port + extra)
+            for direction, packet in enumerate((request, reply)):
+                frame = bytes(outer(number * 6 + extra * 2 + direction, packet, KINDS[(number + extra + direction) % 4]))
+                frames.append(frame)
+                pair[frame] = number
+    write_pcap(tmp_path / "in.pcap", frames)
+    reader = Brick("PcapReader").connect_input(str(tmp_path / "in.pcap")).connect_output("tun{0")
+    balancer = Brick("LoadBalancer", 2, {"tunnels": "inner"}).connect_input("tun}0")
+    balancer.connect_output(*[str(tmp_path / f"out{n}.pcap") for n in range(2)])
+    reader.link(balancer)
+    run(reader, balancer)
+    output_of = {}
+    for number in range(2):
+        for frame in pcap_frames(tmp_path / f"out{number}.pcap"):
+            assert output_of.setdefault(pair[frame], number) == number
+    assert len(output_of) == 300 and 0.4 <= sum(output_of.values()) / 300 <= 0.6

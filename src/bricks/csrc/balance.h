@@ -35,7 +35,8 @@ static inline int brk_balance_init(struct brk_brick *brick, char *error, size_t 
     return 0;
 }
 
-/* The innermost flow's hash: both directions of an inner connection agree, whatever tunnel carries it.
+/* The innermost flow's hash (split 4: its addresses and ports; split 2: its addresses): both directions
+ * of an inner connection agree, whatever tunnel carries it.
  * Fragments carry no ports past the first: an inner fragment hashes on its inner address pair and
  * the innermost headers before it, an outer fragment (the tunnel packet itself cut by the network) on
  * the outer address pair; every fragment of one datagram thus lands on one output, though not
@@ -49,6 +50,12 @@ static inline uint32_t brk_balance_inner_hash(struct brk_brick *brick, const str
     if (BRK_UNLIKELY(tunnel_keys.inner_result & (BRK_DISSECT_TRUNCATED | BRK_DISSECT_FRAGMENT))) {
         brick->stats.counters[BRK_BALANCE_MALFORMED] += !!(tunnel_keys.inner_result & BRK_DISSECT_TRUNCATED);
         brick->stats.counters[BRK_BALANCE_FRAGMENT_FALLBACKS] += !!(tunnel_keys.inner_result & BRK_DISSECT_FRAGMENT);
+    }
+    if (state->config.split == 2) {
+        /* Split 2: the innermost address pair alone, with the stand-in ports the default walk gives it. */
+        tunnel_keys.inner.source_port = BRK_ADDRESS_PAIR_SOURCE_PORT;
+        tunnel_keys.inner.destination_port = BRK_ADDRESS_PAIR_DESTINATION_PORT;
+        tunnel_keys.inner.has_ports = 0;
     }
     return brk_endpoints_hash(&tunnel_keys.inner, state->config.depth);
 }

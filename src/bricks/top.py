@@ -18,6 +18,13 @@ from .metrics import add_rates, output_drops, output_rows
 QUIT_KEYS = ("q", "Q")
 
 
+def _rate_cells(rates):
+    """Mpps, Gbit/s, drops/s: four significant digits, so a test's 2,000 packets/s still shows (0.002 Mpps)
+    and a 14.88 Mpps link reads as such."""
+    return (f"{rates['packets_per_second'] / 1e6:.4g}", f"{rates['bits_per_second'] / 1e9:.4g}",
+            f"{rates['drops_per_second']:.0f}")
+
+
 def render(snapshot, socket_path):
     """The screen for one snapshot with rates: a title line, then one row per output and one per engine."""
     from rich.console import Group
@@ -32,14 +39,11 @@ def render(snapshot, socket_path):
         table.add_column(heading, justify=justify, no_wrap=True)
     for known in snapshot["engines"]:
         rates = known["rates"]
-        table.add_row(known["name"], "", "(received)", f"{rates['packets_per_second'] / 1e6:.3f}",
-                      f"{rates['bits_per_second'] / 1e9:.3f}", f"{rates['drops_per_second']:.0f}",
-                      str(known["packets"]), str(known["drops"]), style="bold")
+        table.add_row(known["name"], "", "(received)", *_rate_cells(rates), str(known["packets"]),
+                      str(known["drops"]), style="bold")
         for (_, brick, name), output in output_rows({"engines": [known]}):
-            rates = output["rates"]
-            table.add_row("", brick, name, f"{rates['packets_per_second'] / 1e6:.3f}",
-                          f"{rates['bits_per_second'] / 1e9:.3f}", f"{rates['drops_per_second']:.0f}",
-                          str(output["packets"]), str(output_drops(output)))
+            table.add_row("", brick, name, *_rate_cells(output["rates"]), str(output["packets"]),
+                          str(output_drops(output)))
     lines = [title, table]
     if not snapshot["engines"]:
         lines.append(Text("no engines"))

@@ -296,7 +296,8 @@ def row_of(screen, output):
 @pytest.mark.parametrize("quit_keys", [["q"], ["C-c"]])
 def test_top_shows_rates_per_output_in_tmux_and_quits_cleanly(paths, testbed, tmp_path, quit_keys):
     broker = Broker(paths, testbed, tmp_path)
-    command = " ".join(bricks("bricks") + ["top", "-a", paths.socket])
+    # The pane's own size, not a COLUMNS that the shell tmux starts may export (80 under pytest).
+    command = " ".join(["env", "-u", "COLUMNS", "-u", "LINES"] + bricks("bricks") + ["top", "-a", paths.socket])
     view = Tmux(command)
     sender = None
     try:

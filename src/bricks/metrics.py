@@ -132,13 +132,14 @@ class StatusFile:
         self.failing = False          # logged once, not every 5 s
 
     def write(self):
-        snapshot = add_rates(daemon_snapshot(), self.previous)
-        snapshot["interval"] = self.interval
         try:
+            snapshot = add_rates(daemon_snapshot(), self.previous)
+            snapshot["interval"] = self.interval
             write_atomically(self.path, json.dumps(snapshot, indent=1, sort_keys=True) + "\n")
-        except OSError as error:
+        except Exception as error:      # the thread must live on: the next write may succeed
             if not self.failing and self.log is not None:
-                self.log.warning("cannot write the status file %s: %s", self.path, error.strerror)
+                reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+                self.log.warning("cannot write the status file %s: %s", self.path, reason)
             self.failing = True
             return
         self.failing = False

@@ -327,7 +327,12 @@ class Daemon:
             elif operation == "stats":
                 # Read beside the Lua state, not through it: a long chunk never delays a dashboard.
                 from .metrics import daemon_snapshot
-                send_message(connection, {"stats": daemon_snapshot()})
+                try:
+                    answer = {"stats": daemon_snapshot()}
+                except Exception as error:     # a bug must reach the client as one line, not hang it
+                    log.error("stats: %s", _one_line(error), exc_info=True)
+                    answer = {"error": f"stats: {_one_line(error)}"}
+                send_message(connection, answer)
             elif operation == "complete" and isinstance(request.get("prefix"), str):
                 send_message(connection, {"completions": self.service.completions(request["prefix"])})
             elif operation == "interrupt":

@@ -126,6 +126,12 @@ def test_stats_as_json_lua_tables_and_the_status_file(paths, testbed, tmp_path):
         assert rules["filter"] == f"{broker.filtered_if}{{0"
         assert [(rule["action"], rule["src"], rule["hits"]) for rule in rules["rules"]] == [("drop", DROPPED, 25)]
 
+        # As text: the BRICKS.show_stats() table, then each engine's pe:show_stats().
+        text = paths.run("bricks", "stats")
+        assert text.returncode == 0, text.stderr
+        assert "Engine lb: 300 packets, 18000 bytes, 0 dropped" in text.stdout
+        assert text.stdout.splitlines()[0].split() == ["Engine", "Packet", "Cnt", "Byte", "Cnt", "Packet", "Drop"]
+
         # The same counters as Lua tables, from a remote shell.
         chunk = ('local s = PktEngine.retrieve("lb"):stats() '
                  'local o = s.bricks[1].outputs '
@@ -247,6 +253,13 @@ def test_prometheus_scrapes_counters_moving_while_traffic_flows(paths, testbed, 
     finally:
         prometheus.stop()
         paths.kill_leftover()
+
+
+@pytest.mark.parametrize("command", [["stats"], ["stats", "--json"], ["top"]])
+def test_no_daemon_is_one_line(paths, command):
+    result = paths.run("bricks", *command)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == f"bricks: no daemon listening on {paths.socket}\n"
 
 
 def test_metrics_port_taken_is_one_line_and_no_daemon(paths, testbed, tmp_path):

@@ -3,7 +3,7 @@
 The counters come through the daemon's socket (`{"op": "stats"}`, read beside
 the Lua state); the rates are the growth between two snapshots over the time
 between them (metrics.add_rates). q or Ctrl+C quits and gives the terminal
-back as it was.
+back as it was. Piped, it prints one table per round (`bricks top --rounds 5 | tee`).
 """
 import contextlib
 import os
@@ -88,12 +88,16 @@ def run_top(session, socket_path, interval=1.0, rounds=None):
     console = Console()
     previous = None
     drawn = 0
+    # On a terminal one screen redrawn in place (the alternate screen, left on exit); piped, one table per round.
+    live = Live(console=console, screen=True, auto_refresh=False) if console.is_terminal else None
     try:
-        with _keys_without_echo() as reading_keys, \
-                Live(console=console, screen=console.is_terminal, auto_refresh=False) as live:
+        with _keys_without_echo() as reading_keys, live or contextlib.nullcontext():
             while rounds is None or drawn < rounds:
                 snapshot = add_rates(session.stats(), previous)
-                live.update(render(snapshot, socket_path), refresh=True)
+                if live is not None:
+                    live.update(render(snapshot, socket_path), refresh=True)
+                else:
+                    console.print(render(snapshot, socket_path))
                 previous, drawn = snapshot, drawn + 1
                 if (rounds is None or drawn < rounds) and _quit_pressed(reading_keys, interval):
                     break

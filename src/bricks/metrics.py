@@ -13,8 +13,8 @@ BRICKS.stats() and the status file carry):
      "filters": [{"engine", "filter" (its first output's name), "rules": [f:rules() entries]}]}
 
 `add_rates(snapshot, previous)` adds a "rates" dict (packets_per_second,
-bits_per_second, drops_per_second) to every engine and every output, from the
-counters' growth since `previous`.
+bits_per_second, drops_per_second) to every engine, brick (what it received,
+what its outputs lost) and output, from the counters' growth since `previous`.
 """
 import json
 import os
@@ -74,6 +74,18 @@ def _output_counters(output):
     return {"packets": output["packets"], "bytes": output["bytes"], "drops": output_drops(output)}
 
 
+def _brick_counters(brick):
+    return {"packets": brick["received"], "bytes": brick["received_bytes"],
+            "drops": sum(output_drops(output) for output in brick["outputs"])}
+
+
+def brick_rows(snapshot):
+    """(engine, brick label) and the brick's snapshot, for every brick of every engine."""
+    for known in snapshot["engines"]:
+        for index, brick in enumerate(known["bricks"]):
+            yield (known["name"], brick_label(index, brick)), brick
+
+
 def output_rows(snapshot):
     """(engine, brick label, output) and the output's snapshot, for every output of every engine."""
     for known in snapshot["engines"]:
@@ -86,10 +98,14 @@ def add_rates(snapshot, previous):
     """snapshot, with "rates" in each engine and each output: the growth since previous (None: zeros)."""
     seconds = snapshot["time"] - previous["time"] if previous else 0.0
     engines_before = {known["name"]: known for known in previous["engines"]} if previous else {}
+    bricks_before = dict(brick_rows(previous)) if previous else {}
     outputs_before = dict(output_rows(previous)) if previous else {}
     for known in snapshot["engines"]:
         before = engines_before.get(known["name"])
         known["rates"] = _rates(known, before, seconds)
+    for key, brick in brick_rows(snapshot):
+        before = bricks_before.get(key)
+        brick["rates"] = _rates(_brick_counters(brick), before and _brick_counters(before), seconds)
     for key, output in output_rows(snapshot):
         before = outputs_before.get(key)
         output["rates"] = _rates(_output_counters(output), before and _output_counters(before), seconds)

@@ -25,13 +25,13 @@ def _rate_cells(rates):
             f"{rates['drops_per_second']:.0f}")
 
 
-def render(snapshot, socket_path):
+def render(snapshot, socket_path, hint="   (q quits)"):
     """The screen for one snapshot with rates: a title line, then one row per output and one per engine."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
     title = Text(f"bricks top: daemon pid {snapshot['pid']} on {socket_path}, back-end {snapshot['backend']}, "
-                 f"{time.strftime('%H:%M:%S', time.localtime(snapshot['time']))}   (q quits)")
+                 f"{time.strftime('%H:%M:%S', time.localtime(snapshot['time']))}{hint}")
     table = Table(expand=False, header_style="bold")
     for heading, justify in (("Engine", "left"), ("Brick", "left"), ("Output", "left"), ("Mpps", "right"),
                              ("Gbit/s", "right"), ("Drops/s", "right"), ("Packets", "right"),
@@ -97,7 +97,7 @@ def run_top(session, socket_path, interval=1.0, rounds=None):
                 if live is not None:
                     live.update(render(snapshot, socket_path), refresh=True)
                 else:
-                    console.print(render(snapshot, socket_path))
+                    console.print(render(snapshot, socket_path, hint=""))
                 previous, drawn = snapshot, drawn + 1
                 if (rounds is None or drawn < rounds) and _quit_pressed(reading_keys, interval):
                     break

@@ -151,6 +151,7 @@ def test_stats_as_json_lua_tables_and_the_status_file(paths, testbed, tmp_path):
         lb_rates = engine_named(written, "lb")["rates"]
         assert lb_rates["packets_per_second"] > 0 and written["interval"] == 5.0
         assert lb_rates["bits_per_second"] == pytest.approx(lb_rates["packets_per_second"] * 60 * 8)
+        assert engine_named(written, "lb")["bricks"][0]["rates"] == lb_rates
         outputs = engine_named(written, "lb")["bricks"][0]["outputs"]
         assert sum(output["rates"]["packets_per_second"] for output in outputs) == \
             pytest.approx(lb_rates["packets_per_second"])

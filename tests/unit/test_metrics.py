@@ -29,7 +29,7 @@ def snapshot(at, delivered, full=0, rules=()):
     engine = {"name": "lb", "time": at, "running": True, "finished": False, "packets": 2 * delivered + full,
               "bytes": 60 * (2 * delivered + full), "drops": full, "kernel_drops": 0, "output_drops": full,
               "transmit_drops": 0, "queued": 0, "input_malformed": 0, "problems": [],
-              "bricks": [{"kind": "LoadBalancer", "received": 2 * delivered + full, "received_bytes": 0,
+              "bricks": [{"kind": "LoadBalancer", "received": 2 * delivered + full, "received_bytes": 60 * (2 * delivered + full),
                           "malformed": 0, "fragment_fallbacks": 0, "filtered": 0, "outputs": outputs}]}
     engine.update((f"output_{cause}", 0) for cause, _ in DROP_CAUSES)
     engine["output_full"] = full
@@ -43,6 +43,7 @@ def test_rates_are_the_growth_over_the_seconds_between_snapshots():
     engine = now["engines"][0]
     assert engine["rates"] == {"packets_per_second": 2200.0, "bits_per_second": 2200 * 480.0,
                                "drops_per_second": 200.0}
+    assert engine["bricks"][0]["rates"] == engine["rates"]     # the one brick received all the engine read
     p0, p1 = engine["bricks"][0]["outputs"]
     assert p0["rates"] == {"packets_per_second": 1000.0, "bits_per_second": 480000.0, "drops_per_second": 200.0}
     assert p1["rates"]["drops_per_second"] == 0.0

@@ -29,8 +29,9 @@ def snapshot(at, delivered, full=0, rules=()):
     engine = {"name": "lb", "time": at, "running": True, "finished": False, "packets": 2 * delivered + full,
               "bytes": 60 * (2 * delivered + full), "drops": full, "kernel_drops": 0, "output_drops": full,
               "transmit_drops": 0, "queued": 0, "input_malformed": 0, "problems": [],
-              "bricks": [{"kind": "LoadBalancer", "received": 2 * delivered + full, "received_bytes": 60 * (2 * delivered + full),
-                          "malformed": 0, "fragment_fallbacks": 0, "filtered": 0, "outputs": outputs}]}
+              "bricks": [{"kind": "LoadBalancer", "received": 2 * delivered + full,
+                          "received_bytes": 60 * (2 * delivered + full), "malformed": 0, "fragment_fallbacks": 0,
+                          "filtered": 0, "outputs": outputs}]}
     engine.update((f"output_{cause}", 0) for cause, _ in DROP_CAUSES)
     engine["output_full"] = full
     return {"time": at, "pid": 1, "backend": "packet", "backend_detail": "auto", "engines": [engine],

@@ -291,3 +291,14 @@ def test_inner_split_2_keeps_every_inner_host_pair_on_one_output(tmp_path):
         for frame in pcap_frames(tmp_path / f"out{number}.pcap"):
             assert output_of.setdefault(pair[frame], number) == number
     assert len(output_of) == 300 and 0.4 <= sum(output_of.values()) / 300 <= 0.6
+
+
+def test_netmap_leaves_a_tree_with_a_tunnel_port_to_the_packet_back_end(monkeypatch):
+    from bricks.backends import netmap as netmap_backend
+    from bricks.graph import plan
+    monkeypatch.setattr(netmap_backend.netmap, "missing_reason", lambda: None)    # as if netmap were loaded
+    monkeypatch.setattr(netmap_backend.netmap, "probe", lambda interface, qid: None)
+    tree = Brick("Dummy").connect_input("eth0").connect_output("vxlan:192.0.2.7/42")
+    assert netmap_backend.BACKEND.probe(plan(tree, 64)) == \
+        "vxlan:192.0.2.7/42: tunnel ports are kernel devices, which the packet back-end opens"
+    assert netmap_backend.BACKEND.probe(plan(Brick("Dummy").connect_input("eth0").connect_output("eth0{0"), 64)) is None

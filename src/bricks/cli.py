@@ -147,27 +147,36 @@ def shell_main(socket_path, command):
     _remote(socket_path, command)
 
 
-def fan_out_chunk(brick_kind, interface, count):
-    """The Lua chunk of bricks-load-balance / bricks-duplicate: IFACE to pipes IFACE{0..count-1, started."""
+def fan_out_chunk(brick_kind, interface, count, tunnels=None):
+    """The Lua chunk of bricks-load-balance / bricks-duplicate: IFACE to pipes IFACE{0..count-1, started
+    (tunnels: the LoadBalancer's tunnels option, "inner" to hash the innermost flow)."""
     from .lua_service import lua_string
     name = lua_string(interface)
     engine = lua_string(f"{brick_kind.lower()}-{interface}")
+    options = f", nil, {{tunnels = {lua_string(tunnels)}}}" if tunnels else ""
     return (f"local engine = PktEngine.new({engine})\n"
-            f"local brick = Brick.new({lua_string(brick_kind)})\n"
+            f"local brick = Brick.new({lua_string(brick_kind)}{options})\n"
             f"brick:connect_input({name})\n"
             f"brick:connect_outputs({name}, {count})\n"
             f"engine:link(brick)\n"
             f"engine:start()\n")
 
 
-def _fan_out_command(brick_kind, summary):
+def _tunnels_option(function):
+    return click.option("--tunnels", type=click.Choice(["outer", "inner"]), default=None,
+                        help="Which flow of tunnelled traffic (VXLAN, GENEVE, GRE, ERSPAN, GTP-U, MPLS) decides "
+                             "the pipe: inner keeps every inner connection on one pipe [default: outer, "
+                             "the original's hash].")(function)
+
+
+def _fan_out_command(brick_kind, summary, balances=False):
     @click.command(context_settings=CONTEXT, help=summary + " IFACE N may also be given as IFACE:N "
                    "(a systemd instance: bricks-load-balance@eth3:4).")
     @_version_option
     @click.argument("interface", metavar="IFACE")
     @click.argument("count", metavar="N", type=click.IntRange(1, MAX_PIPES), required=False)
     @_daemon_options
-    def command(interface, count, backend, batch, **daemon_settings):
+    def command(interface, count, backend, batch, tunnels=None, **daemon_settings):
         if count is None:
             from .errors import BricksError
             from .systemd import parse_fan_out_instance
@@ -175,12 +184,14 @@ def _fan_out_command(brick_kind, summary):
                 interface, count = parse_fan_out_instance(interface)
             except BricksError as error:
                 _fail(str(error), status=2)
-        _start_daemon(daemon_settings, backend, batch, script_text=fan_out_chunk(brick_kind, interface, count))
-    return command
+        _start_daemon(daemon_settings, backend, batch,
+                      script_text=fan_out_chunk(brick_kind, interface, count, tunnels))
+    return _tunnels_option(command) if balances else command
 
 
 load_balance_main = _fan_out_command(
-    "LoadBalancer", "Start a daemon that balances IFACE's traffic, flow by flow, to pipes IFACE}0 .. IFACE}N-1.")
+    "LoadBalancer", "Start a daemon that balances IFACE's traffic, flow by flow, to pipes IFACE}0 .. IFACE}N-1.",
+    balances=True)
 duplicate_main = _fan_out_command(
     "Duplicator", "Start a daemon that copies all of IFACE's traffic to each of the pipes IFACE}0 .. IFACE}N-1.")
 

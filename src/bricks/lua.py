@@ -87,8 +87,11 @@ def _brick_help():
                      for name, kind in KINDS.items() if kind.methods)
     return f"""\
 Brick commands:
-  b = Brick.new(kind [, arg])  a new brick; LoadBalancer's arg is its split:
-                               2 (IP pair) or 4 (IP pair and ports, default)
+  b = Brick.new(kind [, arg [, options]])  a new brick; LoadBalancer's arg is its
+                               split: 2 (IP pair) or 4 (IP pair and ports, default);
+                               options {{tunnels = "inner"}} hash the innermost flow
+                               of tunnelled frames. Strip's arg: the layers it removes,
+                               e.g. {{"vxlan", "gre"}} (default: all of them)
   b:connect_input(name, ...)   its input (Merge: several; PcapReader: a file or
                                directory, then the interface it stands for)
   b:connect_output(name, ...)  its outputs: pipes IF{{N, interfaces, pcap paths
@@ -461,17 +464,25 @@ class LuaRuntime:
             function = functools.partial(engine_methods[method], handle)
             return function(*_arguments_that_fit(f"{handle.name}:{method}", function, args))
 
-        def brick_new(kind=None, argument=None):
+        def brick_new(kind=None, argument=None, options=None):
             kind = _text(kind, "Brick.new: brick kind")
-            if argument is not None and not isinstance(argument, (str, int, float, bool)):
+            # A table is a list argument (Strip's layers) or, third, the options ({tunnels = "inner"}).
+            takes_list = kind in KINDS and KINDS[kind].list_argument
+            if takes_list and lupa_module.lua_type(argument) == "table":
+                argument = _from_lua(argument)
+            elif argument is not None and not isinstance(argument, (str, int, float, bool)):
                 raise BricksError(f"Brick.new: {kind} argument must be a number or a string, "
                                   f"got {_shown(argument)}")
+            if options is not None and lupa_module.lua_type(options) != "table":
+                raise BricksError(f"Brick.new: {kind} options must be a table such as {{tunnels = \"inner\"}}, "
+                                  f"got {_shown(options)}")
+            options = _from_lua(options) if options is not None else None
             if kind in KINDS and KINDS[kind].balances and isinstance(argument, str):
                 argument = lua_tonumber(argument) if lua_tonumber(argument) is not None else argument
             if isinstance(argument, float) and argument.is_integer():
                 argument = int(argument)
             try:
-                created = Brick(kind, argument)
+                created = Brick(kind, argument, options)
             except BricksError as error:
                 raise BricksError(_prefixed("Brick.new", error)) from None
             return created, runtime._lua.table_from(list(created.kind.methods))
@@ -639,7 +650,10 @@ def _describe_engine(handle):
 
 
 def _describe_brick(handle):
-    argument = f"({handle.argument})" if handle.argument is not None else ""
+    shown = ", ".join(handle.argument) if isinstance(handle.argument, tuple) else handle.argument
+    argument = f"({shown})" if handle.argument is not None else ""
+    if handle.options:
+        argument += " {" + ", ".join(f"{key} = {value}" for key, value in handle.options.items()) + "}"
     inputs = ", ".join(port.name for port in handle.inputs) or "none"
     outputs = ", ".join(port.name for port in handle.outputs) or "none"
     where = f"linked to {handle.engine.name}" if handle.engine is not None else "not linked"

@@ -752,8 +752,9 @@ TOO_MANY = [
     ("PktEngine.new('e9', 512, -1, 'extra')", "PktEngine.new: takes at most 3 arguments"),
     ("PktEngine.retrieve('e0', 1)", "PktEngine.retrieve: takes at most 1 argument"),
     ("PktEngine.help(1)", "PktEngine.help: takes no arguments, got 1"),
-    ("Brick.new('Dummy', nil, 3)", "Brick.new: takes at most 2 arguments (kind, argument), got 3"),
-    ("Brick.new('LoadBalancer', 4, 5)", "Brick.new: takes at most 2 arguments"),
+    # (issue 12: the third argument is the options table)
+    ("Brick.new('Dummy', nil, {}, 3)", "Brick.new: takes at most 3 arguments (kind, argument, options), got 4"),
+    ("Brick.new('LoadBalancer', 4, {}, 5)", "Brick.new: takes at most 3 arguments"),
     ("Brick.help(1)", "Brick.help: takes no arguments"),
     ("Filter.help(1)", "Filter.help: takes no arguments"),
     ("Filter.retrieve('eth9{4', 1)", "Filter.retrieve: takes at most 1 argument"),

@@ -6,9 +6,12 @@ import struct
 import pytest
 
 from bricks import catalog
-from bricks._native import lib
-from bricks.frames import (ETHERTYPE_IPV4, UDP, checksum, ether, ip_frame, ipv4, ipv6, pad, tcp_frame, udp,
-                           udp_frame)
+from bricks import engine as engine_module
+from bricks._native import ffi, lib
+from bricks.engine import PktEngine
+from bricks.frames import (ETHERTYPE_IPV4, UDP, checksum, ether, ip_frame, ipv4, ipv6, pad, pcap_bytes, read_pcap,
+                           tcp_frame, udp, udp_frame)
+from bricks.lua import LuaError, LuaRuntime
 from tests.native import Graph, brick_stats, memory_source, output_counters
 
 PAYLOAD = b"payload-bytes-" * 4
@@ -88,7 +91,7 @@ def test_any_other_byte_differing_is_not_a_duplicate():
 def test_non_ip_frames_are_compared_whole():
     arp = pad(ether(b"\x00\x01\x08\x00\x06\x04\x00\x01" + bytes(20), 0x0806))
     tagged_arp = pad(ether(b"\x00\x01\x08\x00\x06\x04\x00\x01" + bytes(20), 0x0806, vlans=[(0x8100, 5)]))
-    assert run_dedup([arp, arp, tagged_arp, b"\x01\x02", b"\x01\x02", b""]) [0] == 4
+    assert run_dedup([arp, arp, tagged_arp, b"\x01\x02", b"\x01\x02", b""])[0] == 4
 
 
 def test_window_expiry_on_a_fake_clock():
@@ -134,47 +137,41 @@ def test_bad_options_are_one_line_errors():
             catalog.KINDS["Dedup"].check_argument(options)
 
 
-def run_slice(frames, argument):
+def run_slice(tmp_path, frames, argument):
     """Frames through Slice into a pcap file: the records read back, and Slice's counters."""
-    from bricks._native import ffi
-    from bricks.frames import read_pcap
-    import tempfile
-    import os
-    with tempfile.TemporaryDirectory() as directory:
-        path = os.path.join(directory, "out.pcap")
-        with Graph() as graph:
-            brick = graph.brick("Slice", **catalog.KINDS["Slice"].check_argument(argument))
-            error = ffi.new("char[]", 256)
-            sink = lib.brk_sink_pcap_open(path.encode(), 0, error, len(error))
-            assert sink != ffi.NULL, ffi.string(error)
-            graph.sink(brick, sink)
-            graph.source(memory_source(frames), brick)
-            graph.run()
-            counted = brick_stats(brick)
-        with open(path, "rb") as file:
-            return read_pcap(file.read()).records, counted
+    path = tmp_path / "out.pcap"
+    with Graph() as graph:
+        brick = graph.brick("Slice", **catalog.KINDS["Slice"].check_argument(argument))
+        error = ffi.new("char[]", 256)
+        sink = lib.brk_sink_pcap_open(str(path).encode(), 0, error, len(error))
+        assert sink != ffi.NULL, ffi.string(error)
+        graph.sink(brick, sink)
+        graph.source(memory_source(frames), brick)
+        graph.run()
+        counted = brick_stats(brick)
+    return read_pcap(path.read_bytes()).records, counted
 
 
 LONG_TCP = tcp_frame("10.0.0.1", "10.0.0.2", 1, 2, bytes(range(256)) * 4)
 
 
-def test_slice_cuts_to_n_bytes_and_keeps_the_wire_length():
+def test_slice_cuts_to_n_bytes_and_keeps_the_wire_length(tmp_path):
     frames = [LONG_TCP, pad(udp_frame("10.0.0.1", "10.0.0.2", 1, 2))]
-    records, counted = run_slice(frames, 128)
+    records, counted = run_slice(tmp_path, frames, 128)
     assert [(len(record[3]), record[2]) for record in records] == [(128, len(LONG_TCP)), (60, 60)]
     assert records[0][3] == LONG_TCP[:128]          # lengths as on the wire: untouched bytes
     assert (counted.sliced, counted.lengths_fixed) == (1, 0)
 
 
-def test_slice_after_the_l4_header():
+def test_slice_after_the_l4_header(tmp_path):
     udp6 = ip_frame(ipv6("2001:db8::1", "2001:db8::2", UDP, udp(1, 2, bytes(300))))
     tagged = tcp_frame("10.0.0.1", "10.0.0.2", 1, 2, bytes(500), vlans=[(0x8100, 3)])
-    records, _ = run_slice([LONG_TCP, udp6, tagged], {"payload": 10})
+    records, _ = run_slice(tmp_path, [LONG_TCP, udp6, tagged], {"payload": 10})
     assert [len(record[3]) for record in records] == [14 + 20 + 20 + 10, 14 + 40 + 8 + 10, 18 + 20 + 20 + 10]
 
 
-def test_slice_fixes_ip_lengths_and_checksum_when_asked():
-    records, counted = run_slice([LONG_TCP], {"length": 100, "fix_lengths": True})
+def test_slice_fixes_ip_lengths_and_checksum_when_asked(tmp_path):
+    records, counted = run_slice(tmp_path, [LONG_TCP], {"length": 100, "fix_lengths": True})
     data = records[0][3]
     assert len(data) == 100 and records[0][2] == len(LONG_TCP)
     assert struct.unpack("!H", data[16:18])[0] == 100 - 14
@@ -185,12 +182,8 @@ def test_slice_fixes_ip_lengths_and_checksum_when_asked():
 
 def test_lua_dedup_then_slice_over_pcap_files(tmp_path):
     """The Lua spelling of the issue: Dedup's options table, Slice's length; PcapReader -> Dedup -> Slice -> file."""
-    from bricks import engine as engine_module
-    from bricks.engine import PktEngine
-    from bricks.frames import pcap_bytes, read_pcap
-    from bricks.lua import LuaError, LuaRuntime
     stream = [udp4(payload=PAYLOAD + b"%04d" % number) for number in range(20)]
-    copies = [udp4(ttl=63, vlans=[(0x8100, 9)], payload=PAYLOAD + b"%04d" % number)[:] for number in range(20)]
+    copies = [udp4(ttl=63, vlans=[(0x8100, 9)], payload=PAYLOAD + b"%04d" % number) for number in range(20)]
     # Capture times are the clock: each copy 100 us after its original, frames 10 ms apart; one more copy of the
     # last frame 2 ms after it, out of the 1 ms window, passes.
     records = [record for number, (frame, copy) in enumerate(zip(stream, copies))

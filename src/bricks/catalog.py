@@ -99,6 +99,98 @@ def _split(kind_name, argument):
     return int(argument)
 
 
+def _whole_number(kind_name, option, value, least, most):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) \
+            or not least <= value <= most:
+        raise BricksError(f"{kind_name} {option} must be a whole number from {least} to {most}, got {value!r}")
+    return int(value)
+
+
+def _options(kind_name, argument, allowed):
+    """A Lua table / dict argument's options, each name checked against allowed."""
+    unknown = sorted(str(key) for key in argument if key not in allowed)
+    if unknown:
+        raise BricksError(f"{kind_name} has no option {unknown[0]!r} (options: {', '.join(allowed)})")
+    return argument
+
+
+def _as_list(kind_name, option, value):
+    """A Lua list (a table {1 = ..., 2 = ...} arrives as a dict) or a Python list/tuple."""
+    if isinstance(value, dict):
+        if sorted(value) != list(range(1, len(value) + 1)):
+            raise BricksError(f"{kind_name} {option} must be a list, got {value!r}")
+        return [value[key] for key in sorted(value)]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, str):
+        return [value]
+    raise BricksError(f"{kind_name} {option} must be a list, got {value!r}")
+
+
+# Dedup (csrc/brick_dedup.c, csrc/api/dedup.h): what it may ignore, as the enum brk_dedup_ignore bits.
+DEDUP_IGNORABLE = {"ttl": 1, "vlan": 2, "mac": 4, "dscp": 8, "checksum": 16}
+DEDUP_DEFAULT_IGNORE = ("ttl", "vlan", "checksum")
+DEDUP_DEFAULT_WINDOW_US = 1000
+DEDUP_DEFAULT_SIZE = 65536           # frames remembered: 1 ms at 65 Mpps
+DEDUP_STORE_BYTES_PER_FRAME = 256    # the byte store per remembered frame: 16 MiB by default, 1 ms of 134 Gbit/s
+DEDUP_OPTIONS = ("window_us", "ignore", "size", "bytes")
+
+
+def _dedup_argument(kind_name, argument):
+    """struct brk_dedup_config (csrc/api/dedup.h) from nil, a window in microseconds, or a table of options."""
+    if isinstance(argument, dict) and "window_ns" in argument:
+        return argument   # already parsed
+    if argument is None:
+        argument = {}
+    elif not isinstance(argument, dict):
+        argument = {"window_us": argument}
+    options = _options(kind_name, argument, DEDUP_OPTIONS)
+    window_us = _whole_number(kind_name, "window_us", options.get("window_us", DEDUP_DEFAULT_WINDOW_US),
+                              1, 60_000_000)
+    ignored = _as_list(kind_name, "ignore", options.get("ignore", list(DEDUP_DEFAULT_IGNORE)))
+    ignore = 0
+    for field in ignored:
+        if field not in DEDUP_IGNORABLE:
+            raise BricksError(f"{kind_name} cannot ignore {field!r} (one of {', '.join(DEDUP_IGNORABLE)})")
+        ignore |= DEDUP_IGNORABLE[field]
+    size = _whole_number(kind_name, "size", options.get("size", DEDUP_DEFAULT_SIZE), 1, 1 << 26)
+    store = _whole_number(kind_name, "bytes", options.get("bytes", size * DEDUP_STORE_BYTES_PER_FRAME),
+                          128, 1 << 36)
+    return {"window_ns": window_us * 1000, "table_size": size, "ignore": ignore, "store_bytes": store}
+
+
+SLICE_OPTIONS = ("length", "payload", "fix_lengths")
+SLICE_MOST = 65535
+
+
+def _slice_argument(kind_name, argument):
+    """struct brk_slice_config (csrc/api/slice.h) from N (bytes kept) or a table: length = N, or payload = N
+    (the headers up to the end of the L4 header, then N bytes), and fix_lengths = true."""
+    if isinstance(argument, dict) and "after_headers" in argument:
+        return argument   # already parsed
+    if argument is None:
+        raise BricksError(f"{kind_name} needs the bytes to keep: Slice(128), or {{payload = 64}}")
+    if not isinstance(argument, dict):
+        argument = {"length": argument}
+    options = _options(kind_name, argument, SLICE_OPTIONS)
+    if ("length" in options) == ("payload" in options):
+        raise BricksError(f"{kind_name} takes one of length = N (bytes of the frame) or payload = N "
+                          f"(bytes past the L4 header)")
+    fix = options.get("fix_lengths", False)
+    if not isinstance(fix, bool):
+        raise BricksError(f"{kind_name} fix_lengths must be true or false, got {fix!r}")
+    if "length" in options:
+        return {"length": _whole_number(kind_name, "length", options["length"], 1, SLICE_MOST),
+                "after_headers": 0, "fix_lengths": int(fix)}
+    return {"length": _whole_number(kind_name, "payload", options["payload"], 0, SLICE_MOST),
+            "after_headers": 1, "fix_lengths": int(fix)}
+
+
+def _parsed_config(kind_name, parse):
+    """config(argument, depth, options) for a kind whose parsed argument is its C config."""
+    return lambda argument, depth, options=None: parse(kind_name, argument)
+
+
 @dataclass(frozen=True)
 class BrickKind:
     name: str
@@ -109,7 +201,7 @@ class BrickKind:
     output_kinds: Tuple[str, ...]
     parse_argument: Callable = _no_argument
     parse_options: Callable = _no_options    # parse_options(kind name, options table or None) -> options
-    list_argument: bool = False              # its argument may be a list (a Lua table such as {"vxlan", "gre"})
+    list_argument: bool = False              # its argument may be a Lua table: a list ({"vxlan", "gre"}), options
     balances: bool = False           # spreads packets by flow hash: a brick below it is one level deeper
     config: Optional[Callable] = None     # config(argument, depth, options) -> the fields of its C config struct
     stands_for_interface: bool = False    # connect_input(files, interface): the interface the files were read on
@@ -147,6 +239,14 @@ KINDS = {kind.name: kind for kind in (
               output_kinds=LIVE_OUTPUTS + PCAP, parse_argument=filter_rules.parse_expression,
               register=filter_rules.register, attach=filter_rules.attach, methods=filter_rules.METHODS,
               retrieve=filter_rules.retrieve, help=filter_rules.HELP),
+    BrickKind("Dedup", "drops copies of a frame seen again within a window (TTL, VLAN tags, IP checksum ignored)",
+              inputs=(1, 1), outputs=(1, 1), input_kinds=LIVE_INPUTS,
+              output_kinds=LIVE_OUTPUTS + PCAP, parse_argument=_dedup_argument,
+              config=_parsed_config("Dedup", _dedup_argument), list_argument=True),
+    BrickKind("Slice", "cuts frames to N bytes, or to the L4 header plus N bytes (wire length kept)",
+              inputs=(1, 1), outputs=(1, 1), input_kinds=LIVE_INPUTS,
+              output_kinds=LIVE_OUTPUTS + PCAP, parse_argument=_slice_argument,
+              config=_parsed_config("Slice", _slice_argument), list_argument=True),
     BrickKind("PcapReader", "reads pcap files as the source; several outputs are balanced by flow",
               inputs=(1, 1), outputs=(1, UNLIMITED), input_kinds=PCAP,
               output_kinds=LIVE_OUTPUTS + PCAP, parse_argument=_split, balances=True, config=_balance_config,

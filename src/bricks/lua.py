@@ -92,6 +92,16 @@ Brick commands:
                                options {{tunnels = "inner"}} hash the innermost flow
                                of tunnelled frames. Strip's arg: the layers it removes,
                                e.g. {{"vxlan", "gre"}} (default: all of them)
+  Brick.new("Dedup" [, opts])  drops copies seen again within window_us
+                               (default 1000); opts: {{window_us = 1000,
+                               ignore = {{"ttl", "vlan", "mac", "dscp", "checksum"}},
+                               size = frames remembered (65536),
+                               bytes = their bytes kept (size * 256)}};
+                               ignore defaults to ttl, vlan, checksum
+  Brick.new("Slice", n)        cuts frames to n bytes; {{payload = n}}: to the
+                               end of the L4 header plus n bytes; add
+                               fix_lengths = true to rewrite IP lengths and
+                               the IPv4 checksum (default: as on the wire)
   b:connect_input(name, ...)   its input (Merge: several; PcapReader: a file or
                                directory, then the interface it stands for)
   b:connect_output(name, ...)  its outputs: pipes IF{{N, interfaces, pcap paths
@@ -466,7 +476,8 @@ class LuaRuntime:
 
         def brick_new(kind=None, argument=None, options=None):
             kind = _text(kind, "Brick.new: brick kind")
-            # A table is a list argument (Strip's layers) or, third, the options ({tunnels = "inner"}).
+            # A table is a list argument (Strip's layers), a table of options (Dedup, Slice: the kind's own
+            # parser says what it takes) or, third, the options ({tunnels = "inner"}).
             takes_list = kind in KINDS and KINDS[kind].list_argument
             if takes_list and lupa_module.lua_type(argument) == "table":
                 argument = _from_lua(argument)
@@ -477,7 +488,7 @@ class LuaRuntime:
                 raise BricksError(f"Brick.new: {kind} options must be a table such as {{tunnels = \"inner\"}}, "
                                   f"got {_shown(options)}")
             options = _from_lua(options) if options is not None else None
-            if kind in KINDS and KINDS[kind].balances and isinstance(argument, str):
+            if kind in KINDS and KINDS[kind].config and isinstance(argument, str):
                 argument = lua_tonumber(argument) if lua_tonumber(argument) is not None else argument
             if isinstance(argument, float) and argument.is_integer():
                 argument = int(argument)

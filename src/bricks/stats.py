@@ -9,12 +9,13 @@ Prometheus:
      "packets", "bytes", "drops", "kernel_drops", "output_drops", "transmit_drops", "queued",
      "output_full", "output_too_big", ... (one per DROP_CAUSES), "input_malformed",
      "problems": [one line per input or output not working, or the error the run ended on],
-     "bricks": [{"kind", "received", "received_bytes", "malformed", "fragment_fallbacks", "filtered",
+     "bricks": [{"kind", "received", "received_bytes", "malformed", "fragment_fallbacks", "filtered", "deduplicated",
                  ... (every counter its C descriptor names: a Filter's passed, rule_dropped ...),
                  "outputs": [{"name", "packets", "bytes", "drops", "kernel_drops", "queued",
                               "full", "too_big", ... (one per DROP_CAUSES)}]}]}
 
-received packets = delivered + every drop + queued, per output and in total.
+received packets = delivered + every drop + queued (+ filtered + deduplicated for a brick that removes packets on
+purpose), per output and in total.
 `engine_text` (pe:show_stats) and `engines_table` (BRICKS.show_stats) render
 snapshots; nothing else formats counters.
 """
@@ -27,7 +28,7 @@ from ._ffi import ffi, lib
 DROP_CAUSES = (("full", "at full outputs"), ("too_big", "too big for the output"),
                ("too_short", "too short to send"), ("gone", "output gone"), ("write_errors", "write error"))
 # Kind counters every brick snapshot carries (0 for a kind without them): the text tables read them.
-COMMON_KIND_COUNTERS = ("malformed", "fragment_fallbacks", "filtered")
+COMMON_KIND_COUNTERS = ("malformed", "fragment_fallbacks", "filtered", "deduplicated")
 _counter_names = {}   # kind name -> the names of its C counters, as its C descriptor lists them
 
 
@@ -116,7 +117,8 @@ def engine_text(stats):
     # One width per column over every brick's outputs: long names (pcap paths) keep the numbers aligned.
     widths = column_widths([row for rows in outputs for row in rows], (16, 12, 14, 10))
     for brick, rows in zip(stats["bricks"], outputs):
-        lines.append(f"  {brick['kind']}: {brick['received']} received, {brick['malformed']} malformed")
+        removed = "".join(f", {brick[name]} {name}" for name in ("filtered", "deduplicated") if brick[name])
+        lines.append(f"  {brick['kind']}: {brick['received']} received, {brick['malformed']} malformed{removed}")
         for name, packets, size, dropped in rows:
             lines.append(f"    -> {name:<{widths[0]}} {packets:>{widths[1]}} packets "
                          f"{size:>{widths[2]}} bytes {dropped:>{widths[3]}} dropped")

@@ -5,15 +5,19 @@
  * (fuzz_common.h). Topologies: Dummy, Merge, Duplicator, LoadBalancer (split
  * 2 or 4, with or without a fragment table), a LoadBalancer feeding
  * LoadBalancers one level deeper, PcapReader's balancing, a Filter without
- * rules, PcapWriter to a pcap file sink (/dev/null) and a counting sink, and a
- * Duplicator feeding one of each. Outputs are sinks that refuse every n-th
+ * rules, PcapWriter to a pcap file sink (/dev/null) and a counting sink, a
+ * Duplicator feeding one of each, Dedup (a small table, a short window on a
+ * clock or capture times, any fields ignored) and Slice (any length, after
+ * the headers or not, lengths fixed or not) feeding a pcap file sink. Outputs are sinks that refuse every n-th
  * packet like a full ring. The source hands out each frame in its own
  * allocation, so that a read past a frame's end is seen.
  * Checks, besides memory safety: the engine ends when the source does, it
  * counts every frame once, and every brick accounts for every packet it
- * received: delivered + dropped at its outputs + filtered = received, with
+ * received: delivered + dropped at its outputs + filtered + deduplicated = received, with
  * each sink's own count equal to what the brick says it delivered there. */
 #include "fuzz_common.h"
+#include "api/dedup.h"
+#include "api/slice.h"
 
 #define FUZZ_MAX_BRICKS 16
 
@@ -67,18 +71,23 @@ struct topology {
     unsigned refuse_every;
 };
 
-static struct brk_brick *add_brick(struct topology *topology, const char *kind_name,
-                                   int split, unsigned depth, unsigned frag_slots)
+static struct brk_brick *add_configured(struct topology *topology, const char *kind_name, const void *config)
 {
     const struct brk_brick_kind *kind = brk_brick_kind_find(kind_name);
-    /* The balancing kinds' config; the others take none and ignore it. */
-    struct brk_balance_config config = { .split = split, .depth = depth, .frag_slots = frag_slots };
     char error[256];
     FUZZ_CHECK(kind != NULL && topology->brick_count < FUZZ_MAX_BRICKS);
-    struct brk_brick *brick = brk_brick_new(kind, &config, error, sizeof(error));
+    struct brk_brick *brick = brk_brick_new(kind, config, error, sizeof(error));
     FUZZ_CHECK(brick != NULL);
     topology->bricks[topology->brick_count++] = brick;
     return brick;
+}
+
+static struct brk_brick *add_brick(struct topology *topology, const char *kind_name,
+                                   int split, unsigned depth, unsigned frag_slots)
+{
+    /* The balancing kinds' config; the others take none and ignore it. */
+    struct brk_balance_config config = { .split = split, .depth = depth, .frag_slots = frag_slots };
+    return add_configured(topology, kind_name, &config);
 }
 
 static void add_counting_sinks(struct topology *topology, struct brk_brick *brick, unsigned count)
@@ -146,6 +155,23 @@ static struct brk_brick *build(struct topology *topology, unsigned shape, uint8_
         add_pcap_sink(topology, root, parameter & 32 ? 64 : 0);   /* a short snaplen cuts packets */
         add_counting_sinks(topology, root, 1);
         break;
+    case 9: {
+        /* A table of 1..8 frames and a byte store of 128..4,096 bytes: full all the time. */
+        struct brk_dedup_config config = { .window_ns = 1000u * (parameter & 3), .table_size = 1 + (parameter & 7),
+                                           .ignore = parameter >> 3, .store_bytes = 128u << (parameter >> 5) };
+        root = add_configured(topology, "Dedup", &config);
+        if (parameter & 4)
+            brk_dedup_set_clock(root, 1 + parameter);
+        add_counting_sinks(topology, root, 1);
+        break;
+    }
+    case 10: {
+        struct brk_slice_config config = { .length = parameter >> 2, .after_headers = parameter & 1,
+                                           .fix_lengths = (parameter >> 1) & 1 };
+        root = add_configured(topology, "Slice", &config);
+        add_pcap_sink(topology, root, 0);
+        break;
+    }
     default: {
         static const char *const kinds[] = { "Dummy", "Merge", "LoadBalancer", "Filter", "PcapWriter" };
         root = add_brick(topology, "Duplicator", 0, 0, 0);
@@ -188,7 +214,10 @@ static void check_accounting(const struct topology *topology)
         }
         /* These two give every packet to every output. */
         int fans_out = strcmp(brick->kind->name, "Duplicator") == 0 || strcmp(brick->kind->name, "PcapWriter") == 0;
-        uint64_t filtered = strcmp(brick->kind->name, "Filter") == 0 ? stats.counters[BRK_FILTER_FILTERED] : 0;
+        uint64_t filtered = strcmp(brick->kind->name, "Filter") == 0 ? stats.counters[BRK_FILTER_FILTERED]
+                          : strcmp(brick->kind->name, "Dedup") == 0 ? stats.counters[BRK_DEDUP_DEDUPLICATED] : 0;
+        if (strcmp(brick->kind->name, "Dedup") == 0)
+            FUZZ_CHECK(stats.counters[BRK_DEDUP_UNIQUE] == delivered + dropped);
         uint64_t handled = delivered + dropped + filtered;
         if (fans_out)
             FUZZ_CHECK(handled == stats.received_packets * brick->outputs);
@@ -207,7 +236,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_frames_take(&input, &frames);
 
     struct topology topology = { .refuse_every = shape >> 4 };
-    struct brk_brick *root = build(&topology, (shape & 15) % 9, parameter);
+    struct brk_brick *root = build(&topology, (shape & 15) % 11, parameter);
     struct frames_source source = { .base.ops = &frames_source_ops, .frames = &frames };
     brk_engine *engine = brk_engine_new(1 + batch_byte % 64, -1);
     FUZZ_CHECK(engine != NULL);

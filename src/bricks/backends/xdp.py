@@ -82,6 +82,8 @@ def tree_reason(plan) -> Optional[str]:
         if len(node.outputs) > lib.BRK_XDP_MAX_NODE_OUTPUTS:
             return f"{node.kind.name} has {len(node.outputs)} outputs, XDP takes {lib.BRK_XDP_MAX_NODE_OUTPUTS}"
         duplicators += node.kind.name == "Duplicator"
+        if node.kind.name == "Duplicator" and any(output.child is not None for output in node.outputs):
+            return "a Duplicator feeding another brick (XDP broadcasts to interfaces only)"
         outputs += len(node.outputs)
         for output in node.outputs:
             if output.child is None and output.port.kind not in OUTPUT_KINDS:

@@ -138,7 +138,8 @@ brk_source *brk_source_xdp_idle_new(void)
 
 #define PROGRAM_NAME "brk_xdp_bricks"
 #define PASS_PROGRAM_NAME "brk_xdp_pass"
-#define MAX_ATTACHMENTS 16
+/* Its inputs (a Merge has up to 16) and the consumer end of every pipe it feeds. */
+#define MAX_ATTACHMENTS (16 + BRK_XDP_MAX_OUTPUTS)
 #define LOG_SIZE 4096
 
 struct attachment {

@@ -77,6 +77,8 @@ def tree_reason(plan) -> Optional[str]:
             return f"{plan.nodes[source.node].kind.name} below the root reads {source.port.name}"
     duplicators = outputs = 0
     for node in plan.nodes:
+        if node.kind.name == "Filter":
+            return "Filter runs on packet for now (its expression and rules are not in the XDP program yet)"
         if node.kind.name not in KINDS:
             return f"{node.kind.name} cannot run in XDP"
         if len(node.outputs) > lib.BRK_XDP_MAX_NODE_OUTPUTS:
@@ -200,7 +202,7 @@ class XdpBackend:
         if state is None:
             return "not loaded"
         if not state.attached:
-            return f"loaded, attached at start to {', '.join(state.inputs)}"
+            return f"loaded, attached to {', '.join(state.inputs)} when the engine starts"
         modes = [f"{name} ({'generic' if name in state.generic else 'native'})" for name in state.inputs]
         return "attached to " + ", ".join(modes)
 

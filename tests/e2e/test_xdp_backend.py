@@ -7,6 +7,7 @@ Duplicators complete; chains in one program; trees XDP cannot run fall back to p
 why; counters exact with drops by cause (a full pipe); nothing left attached and no pipe left after stop,
 delete, SIGTERM or SIGKILL; someone else's program refused in one line, never replaced."""
 import collections
+import os
 import signal
 import subprocess
 import sys
@@ -294,3 +295,86 @@ def test_a_full_pipe_counts_exactly_what_it_dropped(testbed):
     assert stats["packets"] == len(frames) and stats["drops"] == output["full"] == stats["output_full"]
     assert_accounted(stats)
     assert "at full outputs" in engine.stats_text()
+
+
+def test_a_merge_is_the_program_on_each_input(testbed):
+    first_host, first_ns = testbed.add_input("ma")
+    second_host, second_ns = testbed.add_input("mb")
+    use_backend("xdp")
+    engine = PktEngine.new("merge")
+    merge = Brick("Merge").connect_input(first_host, second_host).connect_output(f"{first_host}{{0")
+    balancer = Brick("LoadBalancer", 4).connect_input(f"{first_host}}}0").connect_output(f"{first_host}{{1",
+                                                                                         f"{first_host}{{2")
+    merge.link(balancer)
+    engine.link(merge)
+    readers = [testbed.reader(name, in_namespace=False) for name in consumers(first_host, (1, 2))]
+    first, second = packets.flow_frames(150, 2, seed=65), packets.flow_frames(150, 2, seed=66)
+    engine.start()
+    assert attached_program(first_host) and attached_program(second_host)
+    testbed.send(first_ns, first, pps=SEND_PPS)
+    testbed.send(second_ns, second, pps=SEND_PPS)
+    total = len(first) + len(second)
+    assert wait_for_total(readers, total, ARRIVAL_TIMEOUT_S) == total
+    engine.stop()
+    assert collections.Counter(frame for reader in readers for frame in reader.stop()) == \
+        collections.Counter(first + second)
+    stats = engine.stats()
+    assert [brick["received"] for brick in stats["bricks"]] == [total, total]
+    assert stats["packets"] == total and stats["drops"] == 0
+    assert_accounted(stats)
+    assert_nothing_attached([first_host, second_host])
+
+
+def test_generic_mode_is_said_and_works(testbed, monkeypatch, caplog):
+    """An input without native XDP (forced here on a veth, which has it) runs the program in generic mode:
+    one warning, print_status says so, every frame still arrives."""
+    original = XdpProgram.attach
+    monkeypatch.setattr(XdpProgram, "attach", lambda self, interface, mode="auto": original(self, interface,
+                                                                                           "generic"))
+    host_if, ns_if = testbed.add_input("in")
+    frames = packets.flow_frames(100, seed=67)
+
+    def tree():
+        return Brick("LoadBalancer", 4).connect_input(host_if).connect_outputs(host_if, 2)
+
+    use_backend("xdp")
+    engine = PktEngine.new("generic")
+    engine.link(tree())
+    readers = [testbed.reader(name, in_namespace=False) for name in consumers(host_if, range(2))]
+    with caplog.at_level("WARNING", logger="bricks"):
+        engine.start()
+    assert [record.getMessage() for record in caplog.records] == [
+        f"engine generic: {host_if} has no native XDP: the program runs in generic mode (slower)"]
+    assert engine_module.backend_lines() == [f"Engine generic: LoadBalancer tree on xdp (attached to {host_if} "
+                                             "(generic))"]
+    testbed.send(ns_if, frames, pps=SEND_PPS)
+    assert wait_for_total(readers, len(frames), ARRIVAL_TIMEOUT_S) == len(frames)
+    engine.stop()
+    assert collections.Counter(frame for reader in readers for frame in reader.stop()) == \
+        collections.Counter(frames)
+    assert_xdp_accounted(engine.stats(), frames)
+
+
+def thread_cpu_seconds(native_id):
+    """User + system CPU time of one thread of this process."""
+    with open(f"/proc/self/task/{native_id}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_the_engine_thread_of_an_xdp_tree_sleeps_while_frames_flow(testbed):
+    """No user-space work per packet: the engine thread sleeps in poll() while the program forwards."""
+    host_if, ns_if = testbed.add_input("in")
+    use_backend("xdp")
+    engine = PktEngine.new("asleep")
+    engine.link(Brick("LoadBalancer", 4).connect_input(host_if).connect_outputs(host_if, 2))
+    readers = [testbed.reader(name, in_namespace=False) for name in consumers(host_if, range(2))]
+    frames = packets.flow_frames(2000, seed=68)
+    engine.start()
+    before = thread_cpu_seconds(engine.thread.native_id)
+    testbed.send(ns_if, frames)
+    assert wait_for_total(readers, len(frames), ARRIVAL_TIMEOUT_S) == len(frames)
+    used = thread_cpu_seconds(engine.thread.native_id) - before
+    engine.stop()
+    assert used <= 0.05, f"the engine thread used {used:.2f} s of CPU for {len(frames)} frames it never sees"
+    assert engine.stats()["packets"] == len(frames)

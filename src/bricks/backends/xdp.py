@@ -16,6 +16,8 @@ The engine thread reads an idle source per input (brk_source_xdp_idle_new): it s
 stopped, with no per-packet work in user space. Counters come from the program's per-CPU maps
 (`brick_snapshot`), with the same columns as the packet back-end's.
 """
+import errno
+import functools
 import logging
 import os
 import platform
@@ -48,12 +50,19 @@ class XdpTreeState:
     generic: List[str] = field(default_factory=list)    # inputs where only generic mode was possible
 
 
+@functools.lru_cache(maxsize=1)
+def _built_without_libbpf() -> bool:
+    """The module's XDP calls are stubs (no libbpf at build): they answer ENOSYS."""
+    program_id = ffi.new("uint32_t *")
+    return lib.brk_xdp_attached_id(1, program_id) == -errno.ENOSYS
+
+
 def kernel_reason() -> Optional[str]:
     """Why this host cannot run the program, or None."""
     if not xdp.OBJECT_PATH.exists():
         return "no bricks.bpf.o: bricks was installed without clang (bin/setup installs it)"
-    if not getattr(lib, "BRK_XDP_MAX_NODES", 0):
-        return "bricks was built without libbpf"
+    if _built_without_libbpf():
+        return "bricks was built without libbpf (bin/setup installs libbpf-dev, then reinstall bricks)"
     release = platform.release().split("-")[0].split(".")
     try:
         version = (int(release[0]), int(release[1]))

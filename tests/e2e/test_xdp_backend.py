@@ -378,3 +378,22 @@ def test_the_engine_thread_of_an_xdp_tree_sleeps_while_frames_flow(testbed):
     engine.stop()
     assert used <= 0.05, f"the engine thread used {used:.2f} s of CPU for {len(frames)} frames it never sees"
     assert engine.stats()["packets"] == len(frames)
+
+
+def test_an_egress_veth_runs_on_packet_where_xdp_would_lose_frames_uncounted(testbed):
+    """A veth whose peer has no NAPI drops redirected frames after the program counted them sent: such a tree
+    runs on packet, said so, and every frame arrives at the egress."""
+    host_if, ns_if = testbed.add_input("in")
+    egress_host, egress_ns = testbed.add_egress("out")
+    use_backend("xdp")
+    engine = PktEngine.new("egress")
+    engine.link(Brick("Dummy").connect_input(host_if).connect_output(egress_host))
+    assert engine_module.backend_lines() == [
+        f"Engine egress: Dummy tree on packet (xdp: output {egress_host} is a virtual interface: XDP could lose "
+        "frames sent there uncounted)"]
+    reader = testbed.reader(egress_ns)
+    frames = packets.flow_frames(100, seed=69)
+    engine.start()
+    testbed.send(ns_if, frames, pps=SEND_PPS)
+    assert sorted(reader.wait_for(len(frames), timeout=ARRIVAL_TIMEOUT_S)) == sorted(frames)
+    engine.stop()

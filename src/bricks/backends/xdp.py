@@ -3,8 +3,8 @@ driver, its frames redirected into the outputs' devices without ever reaching us
 
 It runs trees of LoadBalancer, Duplicator, Dummy and Merge (a Merge is the program attached to each of its
 inputs) whose inputs are interfaces and whose outputs are veth pipes (`X{N`, made as the packet back-end makes
-them) or egress interfaces, within the program's limits; its probe says in one line why any other tree runs
-on packet (FAMILIES puts xdp before packet in the kernel family).
+them) or egress NICs (a virtual interface would drop redirected frames uncounted), within the program's
+limits; its probe says in one line why any other tree runs on packet (FAMILIES puts xdp before packet).
 
 Lifecycle: the program is loaded at link (realise), attached to the inputs when the engine starts (native
 mode where the driver has it, else generic with a warning; refused in one line when any XDP program is
@@ -99,6 +99,10 @@ def tree_reason(plan) -> Optional[str]:
         for output in node.outputs:
             if output.child is None and output.port.kind not in OUTPUT_KINDS:
                 return f"output {output.port.name} ({output.port.kind.described}) cannot be written from XDP"
+            if output.child is None and output.port.kind == PortKind.INTERFACE:
+                reason = egress_reason(output.port.interface)
+                if reason:
+                    return reason
     if len(plan.nodes) > lib.BRK_XDP_MAX_NODES:
         return f"{len(plan.nodes)} bricks, XDP takes {lib.BRK_XDP_MAX_NODES}"
     if duplicators > lib.BRK_XDP_MAX_DUPLICATORS:
@@ -108,6 +112,16 @@ def tree_reason(plan) -> Optional[str]:
     if _levels(plan, 0) > lib.BRK_XDP_MAX_LEVELS:
         return f"a chain of more than {lib.BRK_XDP_MAX_LEVELS} bricks"
     return None
+
+
+def egress_reason(interface) -> Optional[str]:
+    """Why frames redirected to egress interface would not be counted, or None: a virtual device (a veth whose
+    peer has no NAPI, a bridge, a dummy...) loses them after the program counted them sent, counted nowhere;
+    a NIC (a device in /sys) sends them. One that does not exist yet is left to open_sink to name."""
+    path = f"/sys/class/net/{interface}"
+    if not os.path.exists(path) or os.path.exists(f"{path}/device"):
+        return None
+    return f"output {interface} is a virtual interface: XDP could lose frames sent there uncounted"
 
 
 def _levels(plan, number):

@@ -377,7 +377,10 @@ class PktEngine:
         ended on (print_status, show_stats)."""
         self.check_states()
         run_error = [f"stopped on an error: {self.run_error}"] if self.run_error else []
-        return [f"Engine {self.name}: {reason}" for reason in run_error + list(self.problems.values())]
+        # Back-ends whose frames the C sources and sinks never see (xdp) say themselves what is not working.
+        own = [line for linked in self.linked if hasattr(linked.context.backend, "problems")
+               for line in linked.context.backend.problems(linked.context)]
+        return [f"Engine {self.name}: {reason}" for reason in run_error + list(self.problems.values()) + own]
 
     def stop(self):
         if self.deleted:

@@ -397,3 +397,42 @@ def test_an_egress_veth_runs_on_packet_where_xdp_would_lose_frames_uncounted(tes
     testbed.send(ns_if, frames, pps=SEND_PPS)
     assert sorted(reader.wait_for(len(frames), timeout=ARRIVAL_TIMEOUT_S)) == sorted(frames)
     engine.stop()
+
+
+def test_a_deleted_pipe_is_said_and_its_frames_count_as_output_gone(testbed):
+    host_if, ns_if = testbed.add_input("in")
+    use_backend("xdp")
+    engine = PktEngine.new("gone")
+    engine.link(Brick("LoadBalancer", 2).connect_input(host_if).connect_outputs(host_if, 2))
+    reader = testbed.reader(links.consumer_name(host_if, 0), in_namespace=False)
+    engine.start()
+    subprocess.run(["ip", "link", "del", links.broker_name(host_if, 1)], check=True)
+    frames = packets.flow_frames(200, seed=70)
+    testbed.send(ns_if, frames, pps=SEND_PPS)
+    deadline = time.monotonic() + ARRIVAL_TIMEOUT_S
+    while engine.stats()["packets"] < len(frames) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stats = engine.stats()
+    kept, lost = stats["bricks"][0]["outputs"]
+    assert len(reader.wait_for(kept["packets"], timeout=5)) == kept["packets"] > 0
+    assert (lost["packets"], lost["gone"], lost["drops"]) == (0, len(frames) - kept["packets"], lost["gone"])
+    assert stats["drops"] == stats["output_gone"] == lost["gone"]
+    assert_accounted(stats)
+    assert stats["problems"] == [f"Engine gone: output {links.broker_name(host_if, 1)} gone: its frames count as "
+                                 "output gone (link the tree again once it is back)"]
+    assert f"{lost['gone']} output gone" in engine.stats_text()
+    engine.stop()
+
+
+def test_a_deleted_input_is_said_and_the_engine_still_stops_and_goes(testbed):
+    host_if, _ = testbed.add_input("in")
+    use_backend("xdp")
+    engine = PktEngine.new("noinput")
+    engine.link(Brick("Dummy").connect_input(host_if).connect_output(f"{host_if}{{0"))
+    engine.start()
+    subprocess.run(["ip", "link", "del", host_if], check=True)
+    assert engine.stats()["problems"] == [f"Engine noinput: input {host_if} gone: the program left with it "
+                                          "(stop and start the engine once it is back)"]
+    engine.stop()
+    engine.delete()
+    assert not links.interface_exists(links.broker_name(host_if, 0))

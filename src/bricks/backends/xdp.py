@@ -178,10 +178,12 @@ class XdpBackend:
         context.hold(program.close)
         node_of_brick = {id(plan.nodes[trees[id(tree)]].brick): number
                          for number, tree in enumerate(program.plan.bricks)}
-        consumers = [links.consumer_name(port.interface, port.index) for port in plan.ports(PortKind.BROKER)]
+        outputs = [output.port for _, output in plan.sinks]
+        consumers = [links.consumer_name(port.interface, port.index) for port in outputs
+                     if port.kind == PortKind.BROKER]
         state = XdpTreeState(program, node_of_brick, sorted({s.port.interface for s in plan.sources}),
                              sorted(set(consumers)))
-        for port in plan.ports(PortKind.BROKER, PortKind.INTERFACE):
+        for port in outputs:
             state.transmit_error_base[port.device] = _transmit_errors(port.device)
         for consumer in state.consumers:
             # GRO off on the end whose NAPI the companion enables: every frame arrives as it was sent.
@@ -209,15 +211,29 @@ class XdpBackend:
         except BricksError:
             self.stop(context)
             raise
+        log.info("engine %s: %s tree %s", engine_name, context.plan.root.kind.name, self.describe(context))
 
     def stop(self, context):
         state = context.state
-        while state.attached:
-            state.program.detach(state.attached.pop())
-        state.generic = []
+        for ifindex in list(state.program.attached):   # by index: an interface gone meanwhile has no name
+            state.program.detach(ifindex)
+        state.attached, state.generic = [], []
 
     def release(self, context):
         context.state = None   # the program closes with context.held
+
+    def problems(self, context):
+        """One line per input or output of a running tree that is gone (print_status, show_stats). XDP does not
+        re-attach by itself as the packet back-end does: a returning input is attached again by a stop and a
+        start, a returning output only by linking the tree again."""
+        state = context.state
+        if state is None or not state.attached:
+            return []
+        lines = [f"input {name} gone: the program left with it (stop and start the engine once it is back)"
+                 for name in state.inputs if not links.interface_exists(name)]
+        lines += [f"output {device} gone: its frames count as output gone (link the tree again once it is back)"
+                  for device in state.transmit_error_base if not links.interface_exists(device)]
+        return lines
 
     def describe(self, context):
         """How the tree runs, for print_status and the log."""

@@ -50,7 +50,7 @@ def set_default_batch(batch):
 
 
 def set_backend(name):
-    """Chooses the back-end of the engines to come: auto, netmap or packet (SPEC §3)."""
+    """Chooses the back-end of the engines to come: auto, netmap, xdp or packet (SPEC §3)."""
     with _engines_lock:
         backends.set_backend(name, engines_exist=bool(_engines))
 

@@ -436,3 +436,47 @@ def test_a_deleted_input_is_said_and_the_engine_still_stops_and_goes(testbed):
     engine.stop()
     engine.delete()
     assert not links.interface_exists(links.broker_name(host_if, 0))
+
+
+def test_the_daemon_says_where_each_tree_runs_counts_them_and_cleans_up_on_sigterm(testbed, paths, tmp_path):
+    """bricks-server --backend xdp: its log and print_status name each tree's back-end and why, pe:show_stats
+    counts what the program forwarded, and SIGTERM leaves no program attached and no pipe."""
+    host_if, ns_if = testbed.add_input("in")
+    written_if, _ = testbed.add_input("wr")
+    pid = paths.start_daemon("--backend", "xdp")
+    setup = paths.remote(textwrap.dedent(f"""
+        fast = PktEngine.new("fast")
+        lb = Brick.new("LoadBalancer", 4)
+        lb:connect_input("{host_if}")
+        lb:connect_output("{host_if}{{0", "{host_if}{{1")
+        fast:link(lb)
+        fast:start()
+        writer = PktEngine.new("writer")
+        w = Brick.new("PcapWriter")
+        w:connect_input("{written_if}")
+        w:connect_output("{tmp_path}/all.pcap")
+        writer:link(w)
+        BRICKS.print_status()
+    """))
+    assert setup.returncode == 0, setup.stderr
+    assert setup.stdout.splitlines()[1:] == [
+        "Back-end: xdp (set to xdp)",
+        f"Engine fast: LoadBalancer tree on xdp (attached to {host_if} (native))",
+        "Engine writer: PcapWriter tree on packet (xdp: PcapWriter cannot run in XDP)"], setup.stdout
+    readers = [testbed.reader(name, in_namespace=False) for name in consumers(host_if, range(2))]
+    frames = packets.flow_frames(100, seed=71)
+    testbed.send(ns_if, frames, pps=SEND_PPS)
+    assert wait_for_total(readers, len(frames), ARRIVAL_TIMEOUT_S) == len(frames)
+    shown = paths.remote('PktEngine.retrieve("fast"):show_stats()').stdout
+    assert shown.startswith(f"Engine fast: {len(frames)} packets, ") and " 0 dropped (" in shown, shown
+    with open(paths.log) as log:
+        text = log.read()
+    assert "engine fast: LoadBalancer tree on xdp (loaded, attached to" in text, text
+    assert f"engine fast: LoadBalancer tree attached to {host_if} (native)" in text, text
+    assert "engine writer: PcapWriter tree on packet (xdp: PcapWriter cannot run in XDP)" in text, text
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + EXIT_TIMEOUT_S
+    while links.interface_exists(links.broker_name(host_if, 0)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert_nothing_attached([host_if])
+    assert not any(links.interface_exists(links.broker_name(host_if, index)) for index in range(2))

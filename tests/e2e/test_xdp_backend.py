@@ -480,3 +480,29 @@ def test_the_daemon_says_where_each_tree_runs_counts_them_and_cleans_up_on_sigte
         time.sleep(0.05)
     assert_nothing_attached([host_if])
     assert not any(links.interface_exists(links.broker_name(host_if, index)) for index in range(2))
+
+
+def test_jumbo_frames_a_duplicator_cannot_broadcast_count_as_too_big(testbed):
+    """At MTU 9000 a frame in several buffers cannot be cloned by XDP: the Duplicator drops it, and show_stats
+    counts it "too big" on every output, so received = delivered + dropped holds on each."""
+    host_if, ns_if = testbed.add_input("in", mtu=9000)
+    use_backend("xdp")
+    engine = PktEngine.new("jumbo")
+    engine.link(Brick("Duplicator").connect_input(host_if).connect_outputs(host_if, 2))
+    readers = [testbed.reader(name, in_namespace=False) for name in consumers(host_if, range(2))]
+    frames = [packets.tcp_frame(f"10.40.{n}.1", "10.40.0.2", 1000 + n, 443, bytes([n]) * size)
+              for n, size in enumerate([8900, 5000, 1400, 60] * 5)]
+    small = [frame for frame in frames if len(frame) <= 1500]
+    engine.start()
+    testbed.send(ns_if, frames, pps=SEND_PPS)
+    assert wait_for_total(readers, 2 * len(small), ARRIVAL_TIMEOUT_S) == 2 * len(small)
+    time.sleep(0.5)   # time for a wrongly delivered frame to show
+    engine.stop()
+    assert [collections.Counter(reader.stop()) for reader in readers] == [collections.Counter(small)] * 2
+    stats = engine.stats()
+    outputs = stats["bricks"][0]["outputs"]
+    assert [(output["packets"], output["too_big"], output["drops"]) for output in outputs] == \
+        [(len(small), len(frames) - len(small), len(frames) - len(small))] * 2
+    assert stats["packets"] == len(frames) and stats["output_too_big"] == 2 * (len(frames) - len(small))
+    assert_accounted(stats)
+    assert "too big for the output" in engine.stats_text()

@@ -275,7 +275,7 @@ class PktEngine:
             brick.sinks[output.index] = sink
             linked.watched.append((f"output {port.name}",
                                    lambda s=sink, out=self._state: lib.brk_sink_state(s, out), None))
-            if port.kind in (PortKind.BROKER, PortKind.INTERFACE):
+            if port.kind in (PortKind.BROKER, PortKind.INTERFACE, PortKind.TUNNEL):
                 brick.transmit_drop_base[output.index] = (port.device, links.transmit_drops(port.device))
 
     def hold_pipe(self, port, mtu):

@@ -31,9 +31,10 @@ def _port(name, side):
 class Brick:
     """One brick: a kind, its ports and its children; a C brick while linked."""
 
-    def __init__(self, kind, argument=None):
+    def __init__(self, kind, argument=None, options=None):
         self.kind = find_kind(kind)
         self.argument = self.kind.check_argument(argument)
+        self.options = self.kind.check_options(options)   # the third argument: a table of named settings
         self.inputs = []             # ports.PortName
         self.outputs = []
         self.children = []
@@ -232,6 +233,17 @@ class Plan:
                                                               PortKind.CONSUMER)})
 
     @property
+    def tunnel_walk_reason(self) -> Optional[str]:
+        """One line naming the first brick that needs the C engine's tunnel walk (a Strip, a balancing brick
+        with tunnels = "inner"), None when there is none: what a back-end that cannot run it (xdp) refuses."""
+        for node in self.nodes:
+            if node.kind.name == "Strip":
+                return "a Strip brick needs the C engine's tunnel walk"
+            if (node.brick.options or {}).get("tunnels") == "inner":
+                return f'{node.kind.name} with tunnels = "inner" needs the C engine\'s tunnel walk'
+        return None
+
+    @property
     def interfaces_read(self) -> List[str]:
         return sorted({source.port.interface for source in self.sources if source.port.kind == PortKind.INTERFACE})
 
@@ -294,7 +306,7 @@ def _child_fed_by(brick, output):
 
 
 def _node(brick, depth, index) -> Node:
-    config = brick.kind.config(brick.argument, depth) if brick.kind.config else None
+    config = brick.kind.config(brick.argument, depth, brick.options) if brick.kind.config else None
     outputs = []
     for number, port in enumerate(brick.outputs):
         child = _child_fed_by(brick, port)

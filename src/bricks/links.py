@@ -268,13 +268,16 @@ def _owner_alias(pid: Optional[int] = None) -> str:
 def _process_start_time(pid: int) -> Optional[int]:
     """The start time of process `pid` (clock ticks since boot), None if it does not exist.
 
-    Together with the pid it names one process: a pid reused later has another start time.
+    Together with the pid it names one process: a pid reused later has another start time. A zombie is
+    dead (None): it owns nothing any more.
     """
     try:
         with open(f"/proc/{pid}/stat") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return None
+    if fields[0] in ("Z", "X"):
+        return None           # killed, not yet reaped (a daemon's parent is init, which may be slow to): dead
     return int(fields[19])    # field 22 of stat; fields here start at field 3
 
 
@@ -286,8 +289,13 @@ def living_owner(alias: str) -> Optional[int]:
     return int(marker["pid"])
 
 
+# The link kinds bricks creates: veth pipes and tunnel devices (tunnels.py), all with the owner alias.
+RECLAIMED_KINDS = ("veth", "vxlan", "gretap", "erspan")
+
+
 def reclaim_stale_pipes() -> List[str]:
-    """Delete the veths a dead bricks process left behind, and turn back on the offloads it had turned off.
+    """Delete the veths and tunnel devices a dead bricks process left behind, and turn back on the offloads
+    it had turned off.
 
     Returns the names of the links deleted.
     """
@@ -296,7 +304,7 @@ def reclaim_stale_pipes() -> List[str]:
     with IPRoute() as ipr:
         for link in ipr.get_links():
             name, alias = link.get("ifname"), link.get("ifalias") or ""
-            if link.get(("linkinfo", "kind")) != "veth" or not _ALIAS.match(alias):
+            if link.get(("linkinfo", "kind")) not in RECLAIMED_KINDS or not _ALIAS.match(alias):
                 continue
             if living_owner(alias) is None and _delete_link(ipr, name):
                 deleted.append(name)

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 
-from . import __version__, engine, stats
+from . import __version__, engine, metrics, stats
 from .catalog import KINDS
 from .engine import Brick, PktEngine
 from .errors import BricksError
@@ -44,6 +44,8 @@ BRICKS commands:
   BRICKS.help()              this list
   BRICKS.print_status()      whether BRICKS is online (at least one engine running)
   BRICKS.show_stats()        packet, byte and drop counts of every engine, and their total
+  BRICKS.stats()             the same as a table: engines (each as pe:stats()), backend,
+                             filters (each Filter's rules and hits), time
   BRICKS.shutdown()          stop every engine, remove every pipe, flush writers and quit
   BRICKS.set_backend(name)   auto, netmap, xdp or packet; only before the first engine exists
   BRICKS.backend()           the back-end in use
@@ -72,6 +74,8 @@ PktEngine commands:
   pe:stop()                  stop it
   pe:delete()                remove the engine and its pipes (not while running)
   pe:show_stats()            its packet, byte and drop counts (pe.show_stats() too)
+  pe:stats()                 the same as a table: packets, bytes, drops by cause, and
+                             bricks[i].outputs[j] with packets, bytes, drops, full, ...
 Numbers may be given as strings ("4"), as Lua converts them; a cpu this host lacks
 is a warning and the engine runs unpinned. Methods return the engine (pe:link(b):start()).
 """
@@ -83,8 +87,11 @@ def _brick_help():
                      for name, kind in KINDS.items() if kind.methods)
     return f"""\
 Brick commands:
-  b = Brick.new(kind [, arg])  a new brick; LoadBalancer's arg is its split:
-                               2 (IP pair) or 4 (IP pair and ports, default)
+  b = Brick.new(kind [, arg [, options]])  a new brick; LoadBalancer's arg is its
+                               split: 2 (IP pair) or 4 (IP pair and ports, default);
+                               options {{tunnels = "inner"}} hash the innermost flow
+                               of tunnelled frames. Strip's arg: the layers it removes,
+                               e.g. {{"vxlan", "gre"}} (default: all of them)
   b:connect_input(name, ...)   its input (Merge: several; PcapReader: a file or
                                directory, then the interface it stands for)
   b:connect_output(name, ...)  its outputs: pipes IF{{N, interfaces, pcap paths
@@ -446,7 +453,10 @@ class LuaRuntime:
             seconds = _number(seconds, f"{handle.name}:wait: seconds", None)
             return handle.wait(seconds)
 
-        engine_methods = {"link": link, "show_stats": show_stats, "wait": wait,
+        def engine_stats(handle):
+            return runtime._to_lua(handle.stats())
+
+        engine_methods = {"link": link, "show_stats": show_stats, "wait": wait, "stats": engine_stats,
                           "unlink": PktEngine.unlink, "start": PktEngine.start, "stop": PktEngine.stop,
                           "delete": PktEngine.delete}
 
@@ -454,17 +464,25 @@ class LuaRuntime:
             function = functools.partial(engine_methods[method], handle)
             return function(*_arguments_that_fit(f"{handle.name}:{method}", function, args))
 
-        def brick_new(kind=None, argument=None):
+        def brick_new(kind=None, argument=None, options=None):
             kind = _text(kind, "Brick.new: brick kind")
-            if argument is not None and not isinstance(argument, (str, int, float, bool)):
+            # A table is a list argument (Strip's layers) or, third, the options ({tunnels = "inner"}).
+            takes_list = kind in KINDS and KINDS[kind].list_argument
+            if takes_list and lupa_module.lua_type(argument) == "table":
+                argument = _from_lua(argument)
+            elif argument is not None and not isinstance(argument, (str, int, float, bool)):
                 raise BricksError(f"Brick.new: {kind} argument must be a number or a string, "
                                   f"got {_shown(argument)}")
+            if options is not None and lupa_module.lua_type(options) != "table":
+                raise BricksError(f"Brick.new: {kind} options must be a table such as {{tunnels = \"inner\"}}, "
+                                  f"got {_shown(options)}")
+            options = _from_lua(options) if options is not None else None
             if kind in KINDS and KINDS[kind].balances and isinstance(argument, str):
                 argument = lua_tonumber(argument) if lua_tonumber(argument) is not None else argument
             if isinstance(argument, float) and argument.is_integer():
                 argument = int(argument)
             try:
-                created = Brick(kind, argument)
+                created = Brick(kind, argument, options)
             except BricksError as error:
                 raise BricksError(_prefixed("Brick.new", error)) from None
             return created, runtime._lua.table_from(list(created.kind.methods))
@@ -552,6 +570,9 @@ class LuaRuntime:
             for line in engine.status_lines():
                 runtime._print(line)
 
+        def all_stats():
+            return runtime._to_lua(metrics.daemon_snapshot())
+
         def shutdown():
             engine.shutdown_all()
             runtime.shutdown_requested = True
@@ -577,6 +598,7 @@ class LuaRuntime:
             "PktEngine.new": ("engine_new", engine_new), "PktEngine.retrieve": ("engine_retrieve", engine_retrieve),
             "Brick.new": ("brick_new", brick_new), "BRICKS.print_status": ("print_status", print_status),
             "BRICKS.show_stats": ("show_stats", show_all_stats), "BRICKS.shutdown": ("shutdown", shutdown),
+            "BRICKS.stats": ("stats", all_stats),
             "BRICKS.set_backend": ("set_backend", set_backend), "BRICKS.backend": ("backend", backend),
             "bricks_sleep": ("sleep", sleep),
         }
@@ -628,7 +650,10 @@ def _describe_engine(handle):
 
 
 def _describe_brick(handle):
-    argument = f"({handle.argument})" if handle.argument is not None else ""
+    shown = ", ".join(handle.argument) if isinstance(handle.argument, tuple) else handle.argument
+    argument = f"({shown})" if handle.argument is not None else ""
+    if handle.options:
+        argument += " {" + ", ".join(f"{key} = {value}" for key, value in handle.options.items()) + "}"
     inputs = ", ".join(port.name for port in handle.inputs) or "none"
     outputs = ", ".join(port.name for port in handle.outputs) or "none"
     where = f"linked to {handle.engine.name}" if handle.engine is not None else "not linked"

@@ -6,8 +6,10 @@ A port name is an optional prefix, then a body whose grammar the prefix picks:
     [netmap:]IFACE{N        the broker end of pipe N         PortKind.BROKER   (bricks writes here)
     [netmap:]IFACE}N        the consumer end of pipe N       PortKind.CONSUMER (tools read here)
     PATH                    a pcap file or directory         PortKind.PCAP     (has "/", ends in .pcap, or is a dir)
-    vxlan:REMOTE/VNI        a tunnel endpoint                PortKind.TUNNEL   (parsed; no back-end opens it yet)
-    gretap:REMOTE/KEY, erspan:REMOTE/SESSION   likewise
+    vxlan:REMOTE[:PORT]/VNI a kernel VXLAN device            PortKind.TUNNEL   (UDP port 4789 unless given)
+    gretap:REMOTE[/KEY]     a kernel GRE (Ethernet) device   PortKind.TUNNEL
+    erspan:REMOTE/SESSION   a kernel ERSPAN (type II) device PortKind.TUNNEL
+    (REMOTE: the IPv4 address of the other end; an input may say 0.0.0.0, any sender)
 
 Parsing dispatches on the prefix first (PREFIXES), so a tunnel's "/" is never
 taken for a pcap path. `netmap:` changes nothing in what the port is: the
@@ -18,6 +20,7 @@ import enum
 import ipaddress
 import os
 import re
+import zlib
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional
 
@@ -28,6 +31,9 @@ MAX_PIPE_INDEX = 63
 NETMAP_PREFIX = "netmap:"
 # The largest key each tunnel kind carries: VXLAN's 24-bit VNI, GRE's 32-bit key, ERSPAN's 10-bit session.
 TUNNEL_KEY_LIMITS = {"vxlan": (1 << 24) - 1, "gretap": (1 << 32) - 1, "erspan": (1 << 10) - 1}
+VXLAN_PORT = 4789             # IANA's; Linux's own default is 8472
+TUNNEL_SPELLINGS = {"vxlan": "vxlan:REMOTE[:PORT]/VNI", "gretap": "gretap:REMOTE[/KEY]",
+                    "erspan": "erspan:REMOTE/SESSION"}
 
 # Characters the kernel refuses in a name (dev_valid_name), plus the pipe separators.
 _FORBIDDEN_IN_INTERFACE = re.compile(r"[\s/:{}]")
@@ -54,7 +60,7 @@ class PortKind(str, enum.Enum):
 
 _DESCRIBED = {PortKind.INTERFACE: "an interface", PortKind.BROKER: "the broker end of a pipe",
               PortKind.CONSUMER: "the consumer end of a pipe", PortKind.PCAP: "a pcap path",
-              PortKind.TUNNEL: "a tunnel, which this version of bricks cannot open yet"}
+              PortKind.TUNNEL: "a tunnel"}
 
 
 class PortNameError(LinkError, ValueError):
@@ -67,8 +73,9 @@ class PortName:
 
     interface: str                # the interface (for PCAP the path, for TUNNEL the remote address)
     kind: PortKind
-    index: Optional[int] = None   # the pipe number (BROKER, CONSUMER) or the tunnel's key (TUNNEL)
+    index: Optional[int] = None   # the pipe number (BROKER, CONSUMER) or the tunnel's key (TUNNEL; gretap: None = no key)
     tunnel: Optional[str] = None  # TUNNEL: "vxlan", "gretap" or "erspan"
+    udp_port: Optional[int] = None   # TUNNEL vxlan: the UDP port
 
     @property
     def name(self) -> str:
@@ -78,12 +85,17 @@ class PortName:
         if self.kind == PortKind.CONSUMER:
             return consumer_name(self.interface, self.index)
         if self.kind == PortKind.TUNNEL:
-            return f"{self.tunnel}:{self.interface}/{self.index}"
+            port = f":{self.udp_port}" if self.udp_port not in (None, VXLAN_PORT) else ""
+            key = f"/{self.index}" if self.index is not None else ""
+            return f"{self.tunnel}:{self.interface}{port}{key}"
         return self.interface
 
     @property
     def device(self) -> str:
-        """The kernel device an interface or pipe-end port opens (what sysfs and AF_PACKET name)."""
+        """The kernel device an interface, pipe-end or tunnel port opens (what sysfs and AF_PACKET name)."""
+        if self.kind == PortKind.TUNNEL:
+            # Unique per spelling, within the kernel's 15 characters: "brk" + kind's letter + 8 hex digits.
+            return f"brk{self.tunnel[0]}{zlib.crc32(self.name.encode()):08x}"
         return self.name
 
 
@@ -128,16 +140,30 @@ def _parse_netmap(text: str, prefix: str, body: str) -> PortName:
 
 
 def _parse_tunnel(text: str, tunnel: str, body: str) -> PortName:
-    """`REMOTE/KEY`: the remote endpoint's IP address and the tunnel's key (VNI, GRE key, ERSPAN session)."""
+    """TUNNEL_SPELLINGS: the remote endpoint's IPv4 address, vxlan's UDP port, the tunnel's key."""
+    spelling = TUNNEL_SPELLINGS[tunnel]
     remote, separator, key = body.partition("/")
+    udp_port = None
+    if tunnel == "vxlan" and remote.count(":") == 1:
+        remote, _, port_text = remote.partition(":")
+        if not port_text.isdigit() or not port_text.isascii() or not 1 <= int(port_text) <= 65535:
+            raise PortNameError(f"port {text!r}: UDP port {port_text!r} is not a number from 1 to 65535 ({spelling})")
+        udp_port = int(port_text)
     try:
         address = ipaddress.ip_address(remote)
     except ValueError:
-        raise PortNameError(f"port {text!r}: {remote!r} is not an IP address ({tunnel}:REMOTE/KEY)") from None
+        raise PortNameError(f"port {text!r}: {remote!r} is not an IP address ({spelling})") from None
+    if address.version != 4:
+        raise PortNameError(f"port {text!r}: tunnel remotes are IPv4 addresses ({spelling})")
     limit = TUNNEL_KEY_LIMITS[tunnel]
+    what = {"vxlan": "VNI", "gretap": "key", "erspan": "session"}[tunnel]
+    if tunnel == "gretap" and not separator:
+        return PortName(str(address), PortKind.TUNNEL, None, tunnel)
     if not separator or not key.isdigit() or not key.isascii() or int(key) > limit:
-        raise PortNameError(f"port {text!r}: {tunnel} key {key!r} is not a number from 0 to {limit}")
-    return PortName(str(address), PortKind.TUNNEL, int(key), tunnel)
+        raise PortNameError(f"port {text!r}: {tunnel} {what} {key!r} is not a number from 0 to {limit} ({spelling})")
+    if tunnel == "vxlan":
+        udp_port = udp_port or VXLAN_PORT
+    return PortName(str(address), PortKind.TUNNEL, int(key), tunnel, udp_port)
 
 
 # The prefix of a port name picks the parser of the rest (each gets the text, the prefix, the rest).

@@ -2,8 +2,9 @@
 
 Engines share kernel objects: two engines may read one interface (its offloads
 turned off once, turned back on by the last), write into one veth pipe
-(created by the first, removed with the last), and later tunnel devices and
-XDP programs. Each such object is an entry here, found by a key such as
+(created by the first, removed with the last), use one tunnel device
+(tunnels.py: an input or output `vxlan:`, `gretap:`, `erspan:` port), and
+later XDP programs. Each such object is an entry here, found by a key such as
 ("pipe", "eth3{0") or ("offloads", "eth3"), made by the first `acquire` and
 undone by the `release` that drops its last user.
 
@@ -18,7 +19,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Hashable, Optional, Tuple
 
-from . import links
+from . import links, tunnels
 
 
 @dataclass
@@ -106,3 +107,12 @@ def use_pipe(interface: str, index: int, mtu: int, steer_cpu: Optional[int] = No
 
 def release_pipe(name: str) -> None:
     OWNED.release(pipe_key(name))
+
+
+def use_tunnel(port) -> str:
+    """The kernel device of tunnel port (ports.PortName of kind TUNNEL), created for its first user."""
+    return OWNED.acquire(("tunnel", port.device), lambda: tunnels.create_tunnel(port), tunnels.delete_tunnel)
+
+
+def release_tunnel(port) -> None:
+    OWNED.release(("tunnel", port.device))

@@ -59,4 +59,4 @@ def test_a_plan_is_pure_and_ordered_as_the_engine_makes_bricks():
     assert [(number, output.port.name) for number, output in plan.sinks] == [(1, "mid{0"), (1, "mid{1"),
                                                                             (2, "out{0")]
     assert [source.port.name for source in plan.sources] == ["eth0"] and plan.interfaces == ["eth0", "mid", "out"]   # internal edges open nothing
-    assert plan.nodes[1].config == {"split": 2, "depth": 1, "frag_slots": 4096} and plan.nodes[2].config is None
+    assert plan.nodes[1].config == {"split": 2, "depth": 1, "frag_slots": 4096, "tunnels": 0} and plan.nodes[2].config is None

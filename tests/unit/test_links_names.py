@@ -77,8 +77,11 @@ def test_canonical_name_drops_netmap_prefix():
 
 
 @pytest.mark.parametrize("text, expected", [
-    ("vxlan:10.0.0.2/42", PortName("10.0.0.2", PortKind.TUNNEL, 42, "vxlan")),
-    ("gretap:fd00::2/4294967295", PortName("fd00::2", PortKind.TUNNEL, 4294967295, "gretap")),
+    ("vxlan:10.0.0.2/42", PortName("10.0.0.2", PortKind.TUNNEL, 42, "vxlan", 4789)),
+    ("vxlan:10.0.0.2:8472/42", PortName("10.0.0.2", PortKind.TUNNEL, 42, "vxlan", 8472)),
+    ("vxlan:0.0.0.0/42", PortName("0.0.0.0", PortKind.TUNNEL, 42, "vxlan", 4789)),
+    ("gretap:10.0.0.2/4294967295", PortName("10.0.0.2", PortKind.TUNNEL, 4294967295, "gretap")),
+    ("gretap:10.0.0.2", PortName("10.0.0.2", PortKind.TUNNEL, None, "gretap")),
     ("erspan:192.0.2.1/1023", PortName("192.0.2.1", PortKind.TUNNEL, 1023, "erspan")),
 ])
 def test_tunnel_names_are_tunnels_not_pcap_paths(text, expected):
@@ -87,7 +90,10 @@ def test_tunnel_names_are_tunnels_not_pcap_paths(text, expected):
 
 
 @pytest.mark.parametrize("text, culprit", [
-    ("vxlan:10.0.0.2", "key ''"),
+    ("vxlan:10.0.0.2", "VNI ''"),
+    ("vxlan:10.0.0.2:70000/4", "UDP port '70000'"),
+    ("erspan:10.0.0.2", "session ''"),
+    ("gretap:fd00::2/1", "tunnel remotes are IPv4 addresses"),
     ("vxlan:10.0.0.2/16777216", "16777216"),
     ("erspan:10.0.0.2/1024", "1024"),
     ("gretap:host/1", "'host' is not an IP address"),
@@ -98,11 +104,15 @@ def test_bad_tunnel_names_give_one_line(text, culprit):
     assert culprit in str(caught.value) and "\n" not in str(caught.value)
 
 
-def test_no_brick_takes_a_tunnel_port_yet():
+def test_live_bricks_take_tunnel_ports_and_each_spelling_has_its_own_short_device():
     from bricks.engine import Brick
-    with pytest.raises(BricksError, match=r"^Dummy cannot read from 'vxlan:10.0.0.2/42' \(a tunnel, which this "
-                                          r"version of bricks cannot open yet\)$"):
-        Brick("Dummy").connect_input("vxlan:10.0.0.2/42")
+    brick = Brick("Dummy").connect_input("vxlan:0.0.0.0/42").connect_output("gretap:10.0.0.2")
+    assert [port.kind for port in brick.inputs + brick.outputs] == [PortKind.TUNNEL, PortKind.TUNNEL]
+    devices = {parse_port_name(text).device for text in ("vxlan:10.0.0.2/1", "vxlan:10.0.0.2/2",
+                                                         "vxlan:10.0.0.2:8472/1", "gretap:10.0.0.2", "erspan:10.0.0.2/1")}
+    assert len(devices) == 5 and all(len(device) <= 15 for device in devices)
+    with pytest.raises(BricksError, match=r"^PcapWriter cannot write to 'vxlan:10.0.0.2/42' \(a tunnel\)$"):
+        Brick("PcapWriter").connect_output("vxlan:10.0.0.2/42")
 
 
 def test_port_kinds_compare_as_their_names():

@@ -149,7 +149,7 @@ def select(plan) -> LinkContext:
     with _lock:
         reasons: Dict[str, str] = {}
         if _chosen == "auto" and _family is None:
-            if not plan.interfaces:
+            if not plan.interfaces and not plan.ports(PortKind.TUNNEL):
                 return LinkContext(None, plan, MODULES[backend_name()], reasons)   # files only: nothing settles
             reason = MODULES["netmap"].probe(plan)
             _family = "kernel" if reason else "netmap"

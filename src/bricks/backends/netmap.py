@@ -26,6 +26,9 @@ class NetmapBackend:
 
     def probe(self, plan):
         reason = netmap.missing_reason()
+        tunnels = plan.ports(PortKind.TUNNEL)
+        if tunnels and not reason:
+            reason = f"{tunnels[0].name}: tunnel ports are kernel devices, which the packet back-end opens"
         read = set(plan.interfaces_read)
         for interface in plan.interfaces:
             reason = reason or netmap.probe(interface, plan.qid if interface in read else -1)

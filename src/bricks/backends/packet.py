@@ -1,7 +1,10 @@
 """The packet back-end: AF_PACKET sockets (io_afpacket.c) on interfaces and on veth pipes.
 
 An input interface has its capture-hostile offloads turned off while any tree reads it (registry.py); an
-output `X{N` is the broker end of a veth pipe the engine holds until it is deleted. It runs any plan.
+output `X{N` is the broker end of a veth pipe the engine holds until it is deleted. A tunnel port
+(`vxlan:`, `gretap:`, `erspan:`) is a kernel tunnel device (tunnels.py) the tree holds while linked,
+opened like an interface (an input with its offloads off too: GRO would merge inner packets). It runs any
+plan.
 """
 import zlib
 import os
@@ -42,6 +45,12 @@ def quiet_input(context, interface):
     context.hold(lambda: registry.release_input(interface))
 
 
+def hold_tunnel(context, port):
+    """port's tunnel device, made for its first user and deleted after its last (released with the tree)."""
+    link_call(registry.use_tunnel, port)
+    context.hold(lambda: registry.release_tunnel(port))
+
+
 class PacketBackend:
     name = "packet"
     family = "kernel"
@@ -52,8 +61,10 @@ class PacketBackend:
     def open_source(self, context, port):
         error = error_buffer()
         name = port.device
+        if port.kind == PortKind.TUNNEL:
+            hold_tunnel(context, port)
         info = link_call(links.interface_info, name)
-        if port.kind == PortKind.INTERFACE:
+        if port.kind in (PortKind.INTERFACE, PortKind.TUNNEL):
             quiet_input(context, name)
         ring_bytes = max(MIN_RX_RING_BYTES, context.engine.buffer_slots * RX_RING_BYTES_PER_SLOT)
         fanout = fanout_group(info.index) if context.plan.qid >= 0 else -1
@@ -68,6 +79,9 @@ class PacketBackend:
         if port.kind == PortKind.BROKER:
             mtu = input_mtu(context.plan)
             context.engine.hold_pipe(port, mtu)
+        elif port.kind == PortKind.TUNNEL:
+            hold_tunnel(context, port)
+            mtu = link_call(links.interface_info, port.device).mtu
         else:
             mtu = link_call(links.interface_info, port.interface).mtu
         sink = lib.brk_sink_afpacket_open(port.device.encode(), context.engine.buffer_slots, mtu, error, len(error))

@@ -41,6 +41,11 @@ def test_trees_of_the_programs_kinds_with_interfaces_and_pipes_run_in_xdp():
      "output out.pcap (a pcap path) cannot be written from XDP"),
     (lambda: Brick("Dummy").connect_input("eth9}3").connect_output("eth9{0"),
      "input eth9}3: XDP reads interfaces only"),
+    (lambda: Brick("LoadBalancer", 4, {"tunnels": "inner"}).connect_input("eth9").connect_outputs("eth9", 2),
+     'LoadBalancer {tunnels = "inner"} runs on packet (XDP hashes the outer flow)'),
+    (lambda: Brick("Strip").connect_input("eth9").connect_output("eth9{0"), "Strip cannot run in XDP"),
+    (lambda: Brick("Dummy").connect_input("eth9").connect_output("vxlan:10.0.0.2/42"),
+     "output vxlan:10.0.0.2/42 (a tunnel) cannot be written from XDP"),
 ])
 def test_other_trees_are_refused_in_one_line(make, reason):
     assert xdp_backend.tree_reason(plan(make())) == reason

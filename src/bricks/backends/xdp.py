@@ -90,6 +90,8 @@ def tree_reason(plan) -> Optional[str]:
             return "Filter runs on packet for now (its expression and rules are not in the XDP program yet)"
         if node.kind.name not in KINDS:
             return f"{node.kind.name} cannot run in XDP"
+        if (node.config or {}).get("tunnels"):
+            return f'{node.kind.name} {{tunnels = "inner"}} runs on packet (XDP hashes the outer flow)'
         if len(node.outputs) > lib.BRK_XDP_MAX_NODE_OUTPUTS:
             return f"{node.kind.name} has {len(node.outputs)} outputs, XDP takes {lib.BRK_XDP_MAX_NODE_OUTPUTS}"
         duplicators += node.kind.name == "Duplicator"

@@ -79,6 +79,8 @@ def tree_reason(plan) -> Optional[str]:
     """Why the program cannot run plan's tree, or None: kinds, ports and the program's limits."""
     if plan.qid >= 0:
         return f"qid {plan.qid}: XDP reads every queue of the input"
+    if plan.tunnel_walk_reason:   # a Strip, inner-flow balancing: the program hashes the outer flow only
+        return plan.tunnel_walk_reason
     for source in plan.sources:
         if source.port.kind != PortKind.INTERFACE:
             return f"input {source.port.name}: XDP reads interfaces only"
@@ -90,8 +92,6 @@ def tree_reason(plan) -> Optional[str]:
             return "Filter runs on packet for now (its expression and rules are not in the XDP program yet)"
         if node.kind.name not in KINDS:
             return f"{node.kind.name} cannot run in XDP"
-        if (node.config or {}).get("tunnels"):
-            return f'{node.kind.name} {{tunnels = "inner"}} runs on packet (XDP hashes the outer flow)'
         if len(node.outputs) > lib.BRK_XDP_MAX_NODE_OUTPUTS:
             return f"{node.kind.name} has {len(node.outputs)} outputs, XDP takes {lib.BRK_XDP_MAX_NODE_OUTPUTS}"
         duplicators += node.kind.name == "Duplicator"

@@ -12,7 +12,7 @@ def _version_option(function):
     from . import __version__
     return click.version_option(__version__, "--version", message=VERSION_MESSAGE,
                                 help="Print the version and exit.")(function)
-BACKENDS = ("auto", "netmap", "packet")
+BACKENDS = ("auto", "netmap", "xdp", "packet")   # backends.CHOICES, without importing the engine
 MAX_PIPES = 64
 
 

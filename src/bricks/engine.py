@@ -50,7 +50,7 @@ def set_default_batch(batch):
 
 
 def set_backend(name):
-    """Chooses the back-end of the engines to come: auto, netmap or packet (SPEC §3)."""
+    """Chooses the back-end of the engines to come: auto, netmap, xdp or packet (SPEC §3)."""
     with _engines_lock:
         backends.set_backend(name, engines_exist=bool(_engines))
 
@@ -223,6 +223,7 @@ class PktEngine:
             raise
         self.linked.append(linked)
         self._drop_engine_handle()
+        log.info("engine %s: %s", self.name, tree_line(linked))
 
     def _open_sources(self, linked):
         """Opens the tree's external inputs, before any output exists: a mistyped input then fails before
@@ -304,6 +305,7 @@ class PktEngine:
         priority = realtime_priority()
         self.run_error = None
         lib.brk_engine_rearm(self.handle)
+        self._start_backends()
         self.started = True
         self.run_done = threading.Event()
         ready = threading.Event()
@@ -315,6 +317,7 @@ class PktEngine:
         if self._refusal is not None:
             self.thread.join()
             self.thread = None
+            self._stop_backends()
             raise BricksError(f"engine {self.name}: {self._refusal}")
         threading.Thread(target=self._watch, args=(self.thread,), name=f"bricks-{self.name}-watch",
                          daemon=True).start()
@@ -374,7 +377,10 @@ class PktEngine:
         ended on (print_status, show_stats)."""
         self.check_states()
         run_error = [f"stopped on an error: {self.run_error}"] if self.run_error else []
-        return [f"Engine {self.name}: {reason}" for reason in run_error + list(self.problems.values())]
+        # Back-ends whose frames the C sources and sinks never see (xdp) say themselves what is not working.
+        own = [line for linked in self.linked if hasattr(linked.context.backend, "problems")
+               for line in linked.context.backend.problems(linked.context)]
+        return [f"Engine {self.name}: {reason}" for reason in run_error + list(self.problems.values()) + own]
 
     def stop(self):
         if self.deleted:
@@ -387,6 +393,27 @@ class PktEngine:
             raise BricksError(f"engine {self.name} did not stop within {STOP_TIMEOUT:g} s")
         self.thread.join()      # at once: the C loop has returned (see run_done)
         self.thread = None
+        self._stop_backends()
+
+    def _start_backends(self):
+        """Lets back-ends with work at start do it (xdp attaches its programs): all trees or none."""
+        started = []
+        try:
+            for linked in self.linked:
+                start = getattr(linked.context.backend, "start", None)
+                if start is not None:
+                    start(linked.context)
+                    started.append(linked)
+        except BricksError as error:
+            for linked in reversed(started):
+                linked.context.backend.stop(linked.context)
+            raise BricksError(f"engine {self.name}: {error}") from None
+
+    def _stop_backends(self):
+        for linked in reversed(self.linked):
+            stop = getattr(linked.context.backend, "stop", None)
+            if stop is not None:
+                stop(linked.context)
 
     @property
     def finite(self):
@@ -457,16 +484,20 @@ class PktEngine:
         return stats.engine_text(self.stats())
 
 
+def tree_line(linked):
+    """Which back-end runs a linked tree and why: how it runs (xdp: attached where, in which mode), or why
+    the back-ends before it in its family refused it (e.g. "on packet (xdp: PcapWriter cannot run in XDP)")."""
+    context = linked.context
+    why = "; ".join(f"{name}: {reason}" for name, reason in context.reasons.items())
+    describe = getattr(context.backend, "describe", None)
+    how = describe(context) if describe is not None and context.state is not None else ""
+    detail = "; ".join(part for part in (how, why) if part)
+    return f"{linked.root.kind.name} tree on {linked.backend}" + (f" ({detail})" if detail else "")
+
+
 def backend_lines():
-    """One line per linked tree whose back-end is not the first its family would take, saying why
-    (print_status): e.g. a tree the XDP back-end refused, running on packet."""
-    lines = []
-    for known in engines():
-        for linked in known.linked:
-            if linked.context.reasons:
-                why = "; ".join(f"{name}: {reason}" for name, reason in linked.context.reasons.items())
-                lines.append(f"Engine {known.name}: {linked.root.kind.name} tree on {linked.backend} ({why})")
-    return lines
+    """One line per linked tree (print_status): the back-end that runs it and why."""
+    return [f"Engine {known.name}: {tree_line(linked)}" for known in engines() for linked in known.linked]
 
 
 def status_lines():

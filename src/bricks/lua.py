@@ -47,7 +47,7 @@ BRICKS commands:
   BRICKS.stats()             the same as a table: engines (each as pe:stats()), backend,
                              filters (each Filter's rules and hits), time
   BRICKS.shutdown()          stop every engine, remove every pipe, flush writers and quit
-  BRICKS.set_backend(name)   auto, packet or netmap; only before the first engine exists
+  BRICKS.set_backend(name)   auto, netmap, xdp or packet; only before the first engine exists
   BRICKS.backend()           the back-end in use
   BRICKS._VERSION            this release (also _DESCRIPTION, _COPYRIGHT)
 Subsystems, each with its own help():
@@ -384,13 +384,13 @@ class LuaRuntime:
         return sorted(head + start + name for name in found if name.startswith(partial))
 
     def set_backend(self, name):
-        """Chooses the back-end (auto, packet, netmap); only before the first engine is created."""
+        """Chooses the back-end (auto, netmap, xdp, packet); only before the first engine is created."""
         if not isinstance(name, str):
             raise BricksError(f"unknown back-end {_shown(name)} (one of {', '.join(engine.BACKENDS)})")
         engine.set_backend(name)
 
     def active_backend(self):
-        """The back-end engines use: netmap or packet."""
+        """The back-end engines use: netmap, xdp or packet (print_status says which tree runs where)."""
         return engine.backend_name()
 
     # ---------------------------------------------------------------- internals

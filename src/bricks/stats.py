@@ -23,6 +23,7 @@ import time
 
 from . import links
 from ._ffi import ffi, lib
+from .backends import xdp as xdp_backend
 
 # Why an output dropped packets: the C counter, and how show_stats names it.
 DROP_CAUSES = (("full", "at full outputs"), ("too_big", "too big for the output"),
@@ -51,6 +52,8 @@ def brick_snapshot(brick):
     """The counters of one linked brick; the caller holds its engine's lock. None when not linked."""
     if brick.handle is None:
         return None
+    if getattr(brick, "xdp_view", None) is not None:   # a tree running in XDP: the program's counters
+        return xdp_backend.brick_snapshot(brick)
     brick_stats = ffi.new("struct brk_brick_stats *")
     lib.brk_brick_stats(brick.handle, brick_stats)
     counters = ffi.new("struct brk_counters *")
@@ -82,17 +85,25 @@ def engine_snapshot(engine):
         if engine.handle is not None:
             lib.brk_engine_stats(engine.handle, engine_stats)
         bricks = [brick_snapshot(brick) for linked in engine.linked for brick in linked.bricks]
+        # Trees running in XDP: their C bricks see nothing; their roots' counters are the engine's input.
+        xdp_roots = [brick_snapshot(linked.root) for linked in engine.linked
+                     if getattr(linked.root, "xdp_view", None) is not None]
     bricks = [brick for brick in bricks if brick is not None]
+    xdp_drops = {cause: sum(output[cause] for brick in bricks if brick.get("backend") == "xdp"
+                            for output in brick["outputs"]) for cause, _ in DROP_CAUSES}
     transmit_drops = sum(output["kernel_drops"] for brick in bricks for output in brick["outputs"])
-    snapshot = {"name": engine.name, "time": time.time(), "packets": engine_stats.received_packets,
-                "bytes": engine_stats.received_bytes,
-                "drops": engine_stats.kernel_drops + engine_stats.output_drops + transmit_drops,
-                "kernel_drops": engine_stats.kernel_drops, "output_drops": engine_stats.output_drops,
+    output_drops = engine_stats.output_drops + sum(xdp_drops.values())
+    snapshot = {"name": engine.name, "time": time.time(),
+                "packets": engine_stats.received_packets + sum(root["received"] for root in xdp_roots),
+                "bytes": engine_stats.received_bytes + sum(root["received_bytes"] for root in xdp_roots),
+                "drops": engine_stats.kernel_drops + output_drops + transmit_drops,
+                "kernel_drops": engine_stats.kernel_drops, "output_drops": output_drops,
                 "transmit_drops": transmit_drops, "queued": engine_stats.output_queued,
                 "input_malformed": engine_stats.input_malformed,
                 "running": engine.running, "finished": bool(engine_stats.finished), "bricks": bricks,
                 "problems": engine.status_lines()}
-    snapshot.update((f"output_{cause}", getattr(engine_stats, f"output_{cause}")) for cause, _ in DROP_CAUSES)
+    snapshot.update((f"output_{cause}", getattr(engine_stats, f"output_{cause}") + xdp_drops[cause])
+                    for cause, _ in DROP_CAUSES)
     return snapshot
 
 

@@ -29,6 +29,8 @@ class XdpTree:
     kind: str
     outputs: List[Union["XdpTree", str, int]] = field(default_factory=list)
     split: int = 4
+    depth: Optional[int] = None   # LoadBalancer: its hash level; None: the LoadBalancers above it (graph.plan's
+                                  # own count differs for one with a single output, and the engine passes it)
 
 
 def interface_index(interface: Union[str, int]) -> int:
@@ -55,7 +57,7 @@ class _Plan:
             if brick.kind not in KINDS:
                 raise BricksError(f"XDP: {brick.kind} cannot run in XDP")
             self.bricks.append(brick)
-            self.depths.append(depth)
+            self.depths.append(depth if brick.depth is None else brick.depth)
             self.first_outputs.append(len(self.output_ifindexes))
             for output in brick.outputs:
                 child = isinstance(output, XdpTree)

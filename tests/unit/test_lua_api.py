@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from bricks import backends
 from bricks import engine as engine_module
 from bricks import frames
 from bricks.engine import PktEngine
@@ -486,7 +487,18 @@ def test_backend_choice(lua):
     lua.runtime.set_backend("auto")
     lua.run('PktEngine.new("e0")')
     assert "before the first engine" in lua.error('BRICKS.set_backend("packet")')
-    assert lua.run("return BRICKS.backend()") == ["netmap" if os.path.exists("/dev/netmap") else "packet"]
+    kernel = "packet" if backends.xdp.kernel_reason() else "xdp"   # auto: xdp for the trees it runs
+    assert lua.run("return BRICKS.backend()") == ["netmap" if os.path.exists("/dev/netmap") else kernel]
+
+
+def test_xdp_choice(lua):
+    reason = backends.xdp.kernel_reason()
+    if reason:
+        assert lua.error('BRICKS.set_backend("xdp")').endswith(f"xdp: {reason}")
+    else:
+        lua.run('BRICKS.set_backend("xdp")')
+        assert lua.run("return BRICKS.backend()") == ["xdp"]
+    lua.runtime.set_backend("packet")
 
 
 # ---------------------------------------------------------------- scripts

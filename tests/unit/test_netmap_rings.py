@@ -538,7 +538,7 @@ def test_auto_falls_back_to_packet_when_netmap_cannot_serve_the_qid(monkeypatch,
     finally:
         engine.set_backend("auto")
     if backend == "packet":
-        assert detail == (f"auto: packet (netmap port eth9 has {rings} ring pair{'s' if rings > 1 else ''}, "
+        assert detail == (f"auto: {backends.kernel_choice()} (netmap port eth9 has {rings} ring pair{'s' if rings > 1 else ''}, "
                           f"too few for one engine per queue (qid {qid}))")
     else:
         assert detail == "auto: netmap opens eth9"

@@ -22,6 +22,9 @@ The protocol (what `xdp` implements to drop in as one more module):
         def release(self, context) -> None
             # undoes what open_*/realise took beyond the C sources and sinks; called once per link, on
             # unlink and on a failed link, whatever went wrong.
+        def start(self, context) -> None      # optional: when the engine starts (xdp attaches its program);
+        def stop(self, context) -> None       # may raise BricksError: the engine then does not start
+        def describe(self, context) -> str    # optional: how the tree runs now, for print_status
 
 `LinkContext` is what one pe:link() gives its back-ends: the engine, the plan, the live back-end, and
 `held` (what release must undo). Pcap ports are always opened by the pcap module (`for_port`); every
@@ -43,7 +46,7 @@ from typing import Any, Callable, Dict, List, Optional, Protocol
 from .. import netmap as netmap_module
 from ..errors import BricksError
 from ..ports import PortKind
-from . import netmap, packet, pcap
+from . import netmap, packet, pcap, xdp
 
 BACKEND_ENVIRONMENT = "BRICKS_BACKEND"   # the back-end of this process and its children, as --backend
 
@@ -72,16 +75,17 @@ class LinkContext:
     backend: Backend                 # the tree's live back-end
     reasons: Dict[str, str] = field(default_factory=dict)    # back-end name -> why its probe refused the tree
     held: List[Callable[[], None]] = field(default_factory=list)   # undo actions release() runs, newest first
+    state: Any = None                # what the live back-end keeps for the tree (xdp: its loaded program)
 
     def hold(self, undo: Callable[[], None]) -> None:
         self.held.append(undo)
 
 
-MODULES: Dict[str, Backend] = {module.BACKEND.name: module.BACKEND for module in (packet, netmap, pcap)}
+MODULES: Dict[str, Backend] = {module.BACKEND.name: module.BACKEND for module in (packet, netmap, pcap, xdp)}
 # The live back-ends a process may settle on, by family, in the order select() tries them.
 # The last of each family runs any tree (its probe is not asked). xdp goes before packet in "kernel".
-FAMILIES: Dict[str, List[str]] = {"netmap": ["netmap"], "kernel": ["packet"]}
-CHOICES = ("auto", "netmap", "packet")   # what set_backend, --backend and BRICKS_BACKEND take
+FAMILIES: Dict[str, List[str]] = {"netmap": ["netmap"], "kernel": ["xdp", "packet"]}
+CHOICES = ("auto", "netmap", "xdp", "packet")   # what set_backend, --backend and BRICKS_BACKEND take
 
 _lock = threading.RLock()
 
@@ -98,7 +102,7 @@ _detail = "" if _chosen == "auto" else f"set to {_chosen} by {BACKEND_ENVIRONMEN
 
 
 def set_backend(name, engines_exist=False):
-    """Chooses the back-end of the engines to come: auto, netmap or packet (SPEC §3)."""
+    """Chooses the back-end of the engines to come: auto, netmap, xdp or packet (SPEC §3)."""
     global _chosen, _family, _detail
     if name not in CHOICES:
         raise BricksError(f"unknown back-end {name!r} (one of {', '.join(CHOICES)})")
@@ -107,25 +111,36 @@ def set_backend(name, engines_exist=False):
             raise BricksError("the back-end must be chosen before the first engine is created")
         if name == "netmap" and netmap_module.missing_reason():
             raise BricksError(netmap_module.missing_reason())
+        if name == "xdp" and xdp.kernel_reason():
+            raise BricksError(f"xdp: {xdp.kernel_reason()}")
         _chosen = name
         _family = None if name == "auto" else MODULES[name].family
         _detail = "" if name == "auto" else f"set to {name}"
 
 
 def backend_name():
-    """The back-end engines use, netmap or packet (before auto settles: what it would pick)."""
+    """The back-end engines use, netmap, xdp or packet (before auto settles: what it would pick). In the kernel
+    family xdp runs the trees it can and packet the others (backend_lines says which tree runs where)."""
     if _chosen != "auto":
         return _chosen
-    if _family is not None:
-        return FAMILIES[_family][-1]
-    return "netmap" if netmap_module.available() else "packet"
+    if _family == "netmap" or (_family is None and netmap_module.available()):
+        return "netmap"
+    return "packet" if xdp.kernel_reason() else "xdp"
+
+
+def kernel_choice():
+    """What auto runs in the kernel family, as the status says it."""
+    return "packet" if xdp.kernel_reason() else "xdp or packet per tree"
 
 
 def backend_detail():
     """One line saying why the back-end is what it is, for the status and the log."""
     if _detail:
         return _detail
-    return "auto: " + ("netmap found" if netmap_module.available() else f"{netmap_module.DEVICE} not found")
+    if netmap_module.available():
+        return "auto: netmap found"
+    reason = xdp.kernel_reason()
+    return f"auto: {netmap_module.DEVICE} not found, {kernel_choice()}" + (f" (xdp: {reason})" if reason else "")
 
 
 def select(plan) -> LinkContext:
@@ -138,7 +153,7 @@ def select(plan) -> LinkContext:
                 return LinkContext(None, plan, MODULES[backend_name()], reasons)   # files only: nothing settles
             reason = MODULES["netmap"].probe(plan)
             _family = "kernel" if reason else "netmap"
-            _detail = (f"auto: packet ({reason})" if reason
+            _detail = (f"auto: {kernel_choice()} ({reason})" if reason
                        else f"auto: netmap opens {', '.join(plan.interfaces)}")
         family = FAMILIES[_family]
         # A back-end chosen by name is tried first, then the ones after it in its family (its fallbacks).

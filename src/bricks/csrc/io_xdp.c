@@ -13,6 +13,7 @@
 #include <linux/ethtool.h>
 #include <linux/sockios.h>
 #include <net/if.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
@@ -82,6 +83,54 @@ done:
     return result;
 }
 
+/* The source an engine sees for a tree running in XDP: frames never reach
+ * user space, so it never has any; its descriptor (an eventfd nobody writes)
+ * keeps the engine thread asleep in poll() until it is stopped. */
+struct xdp_idle_source {
+    struct brk_source base;
+    int fd;
+};
+
+static unsigned idle_next_batch(struct brk_source *base, struct brk_packet *packets, unsigned max)
+{
+    (void)base, (void)packets, (void)max;
+    return 0;
+}
+
+static void idle_release(struct brk_source *base) { (void)base; }
+static int idle_poll_fd(struct brk_source *base) { return ((struct xdp_idle_source *)base)->fd; }
+static uint64_t idle_kernel_drops(struct brk_source *base) { (void)base; return 0; }
+static int idle_exhausted(struct brk_source *base) { (void)base; return 0; }
+
+static void idle_close(struct brk_source *base)
+{
+    close(((struct xdp_idle_source *)base)->fd);
+    free(base);
+}
+
+static const struct brk_source_ops idle_source_ops = {
+    .next_batch = idle_next_batch,
+    .release = idle_release,
+    .poll_fd = idle_poll_fd,
+    .kernel_drops = idle_kernel_drops,
+    .exhausted = idle_exhausted,
+    .close = idle_close,
+};
+
+brk_source *brk_source_xdp_idle_new(void)
+{
+    struct xdp_idle_source *source = calloc(1, sizeof(*source));
+    if (!source)
+        return NULL;
+    source->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (source->fd < 0) {
+        free(source);
+        return NULL;
+    }
+    source->base.ops = &idle_source_ops;
+    return &source->base;
+}
+
 #ifdef BRK_HAVE_LIBBPF
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -89,7 +138,8 @@ done:
 
 #define PROGRAM_NAME "brk_xdp_bricks"
 #define PASS_PROGRAM_NAME "brk_xdp_pass"
-#define MAX_ATTACHMENTS 16
+/* Its inputs (a Merge has up to 16) and the consumer end of every pipe it feeds. */
+#define MAX_ATTACHMENTS (16 + BRK_XDP_MAX_OUTPUTS)
 #define LOG_SIZE 4096
 
 struct attachment {

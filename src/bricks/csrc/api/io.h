@@ -29,6 +29,9 @@ brk_source *brk_source_pcap_open(const char *const *paths, unsigned count,
  * rounds times: for benchmarks and tests without a kernel. */
 brk_source *brk_source_memory_new(const uint8_t *frames, const uint32_t *lengths,
                                   unsigned count, uint64_t rounds);
+/* A source that never has a frame and sleeps the engine thread until it is
+ * stopped (io_xdp.c): what the engine reads for a tree running in XDP. */
+brk_source *brk_source_xdp_idle_new(void);
 void brk_source_close(brk_source *source);
 
 /* AF_PACKET TPACKET_V2 TX ring on ifname with qdisc bypass; frames up to mtu. */

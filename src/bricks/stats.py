@@ -53,7 +53,9 @@ def brick_snapshot(brick):
     if brick.handle is None:
         return None
     if getattr(brick, "xdp_view", None) is not None:   # a tree running in XDP: the program's counters
-        return xdp_backend.brick_snapshot(brick)
+        snapshot = dict.fromkeys(COMMON_KIND_COUNTERS, 0)   # what XDP cannot count (or do) stays 0
+        snapshot.update(xdp_backend.brick_snapshot(brick))
+        return snapshot
     brick_stats = ffi.new("struct brk_brick_stats *")
     lib.brk_brick_stats(brick.handle, brick_stats)
     counters = ffi.new("struct brk_counters *")

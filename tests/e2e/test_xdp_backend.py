@@ -476,7 +476,9 @@ def test_the_daemon_says_where_each_tree_runs_counts_them_and_cleans_up_on_sigte
     assert "engine writer: PcapWriter tree on packet (xdp: PcapWriter cannot run in XDP)" in text, text
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + EXIT_TIMEOUT_S
-    while links.interface_exists(links.broker_name(host_if, 0)) and time.monotonic() < deadline:
+    # The daemon removes its pipes one after the other: wait for all of them (or the deadline), then check.
+    while (any(links.interface_exists(links.broker_name(host_if, index)) for index in range(2))
+           and time.monotonic() < deadline):
         time.sleep(0.05)
     assert_nothing_attached([host_if])
     assert not any(links.interface_exists(links.broker_name(host_if, index)) for index in range(2))

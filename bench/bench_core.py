@@ -7,13 +7,11 @@ bench/bitloop_reference.c, never shipped) doing the same parse + hash + %4.
 """
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from cffi import FFI
+from cffi_loops import compile_module
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -27,24 +25,12 @@ TARGET_MPPS = 20.0
 
 def build_reference():
     """Compiles bench/bitloop_reference.c into a throwaway cffi module and imports it."""
-    builder = FFI()
-    builder.cdef("""
+    return compile_module("_bitloop_reference", """
         void bitloop_run(const uint8_t *frames, const uint32_t *lengths, unsigned count, uint64_t rounds,
                          unsigned outputs, uint64_t *per_output);
         void product_run(void *flow_hash, const uint8_t *frames, const uint32_t *lengths, unsigned count,
                          uint64_t rounds, unsigned outputs, uint64_t *per_output);
-    """)
-    builder.set_source("_bitloop_reference", (ROOT / "bench" / "bitloop_reference.c").read_text(),
-                       extra_compile_args=["-O3", "-Wall", "-Wextra"])
-    build_dir = tempfile.mkdtemp(prefix="bricks-bench-")
-    builder.compile(tmpdir=build_dir, verbose=False)
-    sys.path.insert(0, build_dir)
-    try:
-        import _bitloop_reference
-    finally:
-        sys.path.remove(build_dir)
-        shutil.rmtree(build_dir)   # the loaded library stays mapped
-    return _bitloop_reference
+    """, (ROOT / "bench" / "bitloop_reference.c").read_text())
 
 
 def pin(cpu):

@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+import memory_engine  # noqa: E402
 from bricks import catalog  # noqa: E402
 from bricks._ffi import ffi, lib  # noqa: E402
 from bricks.frames import checksum, pad, tcp_frame  # noqa: E402
@@ -54,34 +55,9 @@ def router_copy(frame):
 
 def engine_run(kind_name, config, frames, batch, cpu):
     """A function of rounds: one engine run over frames; returns (delivered, dropped by the brick on purpose)."""
-    error = ffi.new("char[256]")
-    kind = lib.brk_brick_kind_find(kind_name.encode())
     own = ffi.new(f"struct brk_{kind_name.lower()}_config *", config) if config else ffi.NULL
-    lengths = ffi.new("uint32_t[]", [len(frame) for frame in frames])
-    data = b"".join(frames)
-
-    def run(rounds):
-        engine = lib.brk_engine_new(batch, cpu)
-        source = lib.brk_source_memory_new(data, lengths, len(frames), rounds)
-        brick = lib.brk_brick_new(kind, own, error, len(error))
-        sink = lib.brk_sink_null_new()
-        assert engine != ffi.NULL and source != ffi.NULL and brick != ffi.NULL, ffi.string(error)
-        try:
-            assert lib.brk_brick_add_sink(brick, sink) == 0
-            assert lib.brk_engine_add_source(engine, source, brick) == 0
-            assert lib.brk_engine_run(engine) == 0
-            counters = ffi.new("struct brk_counters *")
-            lib.brk_brick_output_stats(brick, 0, counters)
-            stats = ffi.new("struct brk_brick_stats *")
-            lib.brk_brick_stats(brick, stats)
-            removed = stats.counters[lib.BRK_DEDUP_DEDUPLICATED] if kind_name == "Dedup" else 0
-            return counters.packets, removed
-        finally:
-            lib.brk_engine_free(engine)
-            lib.brk_source_close(source)
-            lib.brk_brick_free(brick)
-            lib.brk_sink_close(sink)
-    return run
+    removed = lib.BRK_DEDUP_DEDUPLICATED if kind_name == "Dedup" else None
+    return memory_engine.engine_run(kind_name, frames, batch, cpu, config=own, removed_counter=removed)
 
 
 def measure(function, packets_per_round, seconds):

@@ -11,13 +11,11 @@ is timed.
 import argparse
 import os
 import random
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from cffi import FFI
+from cffi_loops import compile_module
 from scapy.contrib.erspan import ERSPAN_II
 from scapy.contrib.gtp import GTP_U_Header
 from scapy.layers.inet import GRE, IP, TCP, UDP
@@ -104,19 +102,7 @@ MAX_TUNNELS = 4
 
 def build_loops():
     """Compiles the loops into a throwaway cffi module and imports it."""
-    builder = FFI()
-    builder.cdef(CDEF)
-    builder.set_source("_dissect_loops", LOOPS, include_dirs=[str(CSRC)],
-                       extra_compile_args=["-O3", "-Wall", "-Wextra"])
-    build_dir = tempfile.mkdtemp(prefix="bricks-bench-")
-    builder.compile(tmpdir=build_dir, verbose=False)
-    sys.path.insert(0, build_dir)
-    try:
-        import _dissect_loops
-    finally:
-        sys.path.remove(build_dir)
-        shutil.rmtree(build_dir)   # the loaded library stays mapped
-    return _dissect_loops
+    return compile_module("_dissect_loops", CDEF, LOOPS, include_dirs=[str(CSRC)])
 
 
 def inner_packets(count, seed=7):

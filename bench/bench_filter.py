@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 import bench_veth
+import memory_engine
 
 from bricks._ffi import ffi, lib
 from bricks.engine import Brick, install_signal_handlers
@@ -35,34 +36,9 @@ TARGET_RATIO = 0.70
 
 def engine_run(kind_name, rules, frames, batch, cpu):
     """A function of rounds: runs the engine once over the frames; returns (delivered, filtered)."""
-    error = ffi.new("char[256]")
-    kind = lib.brk_brick_kind_find(kind_name.encode())
-    lengths = ffi.new("uint32_t[]", [len(frame) for frame in frames])
-    data = b"".join(frames)
-
-    def run(rounds):
-        engine = lib.brk_engine_new(batch, cpu)
-        source = lib.brk_source_memory_new(data, lengths, len(frames), rounds)
-        brick = lib.brk_brick_new(kind, ffi.NULL, error, len(error))   # Filter and Dummy take no config
-        sink = lib.brk_sink_null_new()
-        assert engine != ffi.NULL and source != ffi.NULL and brick != ffi.NULL, ffi.string(error)
-        try:
-            if rules is not None:
-                rules.attach(brick)
-            assert lib.brk_brick_add_sink(brick, sink) == 0
-            assert lib.brk_engine_add_source(engine, source, brick) == 0
-            assert lib.brk_engine_run(engine) == 0
-            counters = ffi.new("struct brk_counters *")
-            lib.brk_brick_output_stats(brick, 0, counters)
-            stats = ffi.new("struct brk_brick_stats *")
-            lib.brk_brick_stats(brick, stats)
-            return counters.packets, stats.counters[lib.BRK_FILTER_FILTERED] if kind_name == "Filter" else 0
-        finally:
-            lib.brk_engine_free(engine)
-            lib.brk_source_close(source)
-            lib.brk_brick_free(brick)
-            lib.brk_sink_close(sink)
-    return run
+    # Filter and Dummy take no config.
+    return memory_engine.engine_run(kind_name, frames, batch, cpu, attach=rules.attach if rules is not None else None,
+                                    removed_counter=lib.BRK_FILTER_FILTERED if kind_name == "Filter" else None)
 
 
 def measure(function, packets_per_round, seconds):

@@ -5,6 +5,7 @@ of misbehaving later.
 """
 from . import __version__
 from ._native import ffi, lib
+from .errors import BricksError
 
 _built = ffi.string(lib.brk_version()).decode()
 if _built != __version__:
@@ -20,4 +21,14 @@ def error_text(buffer):
     return ffi.string(buffer).decode(errors="replace")
 
 
-__all__ = ["ffi", "lib", "error_buffer", "error_text"]
+def open_native(constructor, *arguments):
+    """Calls a C constructor whose last two arguments are an error buffer and its size: its handle, or
+    BricksError with the one-line message it wrote when it returns NULL."""
+    error = error_buffer()
+    handle = constructor(*arguments, error, len(error))
+    if handle == ffi.NULL:
+        raise BricksError(error_text(error))
+    return handle
+
+
+__all__ = ["ffi", "lib", "error_buffer", "error_text", "open_native"]

@@ -220,6 +220,20 @@ def random_tcp_frames(count, seed=1, version=4, size=60):
     return [pad(tcp_frame(*flow), size) for flow in random_flows(rng, count, version)]
 
 
+def garbage_frame(rng, protocols=None):
+    """Random bytes (0 to 159) a dissector must survive: mostly with an IP or VLAN EtherType, half of those
+    with a plausible first IP byte, and, given protocols, half of those long enough with one of them as the
+    IPv4 protocol. The same rng gives the same frames."""
+    data = bytearray(rng.getrandbits(8) for _ in range(rng.randrange(0, 160)))
+    if len(data) >= 14 and rng.random() < 0.8:
+        data[12:14] = struct.pack("!H", rng.choice([ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN, ETHERTYPE_QINQ]))
+        if len(data) > 14 and rng.random() < 0.5:
+            data[14] = rng.choice([0x45, 0x46, 0x4F, 0x40, 0x60])
+        if protocols and len(data) > 23 and rng.random() < 0.5:
+            data[23] = rng.choice(protocols)
+    return bytes(data)
+
+
 def flow_key(frame):
     """The same key for both directions of an IPv4 TCP/UDP flow in an untagged frame."""
     header = 14

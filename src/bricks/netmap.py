@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-from ._ffi import error_buffer, error_text, ffi, lib
+from ._ffi import error_buffer, error_text, ffi, lib, open_native
 from .errors import BricksError
 from .ports import NETMAP_PREFIX
 
@@ -159,8 +159,4 @@ def open_sink(port: NetmapPort):
 def _open(opener, port: NetmapPort):
     if not available():
         raise BricksError(MISSING)
-    error = error_buffer()
-    handle = opener(port.request_name.encode(), port.register_mode, port.ring, error, len(error))
-    if handle == ffi.NULL:
-        raise BricksError(error_text(error))
-    return handle
+    return open_native(opener, port.request_name.encode(), port.register_mode, port.ring)

@@ -15,6 +15,7 @@ from bricks import engine as engine_module
 from bricks import links
 from bricks.engine import Brick, PktEngine
 from bricks.frames import flow_frames, pcap_bytes, read_pcap, udp_frame
+from tests.e2e import daemons
 from tests.e2e.daemons import alive
 
 pytestmark = pytest.mark.root
@@ -29,13 +30,8 @@ def engines_removed():
     engine_module.shutdown_all()
 
 
-def wait_until(condition, timeout=NOTICE_TIMEOUT_S):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
+def wait_until(condition):
+    return daemons.wait_until(condition, NOTICE_TIMEOUT_S)
 
 
 def wait_for_packets(engine, count):

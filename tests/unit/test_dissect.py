@@ -11,7 +11,7 @@ import pytest
 
 from bricks._native import ffi, lib
 from bricks.frames import (
-    AH, DESTINATION_OPTIONS, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_QINQ, ETHERTYPE_VLAN, ICMP, TCP, UDP,
+    AH, DESTINATION_OPTIONS, ETHERTYPE_IPV4, ETHERTYPE_QINQ, ETHERTYPE_VLAN, ICMP, TCP, UDP, garbage_frame,
     ip_frame, ipv4, random_flows, tcp, tcp_frame, udp, udp_frame,
 )
 from tests.fuzz.test_fuzz_findings import ipv6_fragment
@@ -80,17 +80,10 @@ def test_every_prefix_hashes_to_hash_c(frame, _needed, split, depth):
 
 def test_random_garbage_hashes_to_hash_c():
     rng = random.Random(31)
-    ethertypes = [ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN, ETHERTYPE_QINQ]
     for _ in range(20000):
-        data = bytearray(rng.getrandbits(8) for _ in range(rng.randrange(0, 160)))
-        if len(data) >= 14 and rng.random() < 0.8:
-            data[12:14] = struct.pack("!H", rng.choice(ethertypes))
-            if len(data) > 14 and rng.random() < 0.5:
-                data[14] = rng.choice([0x45, 0x46, 0x4F, 0x40, 0x60])
-            if len(data) > 23 and rng.random() < 0.5:
-                data[23] = rng.choice([TCP, UDP, 4, 41, 44, 0, 43, 51, 60])
+        data = garbage_frame(rng, protocols=[TCP, UDP, 4, 41, 44, 0, 43, 51, 60])
         split, depth = rng.choice(SPLITS_AND_DEPTHS)
-        assert hash_dissected(bytes(data), split, depth) == hash_c(bytes(data), split, depth), data.hex()
+        assert hash_dissected(data, split, depth) == hash_c(data, split, depth), data.hex()
 
 
 class FragmentMemory:

@@ -10,7 +10,7 @@ import zlib
 import os
 
 from .. import links, registry
-from .._ffi import error_buffer, error_text, ffi, lib
+from .._ffi import open_native, lib
 from ..errors import BricksError
 from ..ports import PortKind
 
@@ -59,7 +59,6 @@ class PacketBackend:
         return None
 
     def open_source(self, context, port):
-        error = error_buffer()
         name = port.device
         if port.kind == PortKind.TUNNEL:
             hold_tunnel(context, port)
@@ -68,13 +67,9 @@ class PacketBackend:
             quiet_input(context, name)
         ring_bytes = max(MIN_RX_RING_BYTES, context.engine.buffer_slots * RX_RING_BYTES_PER_SLOT)
         fanout = fanout_group(info.index) if context.plan.qid >= 0 else -1
-        source = lib.brk_source_afpacket_open(name.encode(), ring_bytes, fanout, error, len(error))
-        if source == ffi.NULL:
-            raise BricksError(error_text(error))
-        return source
+        return open_native(lib.brk_source_afpacket_open, name.encode(), ring_bytes, fanout)
 
     def open_sink(self, context, node, output):
-        error = error_buffer()
         port = output.port
         if port.kind == PortKind.BROKER:
             mtu = input_mtu(context.plan)
@@ -84,10 +79,7 @@ class PacketBackend:
             mtu = link_call(links.interface_info, port.device).mtu
         else:
             mtu = link_call(links.interface_info, port.interface).mtu
-        sink = lib.brk_sink_afpacket_open(port.device.encode(), context.engine.buffer_slots, mtu, error, len(error))
-        if sink == ffi.NULL:
-            raise BricksError(error_text(error))
-        return sink
+        return open_native(lib.brk_sink_afpacket_open, port.device.encode(), context.engine.buffer_slots, mtu)
 
     def realise(self, context):
         pass

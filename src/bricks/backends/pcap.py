@@ -4,7 +4,7 @@ back-end; it runs any plan."""
 import glob
 import os
 
-from .._ffi import error_buffer, error_text, ffi, lib
+from .._ffi import ffi, lib, open_native
 from ..errors import BricksError
 
 SNAPLEN = 262144
@@ -30,19 +30,11 @@ class PcapBackend:
         return None
 
     def open_source(self, context, port):
-        error = error_buffer()
         paths = [ffi.new("char[]", path.encode()) for path in pcap_files(port.name)]
-        source = lib.brk_source_pcap_open(ffi.new("char *[]", paths), len(paths), error, len(error))
-        if source == ffi.NULL:
-            raise BricksError(error_text(error))
-        return source
+        return open_native(lib.brk_source_pcap_open, ffi.new("char *[]", paths), len(paths))
 
     def open_sink(self, context, node, output):
-        error = error_buffer()
-        sink = lib.brk_sink_pcap_open(output.port.name.encode(), SNAPLEN, error, len(error))
-        if sink == ffi.NULL:
-            raise BricksError(error_text(error))
-        return sink
+        return open_native(lib.brk_sink_pcap_open, output.port.name.encode(), SNAPLEN)
 
     def realise(self, context):
         pass

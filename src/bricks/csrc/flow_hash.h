@@ -1,7 +1,8 @@
 /* The flow hash of SPEC §6 computed from a dissector key, in portable C that
- * compiles for BPF too: no tables, no 128-bit arithmetic, loops of constant
- * length. hash.c keeps its faster table-driven form for the C engine; the
- * unit test test_dissect.py shows both give the same value on every vector. */
+ * compiles for BPF too: no tables, no 128-bit arithmetic on BPF, loops of
+ * constant length. hash.c uses the mixed hash (depth >= 1) from here and keeps
+ * a faster table-driven Toeplitz (depth 0) for the C engine; the unit test
+ * test_dissect.py shows both Toeplitz forms give the same value on every vector. */
 #ifndef BRK_FLOW_HASH_H
 #define BRK_FLOW_HASH_H
 #include "dissect.h"
@@ -65,10 +66,15 @@ BRK_DISSECT_FUNCTION uint64_t brk_mix64(uint64_t h)
     return h;
 }
 
-/* wyhash's step: the 128-bit product of two words folded to 64 bits, from
- * four 32x32 products (BPF has no 128-bit multiply). */
+/* wyhash's step: the 128-bit product of two words folded to 64 bits. BPF has
+ * no 128-bit multiply, so there it is built from four 32x32 products; the
+ * host uses the one instruction (same value, the hash vectors check it). */
 BRK_DISSECT_FUNCTION uint64_t brk_multiply_fold(uint64_t a, uint64_t b)
 {
+#if defined(__SIZEOF_INT128__) && !defined(__bpf__)
+    __uint128_t product = (__uint128_t)a * b;
+    return (uint64_t)product ^ (uint64_t)(product >> 64);
+#else
     uint64_t a_low = (uint32_t)a, a_high = a >> 32, b_low = (uint32_t)b, b_high = b >> 32;
     uint64_t low_low = a_low * b_low, high_low = a_high * b_low;
     uint64_t low_high = a_low * b_high, high_high = a_high * b_high;
@@ -76,14 +82,20 @@ BRK_DISSECT_FUNCTION uint64_t brk_multiply_fold(uint64_t a, uint64_t b)
     uint64_t high = (high_low >> 32) + (cross >> 32) + high_high;
     uint64_t low = cross << 32 | (uint32_t)low_low;
     return low ^ high;
+#endif
 }
 
-/* Up to 8 bytes as one little-endian word, zero-padded (hash.c's memcpy on x86). */
+/* Up to 8 bytes as one little-endian word, zero-padded. A little-endian host
+ * copies them in one load; BPF reads byte by byte. */
 BRK_DISSECT_FUNCTION uint64_t brk_load_word(const uint8_t *p, unsigned size)
 {
     uint64_t word = 0;
+#if !defined(__bpf__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    __builtin_memcpy(&word, p, size < 8 ? size : 8);
+#else
     for (unsigned i = 0; i < 8 && i < size; i++)
         word |= (uint64_t)p[i] << (8 * i);
+#endif
     return word;
 }
 
@@ -98,21 +110,24 @@ BRK_DISSECT_FUNCTION int brk_address_less(const uint8_t *a, const uint8_t *b, un
     return 0;
 }
 
-/* Depth >= 1: a seeded mix of the endpoints in a canonical order (hash.c's
- * hash_mixed_sized), inlined per address size so the loops unroll. */
-BRK_DISSECT_FUNCTION uint32_t brk_hash_mixed_sized(const struct brk_flow_endpoints *key, unsigned depth,
-                                                   unsigned size)
+/* Depth >= 1: a seeded mix of the endpoints in a canonical order, so it is
+ * symmetric without being the linear fold that made the original's per-depth
+ * seed cancel out. The endpoints by pointer: hash.c hashes plain IPv4 with
+ * the addresses still in the frame. Inlined per address size so the loops unroll. */
+BRK_DISSECT_FUNCTION uint32_t brk_hash_mixed_of(const uint8_t *source, const uint8_t *destination,
+                                                uint16_t source_port, uint16_t destination_port,
+                                                int has_ports, unsigned depth, unsigned size)
 {
-    const uint8_t *low = key->source, *high = key->destination;
-    uint16_t low_port = key->source_port, high_port = key->destination_port;
+    const uint8_t *low = source, *high = destination;
+    uint16_t low_port = source_port, high_port = destination_port;
     if (brk_address_less(high, low, size)
         || (!brk_address_less(low, high, size) && low_port > high_port)) {
-        low = key->destination;
-        high = key->source;
+        low = destination;
+        high = source;
         /* Stand-ins belong to no endpoint: swapping them would break symmetry. */
-        if (key->has_ports) {
-            low_port = key->destination_port;
-            high_port = key->source_port;
+        if (has_ports) {
+            low_port = destination_port;
+            high_port = source_port;
         }
     }
     uint64_t words[5] = { 0, 0, 0, 0, 0 };
@@ -134,6 +149,13 @@ BRK_DISSECT_FUNCTION uint32_t brk_hash_mixed_sized(const struct brk_flow_endpoin
     }
     h = brk_mix64(h);
     return (uint32_t)(h ^ h >> 32);
+}
+
+BRK_DISSECT_FUNCTION uint32_t brk_hash_mixed_sized(const struct brk_flow_endpoints *key, unsigned depth,
+                                                   unsigned size)
+{
+    return brk_hash_mixed_of(key->source, key->destination, key->source_port, key->destination_port,
+                             key->has_ports, depth, size);
 }
 
 BRK_DISSECT_FUNCTION uint32_t brk_hash_mixed(const struct brk_flow_endpoints *key, unsigned depth)

@@ -62,6 +62,9 @@ def _daemon_options(function):
                      help="Stop a client's chunk that runs longer than this (error 'chunk exceeded "
                           "SECONDS s') [default: no limit; Ctrl+C in its shell always stops it]."),
         click.option("--foreground", is_flag=True, help="Do not detach; log to stderr as well."),
+        click.option("--metrics", metavar="[HOST:]PORT", envvar="BRICKS_METRICS",
+                     help="Serve Prometheus metrics on http://HOST:PORT/metrics [default: not served; "
+                          "HOST: 127.0.0.1]."),
     ]):
         function = option(function)
     return _runtime_options(_socket_option(function))
@@ -262,8 +265,59 @@ def install_units_main(unit_directory, bin_directory, no_reload):
                "(or: systemctl enable --now bricks-load-balance@IFACE:N)")
 
 
+def _with_session(socket_path, work):
+    """Runs work(session, socket_path) on a connection to the daemon; its exit status, or one line on failure."""
+    from .client import ClientError, RemoteSession
+    from .server import default_socket_path
+    socket_path = socket_path or default_socket_path()
+    try:
+        session = RemoteSession(socket_path)
+        try:
+            return work(session, socket_path)
+        finally:
+            session.close()
+    except ClientError as error:
+        _fail(str(error))
+
+
+@click.command(context_settings=CONTEXT)
+@_version_option
+@_socket_option
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the counters as one JSON document (engines, bricks, outputs, drops by cause, "
+                   "Filter rules) instead of text.")
+def stats_main(socket_path, as_json):
+    """Print a running daemon's counters (read through its socket, beside any chunk that runs)."""
+    import json
+
+    from . import stats
+
+    def show(session, _):
+        snapshot = session.stats()
+        if as_json:
+            click.echo(json.dumps(snapshot, indent=2, sort_keys=True))
+        else:
+            click.echo(stats.engines_table(snapshot["engines"]))
+            for known in snapshot["engines"]:
+                click.echo(stats.engine_text(known))
+        return 0
+    sys.exit(_with_session(socket_path, show))
+
+
+@click.command(context_settings=CONTEXT)
+@_version_option
+@_socket_option
+@click.option("--interval", type=click.FloatRange(0.1, 60), default=1.0, show_default=True, metavar="SECONDS",
+              help="Seconds between two redraws.")
+@click.option("--rounds", type=click.IntRange(1), metavar="N", help="Quit after N redraws [default: until q].")
+def top_main(socket_path, interval, rounds):
+    """A live view of a running daemon: per output Mpps, Gbit/s and drops per second. q or Ctrl+C quits."""
+    from .top import run_top
+    sys.exit(_with_session(socket_path, lambda session, path: run_top(session, path, interval, rounds)))
+
+
 # `bricks SUBCOMMAND ...`: tools beside the broker itself (a first argument never taken for a script: those need -f).
-SUBCOMMANDS = {"split": split_main, "install-units": install_units_main}
+SUBCOMMANDS = {"split": split_main, "install-units": install_units_main, "stats": stats_main, "top": top_main}
 
 
 def bricks_main():

@@ -104,6 +104,14 @@ class RemoteSession:
         self._send({"op": "complete", "prefix": line})
         return self._receive().get("completions", [])
 
+    def stats(self):
+        """The daemon snapshot (metrics.daemon_snapshot), read without going through the Lua state."""
+        self._send({"op": "stats"})
+        answer = self._receive()
+        if "stats" not in answer:
+            raise ClientError(f"the daemon did not answer with stats: {answer.get('error') or answer}")
+        return answer["stats"]
+
     def close(self):
         self.connection.close()
 

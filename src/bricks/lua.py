@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 
-from . import __version__, engine, stats
+from . import __version__, engine, metrics, stats
 from .catalog import KINDS
 from .engine import Brick, PktEngine
 from .errors import BricksError
@@ -44,6 +44,8 @@ BRICKS commands:
   BRICKS.help()              this list
   BRICKS.print_status()      whether BRICKS is online (at least one engine running)
   BRICKS.show_stats()        packet, byte and drop counts of every engine, and their total
+  BRICKS.stats()             the same as a table: engines (each as pe:stats()), backend,
+                             filters (each Filter's rules and hits), time
   BRICKS.shutdown()          stop every engine, remove every pipe, flush writers and quit
   BRICKS.set_backend(name)   auto, packet or netmap; only before the first engine exists
   BRICKS.backend()           the back-end in use
@@ -72,6 +74,8 @@ PktEngine commands:
   pe:stop()                  stop it
   pe:delete()                remove the engine and its pipes (not while running)
   pe:show_stats()            its packet, byte and drop counts (pe.show_stats() too)
+  pe:stats()                 the same as a table: packets, bytes, drops by cause, and
+                             bricks[i].outputs[j] with packets, bytes, drops, full, ...
 Numbers may be given as strings ("4"), as Lua converts them; a cpu this host lacks
 is a warning and the engine runs unpinned. Methods return the engine (pe:link(b):start()).
 """
@@ -446,7 +450,10 @@ class LuaRuntime:
             seconds = _number(seconds, f"{handle.name}:wait: seconds", None)
             return handle.wait(seconds)
 
-        engine_methods = {"link": link, "show_stats": show_stats, "wait": wait,
+        def engine_stats(handle):
+            return runtime._to_lua(handle.stats())
+
+        engine_methods = {"link": link, "show_stats": show_stats, "wait": wait, "stats": engine_stats,
                           "unlink": PktEngine.unlink, "start": PktEngine.start, "stop": PktEngine.stop,
                           "delete": PktEngine.delete}
 
@@ -552,6 +559,9 @@ class LuaRuntime:
             for line in engine.status_lines():
                 runtime._print(line)
 
+        def all_stats():
+            return runtime._to_lua(metrics.daemon_snapshot())
+
         def shutdown():
             engine.shutdown_all()
             runtime.shutdown_requested = True
@@ -577,6 +587,7 @@ class LuaRuntime:
             "PktEngine.new": ("engine_new", engine_new), "PktEngine.retrieve": ("engine_retrieve", engine_retrieve),
             "Brick.new": ("brick_new", brick_new), "BRICKS.print_status": ("print_status", print_status),
             "BRICKS.show_stats": ("show_stats", show_all_stats), "BRICKS.shutdown": ("shutdown", shutdown),
+            "BRICKS.stats": ("stats", all_stats),
             "BRICKS.set_backend": ("set_backend", set_backend), "BRICKS.backend": ("backend", backend),
             "bricks_sleep": ("sleep", sleep),
         }

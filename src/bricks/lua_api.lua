@@ -145,7 +145,7 @@ PktEngine = {}
 local new_engine_object = object_type("PktEngine", PktEngine,
                                       {"delete", "link", "show_stats", "start", "stop", "unlink"},
                                       native.engine_call)
-local engine_extras = {"wait"}   -- pe:wait([seconds]) answers true/false, not pe
+local engine_extras = {"wait", "stats"}   -- pe:wait([seconds]) answers true/false, pe:stats() a table: not pe
 local engine_objects = {}        -- name -> the Lua object last handed out for it
 
 local function engine_object(handle, name)
@@ -237,6 +237,10 @@ end
 
 function BRICKS.backend(...)
    return (check(native.backend(without_class(BRICKS, ...))))
+end
+
+function BRICKS.stats(...)
+   return (check(native.stats(without_class(BRICKS, ...))))
 end
 
 ---------------------------------------------------------------- output

@@ -16,6 +16,8 @@ UTF-8 JSON. On connect the daemon sends a greeting, `{"hello": "bricks",
   {"op": "interrupt"} while a chunk of this client waits or runs: it stops
       with the error "interrupted" (no answer of its own; the chunk's "done" follows).
   {"op": "complete", "prefix": "..."} -> {"completions": [...]}
+  {"op": "stats"} -> {"stats": metrics.daemon_snapshot()}: every engine's counters,
+      read beside the Lua state (a running chunk does not delay it); `bricks stats`, `bricks top`.
 Output is streamed, in messages of at most OUTPUT_PIECE characters, because a
 chunk may print for a long time (a stats loop) or a lot (a 20 MB string).
 Chunks from all clients run one at a time in the daemon's single Lua state; a

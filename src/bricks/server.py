@@ -324,6 +324,15 @@ class Daemon:
             operation = request.get("op")
             if operation == "run" and isinstance(request.get("chunk"), str) and request.get("mode") in RUN_MODES:
                 self._run_for(connection, request["chunk"], request["mode"], environment)
+            elif operation == "stats":
+                # Read beside the Lua state, not through it: a long chunk never delays a dashboard.
+                from .metrics import daemon_snapshot
+                try:
+                    answer = {"stats": daemon_snapshot()}
+                except Exception as error:     # a bug must reach the client as one line, not hang it
+                    log.error("stats: %s", _one_line(error), exc_info=True)
+                    answer = {"error": f"stats: {_one_line(error)}"}
+                send_message(connection, answer)
             elif operation == "complete" and isinstance(request.get("prefix"), str):
                 send_message(connection, {"completions": self.service.completions(request["prefix"])})
             elif operation == "interrupt":
@@ -431,8 +440,9 @@ class DaemonOptions:
 
     def __init__(self, script=None, script_text=None, script_args=(), socket_path=None, pid_path=None,
                  log_path=None, group=None, backend="auto", batch=None, foreground=False, rules_path=None,
-                 restricted=False, chunk_timeout=None):
+                 restricted=False, chunk_timeout=None, metrics=None):
         self.script = script
+        self.metrics = metrics                  # [HOST:]PORT to serve Prometheus /metrics on (None: not served)
         self.rules_path = rules_path        # Filter rules (JSON lines) loaded once the script built the filters
         self.script_text = script_text      # a generated chunk (bricks-load-balance) instead of a file
         self.script_args = tuple(script_args)
@@ -550,6 +560,7 @@ def run_daemon(options, runtime_factory=None):
         _detach(launch)
     pid_file = PidFile(options.pid_path)
     daemon = None
+    exporters = []        # the metrics server and the status file: stopped before the engines go
     try:
         pid_file.acquire()
         _set_up_logging(options.log_path, options.foreground)
@@ -557,6 +568,10 @@ def run_daemon(options, runtime_factory=None):
         daemon = Daemon(service, options.socket_path, options.group, restricted=options.restricted,
                         chunk_timeout=options.chunk_timeout)
         daemon.bind()
+        if options.metrics is not None:     # before the script: a taken port must not leave engines half started
+            from .metrics import MetricsServer
+            exporters.append(MetricsServer(options.metrics))
+            log.info("metrics: http://%s:%d/metrics", exporters[-1].host, exporters[-1].port)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda number, frame: (service.stop(), daemon.stop()))
         links.reclaim_stale_pipes()
@@ -564,10 +579,14 @@ def run_daemon(options, runtime_factory=None):
         _run_start_up_script(service, options)
         _load_rule_file(service, options)
         log.info("back-end: %s (%s)", engine.backend_name(), engine.backend_detail())
+        from .metrics import StatusFile, status_path
+        exporters.append(StatusFile(status_path(options.socket_path), log=log))
+        exporters[-1].start()
     except Exception as error:
         message = str(error) if isinstance(error, DaemonError) else _one_line(error)
         if log.handlers:     # before logging is set up, the message below is the only line
             log.error("not started: %s", message)
+        _stop_exporters(exporters)
         if daemon is not None:
             daemon.close()
         engine.shutdown_all()
@@ -582,8 +601,18 @@ def run_daemon(options, runtime_factory=None):
     try:
         daemon.serve()
     finally:
+        _stop_exporters(exporters)
         _stop_cleanly(service, daemon, pid_file)
     return 0
+
+
+def _stop_exporters(exporters):
+    """The status file removed, the metrics port closed: a stopped daemon leaves neither behind."""
+    for exporter in reversed(exporters):
+        try:
+            exporter.stop()
+        except Exception as error:    # cleaning up the rest matters more than this one's failure
+            log.warning("stopping %s: %s", type(exporter).__name__, _one_line(error))
 
 
 def _cut(message):

@@ -26,7 +26,8 @@ class Paths:
         self.home = base
         self.env = dict(os.environ, BRICKS_RUN_DIR=self.run_dir, BRICKS_LOG_FILE=self.log, HOME=base,
                         PYTHONUNBUFFERED="1")
-        for name in ("BRICKS_SOCKET", "BRICKS_PID_FILE", "BRICKS_GROUP", "BRICKS_RESTRICTED", "BRICKS_CHUNK_TIMEOUT"):
+        for name in ("BRICKS_SOCKET", "BRICKS_PID_FILE", "BRICKS_GROUP", "BRICKS_RESTRICTED", "BRICKS_CHUNK_TIMEOUT",
+                     "BRICKS_METRICS"):
             self.env.pop(name, None)
 
     @property

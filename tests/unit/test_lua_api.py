@@ -461,7 +461,7 @@ def test_is_incomplete(lua, chunk, incomplete):
 
 @pytest.mark.parametrize("prefix, expected", [
     ("PktEngine.n", ["PktEngine.new"]),
-    ("pe:st", ["pe:start", "pe:stop"]),
+    ("pe:st", ["pe:start", "pe:stats", "pe:stop"]),
     ("BRI", ["BRICKS"]),
     ("x = BRI", ["x = BRICKS"]),
     ("BRICKS.sh", ["BRICKS.show_stats", "BRICKS.shutdown"]),
@@ -864,3 +864,16 @@ def test_lb_config_without_egress_is_fine_and_a_missing_egress_says_how_to_give_
                        "argument or in the global EGRESS, or neither for no egress)")
     assert "global EGRESS" in lua.error('EGRESS = "bkmissing1"; single.lb_config(pe, "eth3")')
     assert lua.run("return tostring(pe)") == ["PktEngine e0 (stopped, 0 brick trees)"]
+
+
+def test_stats_as_lua_tables(lua, tmp_path):
+    destination = run_pcap_engine(lua, tmp_path, "tbl", 50)
+    lua.run("""
+        local s = PktEngine.retrieve("tbl"):stats()
+        local output = s.bricks[1].outputs[1]
+        print(s.name, s.packets, s.drops, s.bricks[1].kind, output.name, output.packets, output.full)
+        local all = BRICKS.stats()
+        print(#all.engines, all.engines[1].packets, all.backend == BRICKS.backend(), type(all.time))
+    """)
+    assert lua.output().splitlines() == [f"tbl\t50\t0\tPcapReader\t{destination}\t50\t0", "1\t50\ttrue\tnumber"]
+    assert read_pcap_count(destination) == 50

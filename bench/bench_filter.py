@@ -2,6 +2,7 @@
 
 Run: .venv/bin/python bench/bench_filter.py [--seconds 2] [--cpu 1] [--flows 1024]
                                             [--no-veth] [--veth-seconds 5]
+     .venv/bin/python bench/bench_filter.py --publish [--seconds 2]
 Cases: no rule, one expression, 100,000 exact 5-tuple rules (half of the
 traffic's flows among them: shunted) and 10,000 prefix rules of lengths /8 to
 /32. The target is at least 70% of the Dummy rate with 100,000 rules.
@@ -10,6 +11,11 @@ few ns there) it prints Mpps, ns/packet and the ratio to Dummy. On the veth
 path (as root; bench_veth.py's testbed: trafgen -> veth -> brick -> one pipe)
 it prints the generator's rate, the packets handled (delivered, plus those the
 filter dropped on purpose), loss, engine CPU per packet and both against Dummy.
+--publish measures the control side instead (no root, no engine): rule-set
+publications per second on a table that holds 0 to 10,000 exact or prefix
+rules (one rule added and removed again with brk_filter_add/remove from C), and
+f:drop{...} calls per second from Lua (LuaRuntime, each call validated in
+Python and published) while 100, 1,000 or 5,000 rules go into a new Filter.
 """
 import argparse
 import ipaddress
@@ -211,6 +217,70 @@ def veth_bench(arguments, rng):
           "cap = 1000 / ns/pkt, what the engine could handle at 100% of its CPU")
 
 
+def publications_per_second(base_requests, seconds):
+    """Publications per second on a table holding base_requests: one rule added then removed again, over and
+    over (a publication each: the set stays the size asked for)."""
+    rules = FilterRules(None)
+    if base_requests:
+        rules.add(base_requests)
+    error = ffi.new("char[256]")
+    native = ffi.new("struct brk_filter_rule *")
+    native.action = lib.BRK_FILTER_DROP
+    native.family = lib.BRK_FILTER_IPV4
+    native.src_prefix = native.dst_prefix = 32
+    native.flags = lib.BRK_FILTER_MATCH_DPORT
+    next_id = len(base_requests) + 1
+    before = lib.brk_filter_publications(rules.table)
+    added, start = 0, time.perf_counter()
+    while True:
+        native.id = next_id + added
+        native.src[0:4] = bytes([192, 0, 2, added & 0xFF])
+        native.dport = added & 0xFFFF
+        assert lib.brk_filter_add(rules.table, native, 1, error, len(error)) == 0, ffi.string(error)
+        assert lib.brk_filter_remove(rules.table, native.id) == 0
+        added += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds and added >= 5:
+            break
+    published = lib.brk_filter_publications(rules.table) - before
+    assert published == 2 * added and lib.brk_filter_list(rules.table, ffi.NULL, 0) == len(base_requests)
+    return published / elapsed
+
+
+def lua_drops_per_second(count):
+    """f:drop{...} calls per second from Lua, count rules of their own added to a new Filter (100 per chunk)."""
+    from bricks import engine as engine_module
+    from bricks.lua import LuaRuntime
+
+    runtime = LuaRuntime(output=lambda text: None)
+    runtime.execute('f = Brick.new("Filter")')
+    start = time.perf_counter()
+    try:
+        for first in range(0, count, 100):
+            runtime.execute(f'for i = {first}, {min(first + 100, count) - 1} do '
+                            'f:drop{src="10.0." .. (math.floor(i / 256) % 256) .. "." .. (i % 256), '
+                            'dport=i % 65536 + 1, proto="tcp"} end')
+        elapsed = time.perf_counter() - start
+        assert runtime.execute("return #f:rules()") == [count]
+    finally:
+        engine_module.shutdown_all()
+    return count / elapsed
+
+
+def publish_bench(args):
+    """Rule-set publications per second by table size and kind, then f:drop{...} per second from Lua."""
+    rng = random.Random(5)
+    print("publications per second (a rule added and removed again, one publication each):")
+    print(f"{'rules already in the table':>30} {'exact':>10} {'prefix':>10}")
+    for count in (0, 100, 1_000, 10_000):
+        exact = publications_per_second(exact_rules([], count, rng), args.seconds)
+        prefix = publications_per_second(prefix_rules(count, rng), args.seconds)
+        print(f"{count:>30,} {exact:>10,.0f} {prefix:>10,.0f}")
+    for count in (100, 1_000, 5_000):
+        rate = lua_drops_per_second(count)
+        print(f"Lua f:drop{{src=, dport=, proto=}}, {count:,} rules into a new Filter: {rate:,.0f} per second")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="in memory: seconds per measure")
@@ -222,7 +292,15 @@ def main():
     parser.add_argument("--veth-seconds", type=float, default=5.0, help="veth path: measured seconds per row")
     parser.add_argument("--veth-cpu", type=int, default=1, help="veth path: engine CPU (trafgen takes CPU 0)")
     parser.add_argument("--buffer-slots", type=int, default=512, help="veth path: PktEngine buffer_sz")
+    parser.add_argument("--publish", action="store_true",
+                        help="measure rule-set publications and Lua f:drop calls per second instead")
     args = parser.parse_args()
+    if args.publish:
+        for line in bench_veth.machine_facts():
+            print(line)
+        print()
+        publish_bench(args)
+        return
     if args.veth and args.veth_cpu == bench_veth.GENERATOR_CPU:
         parser.error(f"--veth-cpu {bench_veth.GENERATOR_CPU} is where trafgen runs: pick another CPU")
     install_signal_handlers()    # SIGTERM too unwinds through the testbed's clean-up

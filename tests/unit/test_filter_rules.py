@@ -276,8 +276,11 @@ def test_many_rules_while_traffic_flows_counters_exact():
         assert len(rules.rules()) == 2001
 
 
-def test_random_rules_agree_with_a_plain_python_model():
-    """Many shapes (prefixes on either side, ports, protocols, one-way rules): verdicts equal the model's."""
+@pytest.mark.parametrize("fillers", [0, 2700])
+def test_random_rules_agree_with_a_plain_python_model(fillers):
+    """Many shapes (prefixes on either side, ports, protocols, one-way rules): verdicts equal the model's.
+    With fillers: as many more rules in 198.18.0.0/15, which no test address is in, so that the set has
+    thousands of keys and its prefix guard the full 16 bits (a few hundred keys get a smaller one)."""
     import ipaddress
     import random
     rng = random.Random(11)
@@ -308,6 +311,11 @@ def test_random_rules_agree_with_a_plain_python_model():
             requests.append(("drop", fields))
     rules = FilterRules()
     rules.add(requests)
+    if fillers:
+        rules.add([("drop", {("src", "dst")[index % 2]:
+                             str(ipaddress.ip_network(f"198.18.{index % 256}.{index % 7}/{16 + index % 17}",
+                                                      strict=False))})
+                   for index in range(fillers)])
 
     def one_way(fields, src, dst, sport, dport, proto):
         return all([

@@ -175,8 +175,9 @@ lookup(const struct filter_rule_set *set, const struct filter_classifier *classi
     uint64_t candidates = UINT64_MAX << first;
     if (classifier->guard[0]) {
         unsigned dst_word = (words - 2) / 2;
-        candidates &= (classifier->guard[0][key->word[0] >> 16] | classifier->open[0])
-                    & (classifier->guard[1][key->word[dst_word] >> 16] | classifier->open[1]);
+        unsigned shift = classifier->guard_shift;
+        candidates &= (classifier->guard[0][key->word[0] >> shift] | classifier->open[0])
+                    & (classifier->guard[1][key->word[dst_word] >> shift] | classifier->open[1]);
     }
     for (unsigned s = first; s < classifier->shape_count; s++) {
         if (s < FILTER_GUARD_OVERFLOW) {

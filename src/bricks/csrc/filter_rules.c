@@ -20,7 +20,10 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define COUNTERS_PER_CHUNK 4096u
+/* Counter chunks double: chunk c holds FIRST_CHUNK_COUNTERS << c counters, so
+ * a table of a few rules allocates 1 KiB, not 64, and a million rules take
+ * 15 chunks. */
+#define FIRST_CHUNK_COUNTERS 64u
 #define MIN_SLOTS 8u
 #define READER_SPINS 1000
 #define HUGE_PAGE_BYTES (2u << 20)
@@ -114,7 +117,7 @@ static int visit_rule_keys(const struct brk_filter_rule *rule, int family, uint3
 
 /* ------------------------------------------------------------ rule sets */
 
-/* Zeroed memory for a shape's slots. Large tables go on huge pages: a probe
+/* Zeroed memory for a classifier's slots. Large tables go on huge pages: a probe
  * lands on a random line, and with 4 KiB pages most probes would also miss
  * the TLB (a page walk costs more than the lookup, twice so under a VM). */
 static uint32_t *allocate_slots(size_t bytes)
@@ -137,11 +140,9 @@ static void free_rule_set(struct filter_rule_set *set)
     for (int family = 0; family < FILTER_FAMILIES; family++) {
         struct filter_classifier *classifiers[2] = { &set->drop[family], &set->allow[family] };
         for (int c = 0; c < 2; c++) {
-            for (unsigned s = 0; s < classifiers[c]->shape_count; s++)
-                free(classifiers[c]->shapes[s].slots);
+            free(classifiers[c]->slot_memory);
             free(classifiers[c]->shapes);
-            free(classifiers[c]->guard[0]);
-            free(classifiers[c]->guard[1]);
+            free(classifiers[c]->guard[0]);   /* guard[1] lies in the same allocation */
         }
     }
     free(set->rules);
@@ -149,176 +150,247 @@ static void free_rule_set(struct filter_rule_set *set)
 }
 
 /* Building one classifier: shapes first counted, then filled. */
+struct built_key {
+    struct filter_key key, mask;
+    uint32_t rule_index;
+    uint32_t shape;                       /* index into classifier->shapes, once counted */
+};
+
+/* Building one classifier: the keys of its rules gathered once (rule_key per
+ * rule and direction, not once per pass), each key's shape found once through
+ * a hash of the masks (a linear search over the shapes per key made a
+ * publication of 10,000 prefix rules, ~50 shapes, cost 33 ms), then tables
+ * filled and the guard marked from that list. The key and count arrays are
+ * the rule set's, sized once for all four classifiers (two keys per rule at
+ * most, a shape per key at most): a publication makes a handful of
+ * allocations, not one per shape and growth step. */
 struct shape_builder {
     struct filter_classifier *classifier;
     unsigned words;
-    unsigned capacity;
-    uint32_t *counts;
-    unsigned last;                        /* rules come in runs of one shape */
+    uint32_t *counts;                     /* keys per shape */
+    struct built_key *keys;               /* room for two per rule: never grown */
+    unsigned key_count;
+    uint32_t *shape_of_mask;              /* open addressing over masks: shape index + 1, 0 = empty */
+    uint32_t shape_of_mask_mask;          /* entries - 1 */
 };
 
-static int find_shape(struct shape_builder *builder, const struct filter_key *mask)
-{
-    struct filter_classifier *classifier = builder->classifier;
-    size_t bytes = builder->words * sizeof(uint32_t);
-    if (builder->last < classifier->shape_count
-            && memcmp(classifier->shapes[builder->last].mask.word, mask->word, bytes) == 0)
-        return (int)builder->last;
-    for (unsigned s = 0; s < classifier->shape_count; s++)
-        if (memcmp(classifier->shapes[s].mask.word, mask->word, bytes) == 0)
-            return (int)(builder->last = s);
-    return -1;
-}
-
-static int count_key(void *context, const struct filter_key *key, const struct filter_key *mask,
-                     uint32_t rule_index)
+static int collect_key(void *context, const struct filter_key *key, const struct filter_key *mask,
+                       uint32_t rule_index)
 {
     struct shape_builder *builder = context;
-    struct filter_classifier *classifier = builder->classifier;
-    int found = find_shape(builder, mask);
-    if (found >= 0) {
-        builder->counts[found]++;
-        return 0;
-    }
-    if (classifier->shape_count == builder->capacity) {
-        unsigned capacity = builder->capacity ? 2 * builder->capacity : 8;
-        struct filter_shape *shapes = realloc(classifier->shapes, capacity * sizeof(*shapes));
-        if (!shapes)
-            return -1;
-        classifier->shapes = shapes;
-        uint32_t *counts = realloc(builder->counts, capacity * sizeof(*counts));
-        if (!counts)
-            return -1;
-        builder->counts = counts;
-        builder->capacity = capacity;
-    }
-    struct filter_shape *shape = &classifier->shapes[classifier->shape_count];
-    memset(shape, 0, sizeof(*shape));
-    shape->mask = *mask;
-    for (unsigned w = 0; w < builder->words; w++)
-        shape->specificity += (unsigned)__builtin_popcount(mask->word[w]);
-    builder->counts[classifier->shape_count] = 1;
-    builder->last = classifier->shape_count++;
+    struct built_key *built = &builder->keys[builder->key_count++];
+    built->key = *key;
+    built->mask = *mask;
+    built->rule_index = rule_index;
     return 0;
 }
 
-/* A duplicate key keeps the earlier rule: it was added first. */
-static int insert_key(void *context, const struct filter_key *key, const struct filter_key *mask,
-                      uint32_t rule_index)
+/* Finds built's shape by its mask, making a new one if none has it; counts the key. */
+static void count_key(struct shape_builder *builder, struct built_key *built)
 {
-    struct shape_builder *builder = context;
+    struct filter_classifier *classifier = builder->classifier;
+    size_t bytes = builder->words * sizeof(uint32_t);
+    uint32_t entry = filter_hash(built->mask.word, builder->words) & builder->shape_of_mask_mask;
+    for (;; entry = (entry + 1) & builder->shape_of_mask_mask) {
+        uint32_t found = builder->shape_of_mask[entry];
+        if (!found)
+            break;
+        if (memcmp(classifier->shapes[found - 1].mask.word, built->mask.word, bytes) == 0) {
+            built->shape = found - 1;
+            builder->counts[found - 1]++;
+            return;
+        }
+    }
+    struct filter_shape *shape = &classifier->shapes[classifier->shape_count];
+    memset(shape, 0, sizeof(*shape));
+    shape->mask = built->mask;
+    for (unsigned w = 0; w < builder->words; w++)
+        shape->specificity += (unsigned)__builtin_popcount(built->mask.word[w]);
+    builder->counts[classifier->shape_count] = 1;
+    built->shape = classifier->shape_count++;
+    builder->shape_of_mask[entry] = classifier->shape_count;
+}
+
+/* A duplicate key keeps the earlier rule: it was added first. */
+static void insert_key(struct shape_builder *builder, const struct built_key *built)
+{
     unsigned words = builder->words, stride = filter_slot_words(words);
-    struct filter_shape *shape = &builder->classifier->shapes[find_shape(builder, mask)];
-    uint32_t slot = filter_hash(key->word, words) & shape->slot_mask;
+    struct filter_shape *shape = &builder->classifier->shapes[built->shape];
+    uint32_t slot = filter_hash(built->key.word, words) & shape->slot_mask;
     for (;;) {
         uint32_t *entry = shape->slots + (size_t)slot * stride;
         if (entry[0] == 0) {
-            entry[0] = rule_index + 1;
-            memcpy(entry + 1, key->word, words * sizeof(uint32_t));
-            return 0;
+            entry[0] = built->rule_index + 1;
+            memcpy(entry + 1, built->key.word, words * sizeof(uint32_t));
+            return;
         }
-        if (memcmp(entry + 1, key->word, words * sizeof(uint32_t)) == 0)
-            return 0;
+        if (memcmp(entry + 1, built->key.word, words * sizeof(uint32_t)) == 0)
+            return;
         slot = (slot + 1) & shape->slot_mask;
     }
 }
 
-/* Marks, in each side's guard, the top-16-bit values under which key may match. */
-static int guard_key(void *context, const struct filter_key *key, const struct filter_key *mask,
-                     uint32_t rule_index)
+/* Marks, in each side's guard, the top-bit values under which key may match. */
+static void guard_key(struct shape_builder *builder, const struct built_key *built)
 {
-    struct shape_builder *builder = context;
     struct filter_classifier *classifier = builder->classifier;
-    unsigned shape = (unsigned)find_shape(builder, mask);
+    const struct filter_key *key = &built->key, *mask = &built->mask;
+    unsigned shape = built->shape;
     unsigned bit = shape < FILTER_GUARD_OVERFLOW ? shape : FILTER_GUARD_OVERFLOW;
+    unsigned shift = classifier->guard_shift;
+    uint32_t entry_mask = UINT32_MAX >> shift;
     for (int side = 0; side < 2; side++) {
         unsigned word = side ? (builder->words - 2) / 2 : 0;
-        uint32_t top_mask = mask->word[word] >> 16;
+        uint32_t top_mask = mask->word[word] >> shift;
         if (!(classifier->open[side] >> bit & 1)) {
-            uint32_t first = key->word[word] >> 16, span = (~top_mask & 0xFFFFu) + 1;
+            uint32_t first = key->word[word] >> shift, span = (~top_mask & entry_mask) + 1;
             for (uint32_t entry = first; entry < first + span; entry++)
                 classifier->guard[side][entry] |= 1ull << bit;
         }
     }
-    return 0;
 }
 
-static int build_guard(struct brk_filter_table *table, struct shape_builder *builder, int action, int family)
+/* The guard's bits for a classifier of keys (rule, direction) entries: about
+ * 32 entries per key, so that keys under different top bits mostly land in
+ * different entries, within FILTER_GUARD_MIN_BITS..FILTER_GUARD_MAX_BITS. A
+ * key filling its prefix's span costs at most 2^bits stores per side. */
+static unsigned guard_bits(uint64_t keys)
+{
+    unsigned bits = FILTER_GUARD_MIN_BITS;
+    while (bits < FILTER_GUARD_MAX_BITS && (1ull << bits) < 32 * keys)
+        bits++;
+    return bits;
+}
+
+static int build_guard(struct shape_builder *builder)
 {
     struct filter_classifier *classifier = builder->classifier;
     if (classifier->shape_count < FILTER_GUARD_MIN_SHAPES)
         return 0;
+    uint64_t keys = 0;
+    for (unsigned s = 0; s < classifier->shape_count; s++)
+        keys += builder->counts[s];
+    unsigned bits = guard_bits(keys);
+    size_t entries = (size_t)1 << bits;
+    classifier->guard_shift = 32 - bits;
+    if (!(classifier->guard[0] = calloc(2 * entries, sizeof(uint64_t))))
+        return -1;
+    classifier->guard[1] = classifier->guard[0] + entries;
     for (int side = 0; side < 2; side++) {
         unsigned word = side ? (builder->words - 2) / 2 : 0;
-        if (!(classifier->guard[side] = calloc(FILTER_GUARD_ENTRIES, sizeof(uint64_t))))
-            return -1;
-        /* A shape is open on a side when its mask leaves that side's top bits
-         * free; the overflow bit is always open. */
+        /* A shape is open on a side when its mask leaves that side's guard
+         * bits free; the overflow bit is always open. */
         classifier->open[side] = 1ull << FILTER_GUARD_OVERFLOW;
         for (unsigned s = 0; s < classifier->shape_count && s < FILTER_GUARD_OVERFLOW; s++)
-            if (!(classifier->shapes[s].mask.word[word] >> 16))
+            if (!(classifier->shapes[s].mask.word[word] >> classifier->guard_shift))
                 classifier->open[side] |= 1ull << s;
     }
-    builder->last = 0;
-    for (unsigned i = 0; i < table->rule_count; i++) {
-        const struct stored_rule *stored = &table->rules[i];
-        if (!stored->removing && stored->rule.action == action && rule_applies_to(&stored->rule, family))
-            visit_rule_keys(&stored->rule, family, i, guard_key, builder);
-    }
+    for (unsigned k = 0; k < builder->key_count; k++)
+        guard_key(builder, &builder->keys[k]);
     return 0;
 }
 
-static int by_specificity(const void *a, const void *b)
+/* Shape indexes, most specific shape first (then in order of first use). */
+static int by_specificity(const void *a, const void *b, void *context)
 {
-    const struct filter_shape *left = a, *right = b;
-    return (int)right->specificity - (int)left->specificity;
+    const struct filter_shape *shapes = context;
+    uint32_t left = *(const uint32_t *)a, right = *(const uint32_t *)b;
+    if (shapes[left].specificity != shapes[right].specificity)
+        return shapes[left].specificity < shapes[right].specificity ? 1 : -1;
+    return left < right ? -1 : left > right;
+}
+
+/* Puts the shapes most specific first, as lookup() wants them, and renumbers the keys' shapes. */
+static int sort_shapes(struct shape_builder *builder)
+{
+    struct filter_classifier *classifier = builder->classifier;
+    unsigned count = classifier->shape_count;
+    uint32_t *order = malloc(2 * (size_t)count * sizeof(*order)), *position = order + count;
+    struct filter_shape *sorted = malloc(count * sizeof(*sorted));
+    if (!order || !sorted) {
+        free(order);
+        free(sorted);
+        return -1;
+    }
+    for (uint32_t s = 0; s < count; s++)
+        order[s] = s;
+    qsort_r(order, count, sizeof(*order), by_specificity, classifier->shapes);
+    for (uint32_t p = 0; p < count; p++) {
+        sorted[p] = classifier->shapes[order[p]];
+        position[order[p]] = p;
+    }
+    for (unsigned k = 0; k < builder->key_count; k++)
+        builder->keys[k].shape = position[builder->keys[k].shape];
+    free(classifier->shapes);
+    classifier->shapes = sorted;
+    free(order);
+    return 0;
 }
 
 static int build_classifier(struct brk_filter_table *table, struct filter_classifier *classifier,
-                            int action, int family)
+                            int action, int family, struct built_key *keys, uint32_t *counts)
 {
-    struct shape_builder builder = { .classifier = classifier, .words = filter_key_words(family) };
-    int result = -1;
+    struct shape_builder builder = { .classifier = classifier, .words = filter_key_words(family),
+                                     .keys = keys, .counts = counts };
+    /* Rule indexes are positions in table->rules; the set's rule array uses the same. */
     for (unsigned i = 0; i < table->rule_count; i++) {
         const struct stored_rule *stored = &table->rules[i];
         if (!stored->removing && stored->rule.action == action && rule_applies_to(&stored->rule, family)
-                && visit_rule_keys(&stored->rule, family, i, count_key, &builder) != 0)
-            goto done;
+                && visit_rule_keys(&stored->rule, family, i, collect_key, &builder) != 0)
+            return -1;
     }
+    /* No rule of this action and family: no shapes (and shapes NULL). */
+    if (!builder.key_count)
+        return 0;
+    uint32_t entries = 8;
+    while (entries < 2 * builder.key_count)
+        entries *= 2;
+    builder.shape_of_mask_mask = entries - 1;
+    if (!(classifier->shapes = malloc(builder.key_count * sizeof(*classifier->shapes)))
+            || !(builder.shape_of_mask = calloc(entries, sizeof(*builder.shape_of_mask))))
+        return -1;
+    for (unsigned k = 0; k < builder.key_count; k++)
+        count_key(&builder, &builder.keys[k]);
+    free(builder.shape_of_mask);
+    /* Tables at most half full, sized from each shape's key count. */
     for (unsigned s = 0; s < classifier->shape_count; s++) {
         uint32_t slots = MIN_SLOTS;
         while (slots < 2 * builder.counts[s])
             slots *= 2;
         classifier->shapes[s].slot_mask = slots - 1;
-        classifier->shapes[s].slots = allocate_slots((size_t)slots * filter_slot_words(builder.words)
-                                                      * sizeof(uint32_t));
-        if (!classifier->shapes[s].slots)
-            goto done;
     }
-    /* Rule indexes are positions in table->rules; the set's rule array uses the same. */
-    for (unsigned i = 0; i < table->rule_count; i++) {
-        const struct stored_rule *stored = &table->rules[i];
-        if (!stored->removing && stored->rule.action == action && rule_applies_to(&stored->rule, family))
-            visit_rule_keys(&stored->rule, family, i, insert_key, &builder);
+    if (sort_shapes(&builder) != 0)
+        return -1;
+    /* All shapes' tables in one allocation (a whole number of cache lines
+     * each), on huge pages once they are large together. */
+    size_t slot_bytes = filter_slot_words(builder.words) * sizeof(uint32_t), total_bytes = 0;
+    for (unsigned s = 0; s < classifier->shape_count; s++)
+        total_bytes += ((size_t)classifier->shapes[s].slot_mask + 1) * slot_bytes;
+    if (!(classifier->slot_memory = allocate_slots(total_bytes)))
+        return -1;
+    for (size_t s = 0, offset = 0; s < classifier->shape_count; s++) {
+        classifier->shapes[s].slots = classifier->slot_memory + offset / sizeof(uint32_t);
+        offset += ((size_t)classifier->shapes[s].slot_mask + 1) * slot_bytes;
     }
-    /* No shapes (no rule of this action and family): shapes is NULL, and
-     * qsort(NULL, 0) is undefined behaviour. */
-    if (classifier->shape_count > 1)
-        qsort(classifier->shapes, classifier->shape_count, sizeof(*classifier->shapes), by_specificity);
-    result = build_guard(table, &builder, action, family);
-done:
-    free(builder.counts);
-    return result;
+    for (unsigned k = 0; k < builder.key_count; k++)
+        insert_key(&builder, &builder.keys[k]);
+    return build_guard(&builder);
 }
 
 static struct filter_rule_counter *counter_of(struct brk_filter_table *table, uint32_t slot)
 {
-    return &table->counter_chunks[slot / COUNTERS_PER_CHUNK][slot % COUNTERS_PER_CHUNK];
+    /* Chunk c starts at FIRST_CHUNK_COUNTERS * (2^c - 1). */
+    uint32_t scaled = slot / FIRST_CHUNK_COUNTERS + 1;
+    unsigned chunk = 31u - (unsigned)__builtin_clz(scaled);
+    uint32_t start = FIRST_CHUNK_COUNTERS * ((1u << chunk) - 1);
+    return &table->counter_chunks[chunk][slot - start];
 }
 
 /* A rule set of the rules not marked removing, or NULL when out of memory. */
 static struct filter_rule_set *build_rule_set(struct brk_filter_table *table)
 {
+    struct built_key *keys = NULL;
+    uint32_t *counts = NULL;
     struct filter_rule_set *set = calloc(1, sizeof(*set));
     if (!set)
         return NULL;
@@ -329,12 +401,19 @@ static struct filter_rule_set *build_rule_set(struct brk_filter_table *table)
         set->rules[i].expires_ns = table->rules[i].expires_ns;
         set->rules[i].counter = counter_of(table, table->rules[i].counter_slot);
     }
+    if (table->rule_count && (!(keys = malloc(2 * (size_t)table->rule_count * sizeof(*keys)))
+                              || !(counts = malloc(2 * (size_t)table->rule_count * sizeof(*counts)))))
+        goto fail;
     for (int family = 0; family < FILTER_FAMILIES; family++)
-        if (build_classifier(table, &set->drop[family], BRK_FILTER_DROP, family) != 0
-                || build_classifier(table, &set->allow[family], BRK_FILTER_ALLOW, family) != 0)
+        if (build_classifier(table, &set->drop[family], BRK_FILTER_DROP, family, keys, counts) != 0
+                || build_classifier(table, &set->allow[family], BRK_FILTER_ALLOW, family, keys, counts) != 0)
             goto fail;
+    free(keys);
+    free(counts);
     return set;
 fail:
+    free(keys);
+    free(counts);
     free_rule_set(set);
     return NULL;
 }
@@ -374,19 +453,22 @@ static int allocate_counter_slot(struct brk_filter_table *table, uint32_t *slot)
     if (table->free_slot_count) {
         *slot = table->free_slots[--table->free_slot_count];
     } else {
-        uint32_t chunk = table->next_slot / COUNTERS_PER_CHUNK;
-        if (chunk == table->chunk_count) {
+        unsigned chunk = table->chunk_count;
+        if (table->next_slot == FIRST_CHUNK_COUNTERS * ((1u << chunk) - 1)) {
+            if (chunk == 25)
+                return -1;                /* 2^31 counters: the slot numbers' end */
             struct filter_rule_counter **chunks =
                 realloc(table->counter_chunks, (table->chunk_count + 1) * sizeof(*chunks));
             if (!chunks)
                 return -1;
             table->counter_chunks = chunks;
-            if (!(chunks[chunk] = calloc(COUNTERS_PER_CHUNK, sizeof(**chunks))))
+            if (!(chunks[chunk] = calloc((size_t)FIRST_CHUNK_COUNTERS << chunk, sizeof(**chunks))))
                 return -1;
             table->chunk_count++;
             /* Room to give every slot of the new chunk back later. */
             uint32_t *free_slots = realloc(table->free_slots,
-                                           (size_t)table->chunk_count * COUNTERS_PER_CHUNK * sizeof(uint32_t));
+                                           (((size_t)1 << table->chunk_count) - 1) * FIRST_CHUNK_COUNTERS
+                                           * sizeof(uint32_t));
             if (!free_slots)
                 return -1;
             table->free_slots = free_slots;

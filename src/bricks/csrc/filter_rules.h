@@ -46,19 +46,30 @@ struct filter_shape {
 };
 
 /* With many shapes (prefix rules of many lengths), probing each would cost a
- * cache miss per shape. The guard tells, from the top 16 bits of the source
+ * cache miss per shape. The guard tells, from the top bits of the source
  * (side 0) and of the destination (side 1), which shapes can hold a match:
- * bit s of guard[side][top16] | open[side] set = shape s may match. Shape 63
- * stands for itself and every later one. */
+ * bit s of guard[side][word >> guard_shift] | open[side] set = shape s may
+ * match. Shape 63 stands for itself and every later one.
+ *
+ * The guard is sized to the set (filter_rules.c, guard_bits): 8 top bits for
+ * a few keys (2 x 2 KiB, built in microseconds), growing with the key count
+ * to 16 bits (2 x 512 KiB) from a few thousand keys on. A small set's shape
+ * tables are small enough to stay in cache, so a coarser guard costs it an
+ * extra probe now and then, not a miss; a big set gets the fine guard that
+ * spares it one miss per shape. Publishing a 16-rule set used to allocate,
+ * fault in and fill the full 1 MiB guard, which was nearly all its cost. */
 #define FILTER_GUARD_MIN_SHAPES 3
-#define FILTER_GUARD_ENTRIES 65536u
+#define FILTER_GUARD_MIN_BITS 8u
+#define FILTER_GUARD_MAX_BITS 16u
 #define FILTER_GUARD_OVERFLOW 63u
 
 struct filter_classifier {
     unsigned shape_count;
     struct filter_shape *shapes;
-    uint64_t *guard[2];                   /* NULL below FILTER_GUARD_MIN_SHAPES shapes */
-    uint64_t open[2];                     /* shapes that do not look at that side's top bits */
+    uint32_t *slot_memory;                /* every shape's slots, in one allocation */
+    uint64_t *guard[2];                   /* NULL below FILTER_GUARD_MIN_SHAPES shapes; one allocation, at guard[0] */
+    uint64_t open[2];                     /* shapes that do not look at that side's guard bits */
+    unsigned guard_shift;                 /* 32 - the guard's bits: entry = address word >> guard_shift */
 };
 
 enum { FILTER_IPV4 = 0, FILTER_IPV6 = 1, FILTER_FAMILIES = 2 };

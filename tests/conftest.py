@@ -7,6 +7,11 @@ import pytest
 # On a machine with /dev/netmap, auto would pick netmap for tests written for the packet back-end, in this process
 # and in the bricks commands tests start: pin packet for both; netmap tests pin netmap themselves.
 os.environ["BRICKS_BACKEND"] = "packet"
+# Engines run SCHED_FIFO by default where allowed (engine.DEFAULT_REALTIME_PRIORITY). The suite runs its engines,
+# its generators and its Python readers side by side on small CI machines: an engine at real-time priority would
+# take a shared CPU from the test's own readers during a burst, and a test that catches an engine bug spinning
+# would take a whole CPU from the runner. Tests run normally scheduled; the tests of the default unset this.
+os.environ["BRICKS_REALTIME"] = "0"
 
 from bricks import engine  # noqa: E402 - reads BRICKS_BACKEND when imported
 from bricks.testbed import Testbed, remove_stale_testbeds  # noqa: E402

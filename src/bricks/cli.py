@@ -27,16 +27,30 @@ def _socket_option(function):
                              "else /run/bricks/bricks.sock].")(function)
 
 
+class _RealtimePriority(click.ParamType):
+    """--realtime: a SCHED_FIFO priority 1..99, or 0 / off for normal scheduling (engine.py checks it again)."""
+
+    name = "priority"
+
+    def convert(self, value, parameter, context):
+        text = str(value).strip().lower()
+        if text == "off" or text.isdigit() and 0 <= int(text) <= 99:
+            return "0" if text == "off" else str(int(text))
+        self.fail(f"{value!r} is not a priority from 1 to 99, nor 0 or off", parameter, context)
+
+
 def _export_realtime(context, parameter, priority):
     # The engines read it when they start, in this process or the daemon it becomes.
     if priority is not None:
-        os.environ["BRICKS_REALTIME"] = str(priority)
+        os.environ["BRICKS_REALTIME"] = priority
 
 
 def _runtime_options(function):
-    function = click.option("--realtime", type=click.IntRange(1, 99), metavar="PRIORITY", envvar="BRICKS_REALTIME",
+    function = click.option("--realtime", type=_RealtimePriority(), metavar="PRIORITY|off", envvar="BRICKS_REALTIME",
                             expose_value=False, callback=_export_realtime,
-                            help="Run engine threads SCHED_FIFO at this priority [default: normal].")(function)
+                            help="SCHED_FIFO priority of the engine threads (1..99), 0 or off: normal scheduling "
+                                 "[default: 10 where the process may (root, CAP_SYS_NICE), else normal with one "
+                                 "warning; engines reading pcap files: normal].")(function)
     function = click.option("-b", "--batch", type=click.IntRange(1, 65536), metavar="BATCH",
                             help="Default packets per read for pe:link() [default: 1024].")(function)
     return click.option("--backend", type=click.Choice(BACKENDS), default="auto", envvar="BRICKS_BACKEND",

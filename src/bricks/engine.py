@@ -35,7 +35,14 @@ DROP_CAUSES = stats.DROP_CAUSES   # kept importable from here
 _engines = {}                   # name -> PktEngine, in creation order
 _engines_lock = threading.RLock()
 
-REALTIME_ENVIRONMENT = "BRICKS_REALTIME"        # SCHED_FIFO priority of engine threads, 1..99; unset: normal
+REALTIME_ENVIRONMENT = "BRICKS_REALTIME"        # SCHED_FIFO priority of engine threads, 1..99; 0 or off: normal
+REALTIME_OFF = "off"
+# Engine threads run SCHED_FIFO at this priority by default where the process may (root, CAP_SYS_NICE, RLIMIT_RTPRIO):
+# a packet broker's input ring overflows when other work takes the engine's CPU (bench/RESULTS.md, issue 11 item 7).
+# Low on purpose: above every normal task (ksoftirqd included), below threaded interrupt handlers (50) and the
+# kernel's own real-time threads (watchdogs, 99). An idle engine sleeps in poll(); a busy one leaves its CPU to
+# others 5% of the time (the kernel's RT throttling, /proc/sys/kernel/sched_rt_runtime_us).
+DEFAULT_REALTIME_PRIORITY = 10
 STEER_PIPES_ENVIRONMENT = "BRICKS_STEER_PIPES"   # 1: pipe consumers' receive work off pinned engines' CPUs
 MAX_REALTIME_PRIORITY = 99
 
@@ -61,33 +68,59 @@ backend_detail = backends.backend_detail
 
 _realtime_priority = None       # SCHED_FIFO priority set by set_realtime_priority, else from the environment
 _realtime_chosen = False
+_realtime_announced = False     # the default's one log line (applied or refused) is written once per process
+_realtime_announce_lock = threading.Lock()
 
 
 def set_realtime_priority(priority):
-    """Engines started from now on run SCHED_FIFO at priority (1..99), or normally with None.
+    """Engines started from now on run SCHED_FIFO at priority (1..99), or normally with None, 0 or "off".
 
-    Without a call, the environment variable BRICKS_REALTIME decides (unset or empty: normally).
+    Without a call, the environment variable BRICKS_REALTIME decides; unset or empty: the default,
+    DEFAULT_REALTIME_PRIORITY where the process may use it (see realtime_setting).
     A real-time engine keeps its CPU against any other normal-priority load there; an idle one sleeps.
     """
     global _realtime_priority, _realtime_chosen
-    _realtime_priority = None if priority is None else _realtime_value(priority, "realtime priority")
+    _realtime_priority = _realtime_value(priority, "realtime priority")
     _realtime_chosen = True
 
 
-def realtime_priority():
-    """The SCHED_FIFO priority engine threads get at start, or None."""
+def realtime_setting():
+    """(priority, asked) for the engines to come: the SCHED_FIFO priority or None (normal scheduling), and
+    whether the operator asked for it (a refusal is then an error) rather than got it by default (a warning)."""
     if _realtime_chosen:
-        return _realtime_priority
+        return _realtime_priority, True
     text = os.environ.get(REALTIME_ENVIRONMENT, "").strip()
     if not text:
-        return None
-    return _realtime_value(int(text) if text.isdigit() else text, REALTIME_ENVIRONMENT)
+        return DEFAULT_REALTIME_PRIORITY, False
+    return _realtime_value(text, REALTIME_ENVIRONMENT), True
+
+
+def realtime_priority():
+    """The SCHED_FIFO priority engine threads ask for at start (the default included), or None."""
+    return realtime_setting()[0]
 
 
 def _realtime_value(priority, what):
+    """A priority from a call or the environment: 1..99, or None for normal scheduling (None, 0, "0", "off")."""
+    if isinstance(priority, str):
+        text = priority.strip().lower()
+        priority = int(text) if text.isdigit() else None if text == REALTIME_OFF else text
+    if priority is None or priority == 0 and not isinstance(priority, bool):
+        return None
     if isinstance(priority, bool) or not isinstance(priority, int) or not 1 <= priority <= MAX_REALTIME_PRIORITY:
-        raise BricksError(f"{what} must be a whole number from 1 to {MAX_REALTIME_PRIORITY}, got {priority!r}")
+        raise BricksError(f"{what} must be a whole number from 1 to {MAX_REALTIME_PRIORITY}, or 0 or "
+                          f"{REALTIME_OFF} for normal scheduling, got {priority!r}")
     return priority
+
+
+def _announce_realtime_default(message, *arguments, level=logging.INFO):
+    """Logs the default's outcome once per process: every engine gets the same, one line says it."""
+    global _realtime_announced
+    with _realtime_announce_lock:
+        if _realtime_announced:
+            return
+        _realtime_announced = True
+    log.log(level, message, *arguments)
 
 
 def _steering_pipes():
@@ -302,7 +335,7 @@ class PktEngine:
             raise BricksError(f"engine {self.name} has nothing linked: link a brick first")
         if self.handle is None:
             self._make_engine_handle()
-        priority = realtime_priority()
+        priority, asked = self._realtime_setting()
         self.run_error = None
         lib.brk_engine_rearm(self.handle)
         self._start_backends()
@@ -310,7 +343,7 @@ class PktEngine:
         self.run_done = threading.Event()
         ready = threading.Event()
         self._refusal = None
-        self.thread = threading.Thread(target=self._run, args=(priority, ready), name=f"bricks-{self.name}",
+        self.thread = threading.Thread(target=self._run, args=(priority, asked, ready), name=f"bricks-{self.name}",
                                        daemon=True)
         self.thread.start()
         ready.wait()
@@ -322,17 +355,41 @@ class PktEngine:
         threading.Thread(target=self._watch, args=(self.thread,), name=f"bricks-{self.name}-watch",
                          daemon=True).start()
 
-    def _run(self, priority, ready):
+    def _realtime_setting(self):
+        """(priority, asked) for this engine's thread. The default leaves engines that read pcap files at normal
+        priority: a file source is always ready, so the engine would not sleep until the file ends, and it has
+        no ring to overflow."""
+        priority, asked = realtime_setting()
+        reads_files = any(source.port.kind == PortKind.PCAP for linked in self.linked for source in linked.plan.sources)
+        if not asked and reads_files:
+            return None, False
+        return priority, asked
+
+    def _run(self, priority, asked, ready):
         """The engine thread: takes its real-time priority itself (a short pcap run may end before another
-        thread could set it), tells start() it is under way, then runs the C loop with the GIL released."""
+        thread could set it), tells start() it is under way, then runs the C loop with the GIL released.
+        A priority the operator asked for and the kernel refuses stops the start; the default's refusal is one
+        warning and the engine runs at normal priority."""
         try:
             if priority is not None:
                 try:
                     os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
                 except OSError as error:
-                    self._refusal = (f"cannot run at real-time priority {priority}: {error.strerror} "
-                                      "(it needs root or CAP_SYS_NICE)")
-                    return
+                    if asked:
+                        self._refusal = (f"cannot run at real-time priority {priority}: {error.strerror} "
+                                          "(it needs root or CAP_SYS_NICE)")
+                        return
+                    _announce_realtime_default(
+                        "engine threads run at normal priority: the default real-time priority %d was refused "
+                        "(%s: it needs root or CAP_SYS_NICE), so other work on their CPUs can make input rings "
+                        "overflow; --realtime 0 (%s=0) runs them normally without this warning",
+                        priority, error.strerror, REALTIME_ENVIRONMENT, level=logging.WARNING)
+                else:
+                    if not asked:
+                        _announce_realtime_default(
+                            "engine threads run SCHED_FIFO at priority %d by default, so that other work on their "
+                            "CPUs cannot make input rings overflow; --realtime 0 (%s=0) turns it off",
+                            priority, REALTIME_ENVIRONMENT)
             ready.set()
             result = lib.brk_engine_run(self.handle)
             if result != 0:

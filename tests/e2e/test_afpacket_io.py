@@ -374,21 +374,117 @@ def test_realtime_priority_runs_the_engine_thread_sched_fifo(testbed, monkeypatc
         engine.delete()
 
 
-@pytest.mark.root
-def test_engine_threads_run_normally_without_realtime_priority(testbed, monkeypatch):
+@pytest.fixture
+def realtime_default(monkeypatch):
+    """The process as an operator starts it: no --realtime, no BRICKS_REALTIME (conftest pins 0 for the suite),
+    and the default's one log line not written yet."""
     monkeypatch.setattr(engine_module, "_realtime_chosen", False)
+    monkeypatch.setattr(engine_module, "_realtime_announced", False)
     monkeypatch.delenv(engine_module.REALTIME_ENVIRONMENT, raising=False)
+
+
+def realtime_log_lines(caplog):
+    return [record for record in caplog.records if "priority" in record.getMessage()]
+
+
+@pytest.mark.root
+def test_engine_threads_run_sched_fifo_by_default_with_one_log_line(testbed, realtime_default, caplog):
+    caplog.set_level("INFO", logger="bricks")
+    engines = [dummy_engine(testbed, f"drt{number}") for number in range(2)]
+    try:
+        for engine in engines:
+            engine.start()
+            thread = engine.thread.native_id
+            assert os.sched_getscheduler(thread) == os.SCHED_FIFO
+            assert os.sched_getparam(thread).sched_priority == engine_module.DEFAULT_REALTIME_PRIORITY
+        [line] = realtime_log_lines(caplog)
+        assert (line.levelname, line.getMessage()) == (
+            "INFO", f"engine threads run SCHED_FIFO at priority {engine_module.DEFAULT_REALTIME_PRIORITY} by "
+                    "default, so that other work on their CPUs cannot make input rings overflow; --realtime 0 "
+                    "(BRICKS_REALTIME=0) turns it off")
+    finally:
+        for engine in engines:
+            engine.stop()
+            engine.delete()
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("setting", ["0", "off", " OFF ", "call None", "call 0"])
+def test_engine_threads_run_normally_with_realtime_off(testbed, realtime_default, monkeypatch, caplog, setting):
+    if setting.startswith("call"):
+        engine_module.set_realtime_priority(None if setting == "call None" else 0)
+    else:
+        monkeypatch.setenv(engine_module.REALTIME_ENVIRONMENT, setting)
+    caplog.set_level("INFO", logger="bricks")
     engine = dummy_engine(testbed, "nrt")
     try:
         engine.start()
         assert os.sched_getscheduler(engine.thread.native_id) == os.SCHED_OTHER
+        assert realtime_log_lines(caplog) == []
     finally:
         engine.stop()
         engine.delete()
 
 
 @pytest.mark.root
-@pytest.mark.parametrize("value", ["0", "100", "high"])
+def test_a_refused_default_priority_is_one_warning_and_the_engines_forward(testbed, realtime_default, monkeypatch,
+                                                                           caplog):
+    """The kernel refuses SCHED_FIFO (a process without CAP_SYS_NICE; a real one runs in
+    test_systemd_readiness.py): one warning for every engine of the process, and each forwards at normal priority."""
+    def refuse(*_):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(engine_module.os, "sched_setscheduler", refuse)
+    engines, readers, frames = [], [], []
+    try:
+        for number in range(2):
+            host_if, ns_if = testbed.add_input(f"ref{number}")
+            engine = engine_module.PktEngine.new(f"ref{number}-{os.getpid()}")
+            engines.append(engine)
+            engine.link(engine_module.Brick("Dummy").connect_input(host_if).connect_outputs(host_if, 1))
+            engine.start()
+            assert engine.running and os.sched_getscheduler(engine.thread.native_id) == os.SCHED_OTHER
+            readers.append(testbed.reader(f"{host_if}}}0", in_namespace=False))
+            frames.append([udp_frame("10.0.0.1", "10.0.0.2", 1000 + index, 2000) for index in range(50)])
+            testbed.send(ns_if, frames[-1])
+        for reader, sent in zip(readers, frames):
+            reader.wait_for(len(sent))
+            assert sorted(reader.stop()) == sorted(sent)
+        [line] = realtime_log_lines(caplog)
+        assert (line.levelname, line.getMessage()) == (
+            "WARNING", f"engine threads run at normal priority: the default real-time priority "
+                       f"{engine_module.DEFAULT_REALTIME_PRIORITY} was refused (Operation not permitted: it needs "
+                       "root or CAP_SYS_NICE), so other work on their CPUs can make input rings overflow; "
+                       "--realtime 0 (BRICKS_REALTIME=0) runs them normally without this warning")
+    finally:
+        for engine in engines:
+            engine.stop()
+            engine.delete()
+
+
+@pytest.mark.root
+def test_an_asked_priority_that_is_refused_stops_the_start(testbed, monkeypatch):
+    monkeypatch.setattr(engine_module, "_realtime_chosen", False)
+    monkeypatch.setenv(engine_module.REALTIME_ENVIRONMENT, "7")
+
+    def refuse(*_):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(engine_module.os, "sched_setscheduler", refuse)
+    engine = dummy_engine(testbed, "art")
+    try:
+        with pytest.raises(BricksError) as raised:
+            engine.start()
+        assert str(raised.value) == (f"engine {engine.name}: cannot run at real-time priority 7: Operation not "
+                                     "permitted (it needs root or CAP_SYS_NICE)")
+        assert not engine.running
+    finally:
+        engine.stop()
+        engine.delete()
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("value", ["100", "-1", "high", "1.5"])
 def test_a_bad_realtime_priority_is_a_one_line_error_and_nothing_runs(testbed, monkeypatch, value):
     monkeypatch.setattr(engine_module, "_realtime_chosen", False)
     monkeypatch.setenv(engine_module.REALTIME_ENVIRONMENT, value)

@@ -392,16 +392,25 @@ def test_batch_option_sets_the_default_batch_of_link(tmp_path, monkeypatch):
         engine.shutdown_all()
 
 
-def test_realtime_option_reaches_the_engines():
-    """--realtime exports BRICKS_REALTIME, which engine.realtime_priority() reads when engines start."""
+@pytest.mark.parametrize("given, exported", [("7", "7"), ("0", "0"), ("off", "0"), ("OFF", "0")])
+def test_realtime_option_reaches_the_engines(given, exported):
+    """--realtime exports BRICKS_REALTIME, which engine.realtime_setting() reads when engines start; 0 and off
+    both mean normal scheduling."""
     environment = {key: value for key, value in os.environ.items() if key != "BRICKS_REALTIME"}
-    result = subprocess.run([sys.executable, "-m", "bricks", "bricks", "--realtime", "7"],
+    result = subprocess.run([sys.executable, "-m", "bricks", "bricks", "--realtime", given],
                             input='print(os.getenv("BRICKS_REALTIME"))\n', capture_output=True, text=True,
                             env=environment, timeout=60)
-    assert (result.returncode, result.stdout) == (0, "7\n"), result.stderr
-    refused = subprocess.run([sys.executable, "-m", "bricks", "bricks", "--realtime", "0"], input="",
+    assert (result.returncode, result.stdout) == (0, exported + "\n"), result.stderr
+
+
+@pytest.mark.parametrize("given", ["100", "-1", "high", "1.5"])
+def test_a_bad_realtime_option_is_a_usage_error(given):
+    environment = {key: value for key, value in os.environ.items() if key != "BRICKS_REALTIME"}
+    refused = subprocess.run([sys.executable, "-m", "bricks", "bricks", "--realtime", given], input="",
                              capture_output=True, text=True, env=environment, timeout=60)
-    assert refused.returncode == 2 and "--realtime" in refused.stderr
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines()[-1] == (f"Error: Invalid value for '--realtime': {given!r} is not a "
+                                               "priority from 1 to 99, nor 0 or off")
 
 
 def test_daemon_and_client_errors_are_bricks_errors():

@@ -196,3 +196,24 @@ def test_start_stop_restart_and_link_while_running(tmp_path):
     assert engine.stats()["packets"] == 100
     engine.delete()
     assert os.path.getsize(tmp_path / "out.pcap") == os.path.getsize(tmp_path / "in.pcap")
+
+
+@pytest.mark.parametrize("setting, asked_for", [(None, None), ("7", 7), ("off", None)])
+def test_engines_reading_pcap_files_get_real_time_priority_only_when_asked(tmp_path, monkeypatch, setting, asked_for):
+    """A file source is always ready (the engine would not sleep until the file ends) and has no ring to
+    overflow: the default leaves such engines at normal priority; --realtime N still applies."""
+    monkeypatch.setattr(engine_module, "_realtime_chosen", False)
+    if setting is None:
+        monkeypatch.delenv(engine_module.REALTIME_ENVIRONMENT, raising=False)
+    else:
+        monkeypatch.setenv(engine_module.REALTIME_ENVIRONMENT, setting)
+    asked = []
+    monkeypatch.setattr(engine_module.os, "sched_setscheduler",
+                        lambda pid, policy, parameter: asked.append((pid, policy, parameter.sched_priority)))
+    write_pcap(tmp_path / "in.pcap", [udp_frame(port) for port in range(1000, 1010)])
+    engine = PktEngine.new("pcap-realtime")
+    engine.link(Brick("PcapReader").connect_input(str(tmp_path / "in.pcap")).connect_output(str(tmp_path / "out.pcap")))
+    engine.start()
+    assert engine.wait(10)
+    assert asked == ([] if asked_for is None else [(0, os.SCHED_FIFO, asked_for)])
+    assert len(read_pcap((tmp_path / "out.pcap").read_bytes()).records) == 10

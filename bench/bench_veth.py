@@ -11,6 +11,7 @@ context included); softirq time per CPU from /proc/stat. See bench/README.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import functools
 import json
@@ -47,7 +48,9 @@ WARMUP_SECONDS = 0.5
 DRAIN_QUIET_SECONDS = 0.3
 DRAIN_TIMEOUT = 3.0
 FORWARDER_START_SECONDS = 1.0
-REALTIME_PRIORITY = 10
+REALTIME_PRIORITY = 10              # --realtime given without a number (bench_xdp.py's True)
+REALTIME_DEFAULT = "default"        # --realtime default: what the product does with no setting at all
+CONTENDER = "while True: pass"      # --contend: a normal-priority CPU hog on the forwarder's CPU
 CLOCK_TICK_NS = 1e9 / os.sysconf("SC_CLK_TCK")
 
 
@@ -190,11 +193,22 @@ class Forwarder:
 
     label = "generator alone"
 
-    def __init__(self, input_interface: str, cpu: int, realtime: bool = False):
+    def __init__(self, input_interface: str, cpu: int, realtime: bool | int | str | None = False):
         self.input_interface = input_interface
         self.cpu = cpu
-        self.realtime = realtime     # SCHED_FIFO: other load on the forwarder's CPU cannot preempt it
+        # SCHED_FIFO, so that other load on the forwarder's CPU cannot preempt it: a priority, True (REALTIME_PRIORITY),
+        # REALTIME_DEFAULT (bricks' own default, the same priority for netsniff-ng) or False / None (normal)
+        self.realtime = realtime
         self.consumers: list[str] = []
+
+    @property
+    def realtime_priority(self) -> int | None:
+        """The SCHED_FIFO priority this forwarder runs at (for bricks: asks for), or None."""
+        if self.realtime is True:
+            return REALTIME_PRIORITY
+        if self.realtime == REALTIME_DEFAULT:
+            return bricks_engine.DEFAULT_REALTIME_PRIORITY
+        return self.realtime or None
 
     def start(self) -> None:
         pass
@@ -216,12 +230,14 @@ class BricksForwarder(Forwarder):
 
     base_label = "bricks LB(4)"
 
-    def __init__(self, input_interface: str, cpu: int, realtime: bool, buffer_slots: int, batch: int,
-                 steered: bool = False):
+    def __init__(self, input_interface: str, cpu: int, realtime: bool | int | str | None, buffer_slots: int,
+                 batch: int, steered: bool = False, nice: int | None = None):
         super().__init__(input_interface, cpu, realtime)
         self.buffer_slots = buffer_slots
         self.batch = batch
         self.steered = steered
+        self.nice = nice                         # the engine thread's nice value, set once it runs (None: left)
+        self.scheduling = ""                     # the engine thread's policy as it ran, for the row's notes
         self.label = self.base_label + (" rps" if steered else "")
         self.engine: PktEngine | None = None
         self.brick: Brick | None = None
@@ -246,8 +262,15 @@ class BricksForwarder(Forwarder):
             os.environ.pop(bricks_engine.STEER_PIPES_ENVIRONMENT, None)
             if previous is not None:
                 os.environ[bricks_engine.STEER_PIPES_ENVIRONMENT] = previous
-        bricks_engine.set_realtime_priority(REALTIME_PRIORITY if self.realtime else None)
+        if self.realtime != REALTIME_DEFAULT:
+            bricks_engine.set_realtime_priority(self.realtime_priority)
         self.engine.start()
+        thread = self.engine.thread.native_id
+        if self.nice is not None:
+            os.setpriority(os.PRIO_PROCESS, thread, self.nice)
+        policy = os.sched_getscheduler(thread)
+        self.scheduling = (f"engine SCHED_FIFO {os.sched_getparam(thread).sched_priority}" if policy == os.SCHED_FIFO
+                           else f"engine SCHED_OTHER nice {os.getpriority(os.PRIO_PROCESS, thread)}")
         self.consumers = [links.consumer_name(self.input_interface, index)
                           for index in range(len(self.brick.outputs))]
 
@@ -305,7 +328,7 @@ class NetsniffForwarder(PipeForwarder):
 
     def start(self) -> None:
         super().start()
-        realtime = ["chrt", "--fifo", str(REALTIME_PRIORITY)] if self.realtime else []
+        realtime = ["chrt", "--fifo", str(self.realtime_priority)] if self.realtime_priority else []
         kernel_pull = ["--kernel-pull", str(self.kernel_pull_us)] if self.kernel_pull_us else []
         # --notouch-irq: leave IRQ affinities alone (veth has none; a NIC's are not ours to move).
         self.process = subprocess.Popen(
@@ -350,6 +373,22 @@ class TcRedirect(PipeForwarder):
         super().stop()
         found = re.search(r"dropped (\d+)", statistics)
         return {"mirred": int(found[1])} if found else {}
+
+
+@contextlib.contextmanager
+def contender(cpu: int | None):
+    """A CPU-bound Python loop at normal priority pinned to cpu while the block runs (None: nothing): the other
+    work that shares a forwarder's CPU on a busy machine, made the same for every row."""
+    if cpu is None:
+        yield
+        return
+    process = subprocess.Popen(["taskset", "-c", str(cpu), sys.executable, "-c", CONTENDER],
+                               stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        yield
+    finally:
+        process.kill()
+        process.wait()
 
 
 def run(command: list[str]) -> str:
@@ -411,6 +450,10 @@ class Bench:
 
     def trial(self, forwarder: Forwarder, frame_bytes: int) -> Trial:
         """One run of the generator through a freshly started forwarder (its counters start at zero)."""
+        with contender(self.arguments.cpu if self.arguments.contend else None):
+            return self._trial_run(forwarder, frame_bytes)
+
+    def _trial_run(self, forwarder: Forwarder, frame_bytes: int) -> Trial:
         forwarder.start()
         try:
             before = self.snapshot(forwarder)
@@ -463,7 +506,8 @@ class Bench:
         generated_in_window = end.generated - start.generated
         notes = ""
         if isinstance(forwarder, BricksForwarder):
-            notes = "per output " + "/".join(str(count) for count in forwarder.per_output_packets)
+            notes = (f"{forwarder.scheduling}; per output "
+                     + "/".join(str(count) for count in forwarder.per_output_packets))
         return Trial(
             mode=forwarder.label,
             frame_bytes=frame_bytes,
@@ -571,6 +615,16 @@ def parse_modes(text: str) -> list[str]:
     return modes
 
 
+def parse_realtime(text: str) -> int | str | None:
+    if text == REALTIME_DEFAULT:
+        return REALTIME_DEFAULT
+    if text in ("off", "0"):
+        return None
+    if text.isdigit() and 1 <= int(text) <= 99:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"expected default, off or a priority 1..99, got {text!r}")
+
+
 def parse_arguments():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per mode and frame size")
@@ -584,9 +638,20 @@ def parse_arguments():
     parser.add_argument("--netsniff-ring", default="4MiB",
                         help="netsniff-ng --ring-size, each of RX and TX (default: the bytes of bricks' default "
                              "RX ring; netsniff-ng's own default fails to allocate on veth)")
-    parser.add_argument("--realtime", action="store_true",
-                        help="run the forwarder (bricks engine thread, netsniff-ng) SCHED_FIFO: for a machine "
-                             "where other work shares the forwarder's CPU")
+    parser.add_argument("--realtime", type=parse_realtime, default=REALTIME_DEFAULT, metavar="default|off|PRIORITY",
+                        help="the forwarder's (bricks engine thread, netsniff-ng) SCHED_FIFO priority: default "
+                             "(bricks' own default, DEFAULT_REALTIME_PRIORITY where allowed, the same for "
+                             "netsniff-ng), off (normal scheduling) or 1..99; given without a value: "
+                             f"{REALTIME_PRIORITY}", nargs="?", const=REALTIME_PRIORITY)
+    parser.add_argument("--backend", choices=bricks_engine.BACKENDS, default="packet",
+                        help="bricks' back-end (default packet: auto would pick xdp for LB(4), which bench_xdp.py "
+                             "measures; its work is softirq time, not the engine thread's)")
+    parser.add_argument("--contend", action="store_true",
+                        help="run a CPU-bound loop at normal priority on the forwarder's CPU during every row: "
+                             "other work sharing that CPU, the same in every run")
+    parser.add_argument("--engine-nice", type=int, metavar="NICE",
+                        help="the bricks engine thread's nice value (with --realtime off: a weight instead of "
+                             "real-time priority)")
     parser.add_argument("--modes", default="alone,bricks,netsniff,netsniff-k100,tc", type=parse_modes,
                         help="comma-separated, from alone, bricks, bricks-rps (BRICKS_STEER_PIPES=1: the pipes' "
                              "receive work on the other CPU, the generator's), netsniff, netsniff-kN "
@@ -606,6 +671,14 @@ def main() -> int:
     for line in machine_facts():
         print(line)
     print(f"idle      {background_load()}")
+    bricks_engine.set_backend(arguments.backend)
+    if arguments.realtime == REALTIME_DEFAULT:
+        os.environ.pop(bricks_engine.REALTIME_ENVIRONMENT, None)   # the default is what runs with no setting
+    realtime = {REALTIME_DEFAULT: f"default ({bricks_engine.DEFAULT_REALTIME_PRIORITY} where allowed)",
+                None: "off"}.get(arguments.realtime, arguments.realtime)
+    print(f"bricks    back-end {arguments.backend}; forwarder SCHED_FIFO: {realtime}"
+          + (f"; engine nice {arguments.engine_nice}" if arguments.engine_nice is not None else "")
+          + (f"; a normal-priority CPU hog on CPU {arguments.cpu} during every row" if arguments.contend else ""))
     print(f"setup     trafgen 1 worker on CPU {GENERATOR_CPU} -> veth -> forwarder on CPU {arguments.cpu}; "
           f"{arguments.flows} UDP flows, {arguments.seconds:g} s per row\n")
     trials = []
@@ -616,9 +689,10 @@ def main() -> int:
         modes = {
             "alone": lambda: Forwarder(input_host, arguments.cpu),
             "bricks": lambda: BricksForwarder(input_host, arguments.cpu, arguments.realtime,
-                                              arguments.buffer_slots, arguments.batch),
+                                              arguments.buffer_slots, arguments.batch, nice=arguments.engine_nice),
             "bricks-rps": lambda: BricksForwarder(input_host, arguments.cpu, arguments.realtime,
-                                                  arguments.buffer_slots, arguments.batch, steered=True),
+                                                  arguments.buffer_slots, arguments.batch, steered=True,
+                                                  nice=arguments.engine_nice),
             "netsniff": lambda kernel_pull=None: NetsniffForwarder(
                 input_host, arguments.cpu, arguments.realtime, pipe_base,
                 arguments.netsniff_ring, kernel_pull),

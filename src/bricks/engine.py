@@ -9,6 +9,7 @@ The engine's lock guards its C objects: unlink and delete free them under it,
 readers in other threads (stats) read them under it.
 """
 import atexit
+import errno
 import logging
 import os
 import signal
@@ -45,6 +46,7 @@ REALTIME_OFF = "off"
 DEFAULT_REALTIME_PRIORITY = 10
 STEER_PIPES_ENVIRONMENT = "BRICKS_STEER_PIPES"   # 1: pipe consumers' receive work off pinned engines' CPUs
 MAX_REALTIME_PRIORITY = 99
+CAP_SYS_NICE = 23               # linux/capability.h
 
 BACKENDS = backends.CHOICES
 BACKEND_ENVIRONMENT = backends.BACKEND_ENVIRONMENT
@@ -111,6 +113,30 @@ def _realtime_value(priority, what):
         raise BricksError(f"{what} must be a whole number from 1 to {MAX_REALTIME_PRIORITY}, or 0 or "
                           f"{REALTIME_OFF} for normal scheduling, got {priority!r}")
     return priority
+
+
+def _realtime_refusal(error):
+    """Why the kernel refused SCHED_FIFO, for the operator: a missing capability, or, with the capability, a cpu
+    cgroup without real-time runtime (kernels with RT group scheduling give new cgroups none)."""
+    if error.errno != errno.EPERM:
+        return error.strerror
+    if not _has_capability(CAP_SYS_NICE):
+        return f"{error.strerror} (it needs root or CAP_SYS_NICE)"
+    return f"{error.strerror} (its cpu cgroup {_cpu_cgroup()} has no real-time runtime: cpu.rt_runtime_us)"
+
+
+def _has_capability(number):
+    with open("/proc/self/status") as status:
+        effective = next(line for line in status if line.startswith("CapEff:")).split()[1]
+    return bool(int(effective, 16) >> number & 1)
+
+
+def _cpu_cgroup():
+    """This process's cgroup in the cpu hierarchy (cgroup v1 "N:cpu,cpuacct:/path", else the v2 "0::/path")."""
+    with open("/proc/self/cgroup") as groups:
+        entries = [line.rstrip("\n").split(":", 2) for line in groups]
+    paths = [path for _, controllers, path in entries if "cpu" in controllers.split(",")]
+    return (paths or [path for _, controllers, path in entries if controllers == ""] or ["/"])[0]
 
 
 def _announce_realtime_default(message, *arguments, level=logging.INFO):
@@ -376,14 +402,13 @@ class PktEngine:
                     os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
                 except OSError as error:
                     if asked:
-                        self._refusal = (f"cannot run at real-time priority {priority}: {error.strerror} "
-                                          "(it needs root or CAP_SYS_NICE)")
+                        self._refusal = f"cannot run at real-time priority {priority}: {_realtime_refusal(error)}"
                         return
                     _announce_realtime_default(
-                        "engine threads run at normal priority: the default real-time priority %d was refused "
-                        "(%s: it needs root or CAP_SYS_NICE), so other work on their CPUs can make input rings "
-                        "overflow; --realtime 0 (%s=0) runs them normally without this warning",
-                        priority, error.strerror, REALTIME_ENVIRONMENT, level=logging.WARNING)
+                        "engine threads run at normal priority: the default real-time priority %d was refused: "
+                        "%s; other work on their CPUs can make input rings overflow; --realtime 0 (%s=0) "
+                        "runs them normally without this warning",
+                        priority, _realtime_refusal(error), REALTIME_ENVIRONMENT, level=logging.WARNING)
                 else:
                     if not asked:
                         _announce_realtime_default(

@@ -435,6 +435,7 @@ def test_a_refused_default_priority_is_one_warning_and_the_engines_forward(testb
         raise PermissionError(1, "Operation not permitted")
 
     monkeypatch.setattr(engine_module.os, "sched_setscheduler", refuse)
+    monkeypatch.setattr(engine_module, "_has_capability", lambda number: False)   # what the kernel refused for
     engines, readers, frames = [], [], []
     try:
         for number in range(2):
@@ -453,8 +454,8 @@ def test_a_refused_default_priority_is_one_warning_and_the_engines_forward(testb
         [line] = realtime_log_lines(caplog)
         assert (line.levelname, line.getMessage()) == (
             "WARNING", f"engine threads run at normal priority: the default real-time priority "
-                       f"{engine_module.DEFAULT_REALTIME_PRIORITY} was refused (Operation not permitted: it needs "
-                       "root or CAP_SYS_NICE), so other work on their CPUs can make input rings overflow; "
+                       f"{engine_module.DEFAULT_REALTIME_PRIORITY} was refused: Operation not permitted (it needs "
+                       "root or CAP_SYS_NICE); other work on their CPUs can make input rings overflow; "
                        "--realtime 0 (BRICKS_REALTIME=0) runs them normally without this warning")
     finally:
         for engine in engines:
@@ -471,6 +472,7 @@ def test_an_asked_priority_that_is_refused_stops_the_start(testbed, monkeypatch)
         raise PermissionError(1, "Operation not permitted")
 
     monkeypatch.setattr(engine_module.os, "sched_setscheduler", refuse)
+    monkeypatch.setattr(engine_module, "_has_capability", lambda number: False)
     engine = dummy_engine(testbed, "art")
     try:
         with pytest.raises(BricksError) as raised:

@@ -196,8 +196,8 @@ def test_load_balance_instance_without_cap_sys_nice_warns_once_and_balances(path
     real_time, lines = run_instance_with_capabilities(paths, testbed, notify_socket, capabilities)
     assert real_time == []
     assert realtime_lines(lines) == [f"engine threads run at normal priority: the default real-time priority "
-                                     f"{DEFAULT_REALTIME_PRIORITY} was refused (Operation not permitted: it needs "
-                                     "root or CAP_SYS_NICE), so other work on their CPUs can make input rings "
+                                     f"{DEFAULT_REALTIME_PRIORITY} was refused: Operation not permitted (it needs "
+                                     "root or CAP_SYS_NICE); other work on their CPUs can make input rings "
                                      "overflow; --realtime 0 (BRICKS_REALTIME=0) runs them normally without this "
                                      "warning"]
 

@@ -234,6 +234,36 @@ def test_unprivileged_real_time_engine_names_its_capability(shared_directory):
                                           "Operation not permitted (it needs root or CAP_SYS_NICE)")
 
 
+CPU_CGROUPS = Path("/sys/fs/cgroup/cpu")
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not (CPU_CGROUPS / "cpu.rt_runtime_us").exists(),
+                    reason="no cgroup v1 cpu hierarchy with RT group scheduling (CONFIG_RT_GROUP_SCHED)")
+def test_real_time_refused_by_a_cpu_cgroup_names_the_cgroup(tmp_path):
+    """Root, with CAP_SYS_NICE, in a cpu cgroup without real-time runtime (a new one has cpu.rt_runtime_us 0, as a
+    service's under systemd on such kernels): the kernel refuses SCHED_FIFO; the error names the cgroup, not a
+    capability."""
+    source = tmp_path / "in.pcap"
+    write_pcap(source, random_tcp_frames(3, seed=1))
+    script = tmp_path / "realtime.lua"
+    script.write_text(f'local pe = PktEngine.new("e0")\n'
+                      f'pe:link(Brick.new("PcapReader"):connect_input("{source}"):connect_output("{source}.out"))\n'
+                      f'pe:start()\n')
+    group = CPU_CGROUPS / f"bricks-test-{os.getpid()}"
+    group.mkdir()
+    try:
+        assert (group / "cpu.rt_runtime_us").read_text().strip() == "0"
+        joined = f'echo $$ > {group / "cgroup.procs"} && exec "$@"'
+        done = run(["sh", "-c", joined, "sh", sys.executable, "-m", "bricks", "--realtime", "5", "-f", str(script)])
+    finally:
+        group.rmdir()
+    assert done.returncode == 1
+    assert one_line(done.stderr).endswith(f"realtime.lua:3: engine e0: cannot run at real-time priority 5: Operation "
+                                          f"not permitted (its cpu cgroup /{group.name} has no real-time runtime: "
+                                          "cpu.rt_runtime_us)")
+
+
 def test_a_refused_testbed_leaves_nothing_behind(monkeypatch):
     from bricks import testbed
 

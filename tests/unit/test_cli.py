@@ -403,6 +403,13 @@ def test_realtime_option_reaches_the_engines(given, exported):
     assert (result.returncode, result.stdout) == (0, exported + "\n"), result.stderr
 
 
+def test_realtime_help_states_the_engines_default():
+    """cli.py does not import the engine (start-up time): its help text must still say the engine's default."""
+    from bricks import engine
+    result = CliRunner().invoke(cli.main, ["--help"], terminal_width=200)
+    assert f"[default: {engine.DEFAULT_REALTIME_PRIORITY} where the process may" in " ".join(result.output.split())
+
+
 @pytest.mark.parametrize("given", ["100", "-1", "high", "1.5"])
 def test_a_bad_realtime_option_is_a_usage_error(given):
     environment = {key: value for key, value in os.environ.items() if key != "BRICKS_REALTIME"}

@@ -46,11 +46,6 @@ static void register_membarrier(void)
 
 /* ------------------------------------------------------------ rule keys */
 
-static uint32_t load_be32(const uint8_t *bytes)
-{
-    return (uint32_t)bytes[0] << 24 | (uint32_t)bytes[1] << 16 | (uint32_t)bytes[2] << 8 | bytes[3];
-}
-
 /* address words + mask words for prefix bits of a family's address. */
 static void address_words(const uint8_t *address, unsigned prefix, unsigned address_words_count,
                           uint32_t *key, uint32_t *mask)
@@ -59,7 +54,7 @@ static void address_words(const uint8_t *address, unsigned prefix, unsigned addr
         unsigned bits = prefix > 32 * w ? prefix - 32 * w : 0;
         uint32_t word_mask = bits >= 32 ? UINT32_MAX : bits ? UINT32_MAX << (32 - bits) : 0;
         mask[w] = word_mask;
-        key[w] = load_be32(address + 4 * w) & word_mask;
+        key[w] = filter_load_be32(address + 4 * w) & word_mask;
     }
 }
 
@@ -400,6 +395,7 @@ static struct filter_rule_set *build_rule_set(struct brk_filter_table *table)
     for (unsigned i = 0; i < table->rule_count; i++) {
         set->rules[i].expires_ns = table->rules[i].expires_ns;
         set->rules[i].counter = counter_of(table, table->rules[i].counter_slot);
+        set->rules[i].id = table->rules[i].rule.id;
     }
     if (table->rule_count && (!(keys = malloc(2 * (size_t)table->rule_count * sizeof(*keys)))
                               || !(counts = malloc(2 * (size_t)table->rule_count * sizeof(*counts)))))
@@ -513,13 +509,20 @@ static void unmark(struct brk_filter_table *table)
 }
 
 /* Publishes the list minus what is marked, then forgets the marked rules.
- * Out of memory: nothing changes. */
+ * Out of memory, or the mirror refused the set (-2, its reason in
+ * table->mirror_error): nothing changes. */
 static int republish(struct brk_filter_table *table)
 {
     struct filter_rule_set *set = build_rule_set(table);
     if (!set) {
         unmark(table);
         return -1;
+    }
+    if (table->mirror && table->mirror->publish(table->mirror->context, set, table->mirror_error,
+                                                sizeof(table->mirror_error)) != 0) {
+        free_rule_set(set);
+        unmark(table);
+        return -2;
     }
     publish(table, set);
     compact_removed(table);
@@ -629,19 +632,22 @@ int brk_filter_add(brk_filter_table *table, const struct brk_filter_rule *rules,
             goto out_of_memory;
     }
     table->rule_count += count;
-    if (republish(table) != 0) {
+    int published = republish(table);
+    if (published != 0) {
         table->rule_count -= count;
-        goto out_of_memory;
+        goto refused;
     }
     pthread_mutex_unlock(&table->lock);
     return 0;
 out_of_memory:
+    published = -1;
+refused:
     /* Nothing was published: the new slots were never visible to the engine. */
     while (added--)
         table->free_slots[table->free_slot_count++] = table->rules[table->rule_count + added].counter_slot;
     unmark(table);
     pthread_mutex_unlock(&table->lock);
-    brk_fail(error, error_size, "out of memory");
+    brk_fail(error, error_size, "%s", published == -2 ? table->mirror_error : "out of memory");
     return -1;
 }
 
@@ -684,11 +690,48 @@ unsigned brk_filter_list(brk_filter_table *table, struct brk_filter_rule_state *
         /* The engine thread counts on: a snapshot, each 64-bit load whole. */
         out[i].hits = __atomic_load_n(&counter->hits, __ATOMIC_RELAXED);
         out[i].bytes = __atomic_load_n(&counter->bytes, __ATOMIC_RELAXED);
+        if (table->mirror) {
+            struct filter_rule_counter mirrored = { 0, 0 };
+            table->mirror->counts(table->mirror->context, stored->rule.id, &mirrored);
+            out[i].hits += mirrored.hits;
+            out[i].bytes += mirrored.bytes;
+        }
         out[i].remaining_ns = !stored->expires_ns ? -1
                               : stored->expires_ns > now ? (int64_t)(stored->expires_ns - now) : 0;
     }
     pthread_mutex_unlock(&table->lock);
     return count;
+}
+
+int filter_table_set_mirror(struct brk_filter_table *table, const struct filter_mirror *mirror,
+                            char *error, size_t error_size)
+{
+    int result = 0;
+    pthread_mutex_lock(&table->lock);
+    if (table->mirror) {
+        brk_fail(error, error_size, "this Filter's rules already run in another XDP program");
+        result = -1;
+    } else if (mirror->publish(mirror->context, table->current, error, error_size) != 0)
+        result = -1;
+    else
+        table->mirror = mirror;
+    pthread_mutex_unlock(&table->lock);
+    return result;
+}
+
+void filter_table_clear_mirror(struct brk_filter_table *table)
+{
+    pthread_mutex_lock(&table->lock);
+    for (unsigned i = 0; table->mirror && i < table->rule_count; i++) {
+        struct filter_rule_counter mirrored = { 0, 0 };
+        table->mirror->counts(table->mirror->context, table->rules[i].rule.id, &mirrored);
+        /* The engine thread may count into the same counter (a tree relinked on packet): atomically. */
+        struct filter_rule_counter *counter = counter_of(table, table->rules[i].counter_slot);
+        __atomic_fetch_add(&counter->hits, mirrored.hits, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&counter->bytes, mirrored.bytes, __ATOMIC_RELAXED);
+    }
+    table->mirror = NULL;
+    pthread_mutex_unlock(&table->lock);
 }
 
 uint64_t brk_filter_publications(brk_filter_table *table)

@@ -19,6 +19,25 @@ struct item_list {
     size_t count, capacity, item_size;
 };
 
+/* A rule key and what it leads to, as the map holds it. */
+struct rule_entry {
+    struct brk_xdp_filter_rule_key key;
+    struct brk_xdp_filter_rule rule;
+};
+
+/* Finds entries by key: open addressing, slot = entry index + 1 (0 = empty), at most half full. */
+struct entry_index {
+    uint32_t *slots;
+    uint32_t slot_mask;
+};
+
+/* A mask a rule key names by its id (its index in brk_xdp_filter.masks). */
+struct named_mask {
+    uint8_t in_current, in_next;          /* used by the current set, by the one being written */
+    uint8_t rule_class;
+    uint32_t word[FILTER_KEY_WORDS];
+};
+
 struct brk_xdp_filter {
     struct brk_filter_table *table;
     struct filter_mirror mirror;
@@ -26,10 +45,12 @@ struct brk_xdp_filter {
     uint32_t generation;                  /* the current one; 0: nothing written yet */
     int cpus;
     int generation_fd, shapes_fd, rules_fd, prefixes_fd, counters_fd;
-    /* What the current generation wrote, deleted once the next one is current. */
-    struct item_list rule_keys;           /* struct brk_xdp_filter_rule_key */
-    struct item_list prefix_keys;         /* struct brk_xdp_filter_prefix_key */
+    struct item_list entries;             /* struct rule_entry: the map's rule keys */
+    struct entry_index index;             /* of entries */
+    struct item_list prefix_keys;         /* struct brk_xdp_filter_prefix_key: the current generation's */
     struct item_list ids;                 /* uint64_t: the rules that have a counter entry, ascending */
+    struct named_mask *masks;             /* BRK_XDP_FILTER_MASK_IDS */
+    unsigned mask_ids_used;               /* ids below it were used once */
 };
 
 /* A prefix of one side of a guarded class and the shapes it leads to. */
@@ -41,7 +62,11 @@ struct pending_prefix {
 /* What one publication writes before it becomes current. */
 struct generation {
     uint32_t number;
-    struct item_list rule_keys, rule_values, prefix_keys, ids, new_ids;
+    struct item_list entries;             /* struct rule_entry: the set's keys */
+    struct entry_index index;             /* of entries */
+    struct item_list upserts;             /* struct rule_entry: new keys and keys whose rule changed */
+    struct item_list upsert_keys, upsert_values, replaced, deletes;
+    struct item_list prefix_keys, ids, new_ids;
     struct item_list prefixes;            /* struct pending_prefix, of the class being written */
     struct brk_xdp_filter_shapes shapes;  /* of the class being written */
 };
@@ -157,7 +182,37 @@ static int queue_prefix(struct brk_xdp_filter *binding, struct generation *next,
     return 0;
 }
 
-/* One class of set as generation next: its shapes, its keys queued, its prefixes written. */
+static int same_mask(const struct named_mask *named, unsigned rule_class, const uint32_t *words)
+{
+    return named->rule_class == rule_class && memcmp(named->word, words, sizeof(named->word)) == 0;
+}
+
+/* The id of a mask of rule_class for the set being written: the one it had, else a free one (-1: none). */
+static int mask_id_of(struct brk_xdp_filter *binding, unsigned rule_class, const uint32_t *words)
+{
+    int free_id = -1;
+    for (unsigned id = 0; id < binding->mask_ids_used; id++) {
+        struct named_mask *named = &binding->masks[id];
+        if ((named->in_current || named->in_next) && same_mask(named, rule_class, words)) {
+            named->in_next = 1;
+            return (int)id;
+        }
+        if (!named->in_current && !named->in_next && free_id < 0)
+            free_id = (int)id;
+    }
+    if (free_id < 0) {
+        if (binding->mask_ids_used == BRK_XDP_FILTER_MASK_IDS)
+            return -1;
+        free_id = (int)binding->mask_ids_used++;
+    }
+    struct named_mask *named = &binding->masks[free_id];
+    named->in_next = 1;
+    named->rule_class = (uint8_t)rule_class;
+    memcpy(named->word, words, sizeof(named->word));
+    return free_id;
+}
+
+/* One class of set as generation next: its shapes and prefixes written, its keys listed. */
 static int write_class(struct brk_xdp_filter *binding, const struct filter_rule_set *set, int action, int family,
                        struct generation *next, char *error, size_t error_size)
 {
@@ -175,11 +230,16 @@ static int write_class(struct brk_xdp_filter *binding, const struct filter_rule_
     memset(shapes, 0, sizeof(*shapes));
     shapes->generation = next->number;
     shapes->count = classifier->shape_count;
-    shapes->guarded = classifier->shape_count >= FILTER_GUARD_MIN_SHAPES;
+    shapes->guarded = classifier->shape_count >= BRK_XDP_FILTER_GUARD_MIN_SHAPES;
     for (unsigned s = 0; s < classifier->shape_count; s++) {
         const struct filter_shape *shape = &classifier->shapes[s];
         unsigned stride = filter_slot_words(words);
         memcpy(shapes->mask[s], shape->mask.word, words * sizeof(uint32_t));
+        int mask_id = mask_id_of(binding, rule_class, shapes->mask[s]);
+        if (mask_id < 0)
+            return brk_fail(error, error_size, "the XDP program's Filter has too many rule shapes in use "
+                            "(%d at most, with the ones of the set it replaces)", BRK_XDP_FILTER_MASK_IDS), -1;
+        shapes->mask_id[s] = (uint32_t)mask_id;
         for (unsigned side = 0; side < 2; side++) {
             uint32_t side_bits = 0;
             for (unsigned w = 0; w < address_words; w++)
@@ -192,20 +252,18 @@ static int write_class(struct brk_xdp_filter *binding, const struct filter_rule_
             if (!entry[0])
                 continue;
             const struct filter_active_rule *rule = &set->rules[entry[0] - 1];
-            struct brk_xdp_filter_rule_key *key = item_add(&next->rule_keys);
-            struct brk_xdp_filter_rule *value = item_add(&next->rule_values);
-            if (!key || !value)
+            struct rule_entry *listed = item_add(&next->entries);
+            if (!listed)
                 return brk_fail(error, error_size, "out of memory"), -1;
-            key->generation = next->number;
-            key->filter = (uint8_t)binding->filter;
-            key->rule_class = (uint8_t)rule_class;
-            key->shape = (uint8_t)s;
-            memcpy(key->word, entry + 1, words * sizeof(uint32_t));
-            value->id = rule->id;
-            value->expires_ns = rule->expires_ns;
+            listed->key.filter = (uint8_t)binding->filter;
+            listed->key.rule_class = (uint8_t)rule_class;
+            listed->key.mask_id = (uint16_t)mask_id;
+            memcpy(listed->key.word, entry + 1, words * sizeof(uint32_t));
+            listed->rule.id = rule->id;
+            listed->rule.expires_ns = rule->expires_ns;
             if (shapes->guarded
-                    && (queue_prefix(binding, next, rule_class, s, 0, address_words, key->word)
-                        || queue_prefix(binding, next, rule_class, s, 1, address_words, key->word)))
+                    && (queue_prefix(binding, next, rule_class, s, 0, address_words, listed->key.word)
+                        || queue_prefix(binding, next, rule_class, s, 1, address_words, listed->key.word)))
                 return brk_fail(error, error_size, "out of memory"), -1;
         }
     }
@@ -235,7 +293,11 @@ static int write_counters(struct brk_xdp_filter *binding, const struct filter_ru
             goto out_of_memory;
         *id = set->rules[i].id;
     }
-    qsort(next->ids.items, next->ids.count, sizeof(uint64_t), by_value);
+    int ascending = 1;   /* as the table keeps them when ids grow with each add, as Python's do */
+    for (size_t i = 1; i < next->ids.count && ascending; i++)
+        ascending = *(uint64_t *)item_at(&next->ids, i - 1) < *(uint64_t *)item_at(&next->ids, i);
+    if (!ascending)
+        qsort(next->ids.items, next->ids.count, sizeof(uint64_t), by_value);
     for (size_t i = 0, old = 0; i < next->ids.count; i++) {
         uint64_t id = *(uint64_t *)item_at(&next->ids, i);
         while (old < binding->ids.count && *(uint64_t *)item_at(&binding->ids, old) < id)
@@ -285,20 +347,110 @@ static int removed_ids(struct brk_xdp_filter *binding, struct generation *next, 
     return 0;
 }
 
-static void generation_free(struct generation *next)
+static int add_key(struct item_list *keys, const struct brk_xdp_filter_rule_key *key)
 {
-    item_list_free(&next->rule_keys);
-    item_list_free(&next->rule_values);
-    item_list_free(&next->prefix_keys);
-    item_list_free(&next->ids);
-    item_list_free(&next->new_ids);
-    item_list_free(&next->prefixes);
+    struct brk_xdp_filter_rule_key *added = item_add(keys);
+    if (added)
+        *added = *key;
+    return added ? 0 : -1;
 }
 
-/* filter_mirror.publish: writes set as the next generation beside the
- * current one, makes it current with one store, then deletes the old one.
- * Refused (the maps full, too many shapes): what it wrote is deleted, the
- * current generation stays. */
+static uint32_t key_hash(const struct brk_xdp_filter_rule_key *key)
+{
+    uint32_t words[sizeof(*key) / sizeof(uint32_t)];
+    memcpy(words, key, sizeof(words));
+    return filter_hash(words, sizeof(words) / sizeof(uint32_t) & ~1u) ^ words[sizeof(words) / sizeof(uint32_t) - 1];
+}
+
+static int index_entries(struct entry_index *index, const struct item_list *entries)
+{
+    size_t slots = 16;
+    while (slots < 2 * entries->count)
+        slots *= 2;
+    if (!(index->slots = calloc(slots, sizeof(uint32_t))))
+        return -1;
+    index->slot_mask = (uint32_t)(slots - 1);
+    for (size_t i = 0; i < entries->count; i++) {
+        const struct rule_entry *entry = item_at(entries, i);
+        uint32_t slot = key_hash(&entry->key) & index->slot_mask;
+        while (index->slots[slot])
+            slot = (slot + 1) & index->slot_mask;
+        index->slots[slot] = (uint32_t)i + 1;
+    }
+    return 0;
+}
+
+static const struct rule_entry *find_entry(const struct entry_index *index, const struct item_list *entries,
+                                           const struct brk_xdp_filter_rule_key *key)
+{
+    if (!index->slots)
+        return NULL;
+    for (uint32_t slot = key_hash(key) & index->slot_mask; index->slots[slot];
+         slot = (slot + 1) & index->slot_mask) {
+        const struct rule_entry *entry = item_at(entries, index->slots[slot] - 1);
+        if (memcmp(&entry->key, key, sizeof(*key)) == 0)
+            return entry;
+    }
+    return NULL;
+}
+
+/* Compares the set's keys with the map's: the keys to write (new ones, and
+ * ones that lead to another rule now: a duplicate's earlier rule removed),
+ * with the entries they replace, and the keys to delete once it is current.
+ * Hashed, not sorted: a publication of 10,000 rules costs about as much as
+ * the rule set's own. */
+static int diff_entries(struct brk_xdp_filter *binding, struct generation *next)
+{
+    if (index_entries(&next->index, &next->entries))
+        return -1;
+    for (size_t i = 0; i < next->entries.count; i++) {
+        const struct rule_entry *wanted = item_at(&next->entries, i);
+        const struct rule_entry *current = find_entry(&binding->index, &binding->entries, &wanted->key);
+        if (current && memcmp(&current->rule, &wanted->rule, sizeof(wanted->rule)) == 0)
+            continue;
+        if (current) {
+            struct rule_entry *replaced = item_add(&next->replaced);
+            if (!replaced)
+                return -1;
+            *replaced = *current;
+        }
+        struct brk_xdp_filter_rule *value = item_add(&next->upsert_values);
+        if (!value || add_key(&next->upsert_keys, &wanted->key))
+            return -1;
+        *value = wanted->rule;
+    }
+    for (size_t i = 0; i < binding->entries.count; i++) {
+        const struct rule_entry *current = item_at(&binding->entries, i);
+        if (!find_entry(&next->index, &next->entries, &current->key) && add_key(&next->deletes, &current->key))
+            return -1;
+    }
+    return 0;
+}
+
+static void generation_free(struct generation *next)
+{
+    free(next->index.slots);
+    struct item_list *lists[] = { &next->entries, &next->upsert_keys, &next->upsert_values, &next->replaced,
+                                  &next->deletes, &next->prefix_keys, &next->ids, &next->new_ids,
+                                  &next->prefixes };
+    for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++)
+        item_list_free(lists[i]);
+}
+
+static void end_masks(struct brk_xdp_filter *binding, int published)
+{
+    for (unsigned id = 0; id < binding->mask_ids_used; id++) {
+        struct named_mask *named = &binding->masks[id];
+        if (published)
+            named->in_current = named->in_next;
+        named->in_next = 0;
+    }
+}
+
+/* filter_mirror.publish: writes the keys set adds or changes and its shapes
+ * and prefixes as the next generation, makes that current with one store,
+ * then deletes what the set no longer has. Refused (the maps full, too many
+ * shapes): everything written is taken back, the current set stays whole. */
 static int publish_set(void *context, const struct filter_rule_set *set, char *error, size_t error_size)
 {
     struct brk_xdp_filter *binding = context;
@@ -308,8 +460,9 @@ static int publish_set(void *context, const struct filter_rule_set *set, char *e
     if (!next)
         return brk_fail(error, error_size, "out of memory"), -1;
     next->number = binding->generation + 1;
-    next->rule_keys.item_size = sizeof(struct brk_xdp_filter_rule_key);
-    next->rule_values.item_size = sizeof(struct brk_xdp_filter_rule);
+    next->entries.item_size = next->replaced.item_size = sizeof(struct rule_entry);
+    next->upsert_keys.item_size = next->deletes.item_size = sizeof(struct brk_xdp_filter_rule_key);
+    next->upsert_values.item_size = sizeof(struct brk_xdp_filter_rule);
     next->prefix_keys.item_size = sizeof(struct brk_xdp_filter_prefix_key);
     next->ids.item_size = next->new_ids.item_size = sizeof(uint64_t);
     next->prefixes.item_size = sizeof(struct pending_prefix);
@@ -318,9 +471,13 @@ static int publish_set(void *context, const struct filter_rule_set *set, char *e
         for (int family = 0; family < FILTER_FAMILIES; family++)
             if (write_class(binding, set, action, family, next, error, error_size))
                 goto undo;
-    uint32_t count = (uint32_t)next->rule_keys.count;
-    if (count && bpf_map_update_batch(binding->rules_fd, next->rule_keys.items, next->rule_values.items, &count,
-                                      NULL)) {
+    if (diff_entries(binding, next)) {
+        brk_fail(error, error_size, "out of memory");
+        goto undo;
+    }
+    uint32_t count = (uint32_t)next->upsert_keys.count;
+    if (count && bpf_map_update_batch(binding->rules_fd, next->upsert_keys.items, next->upsert_values.items,
+                                      &count, NULL)) {
         fail_with_errno(error, error_size, "this Filter's rules");
         goto undo;
     }
@@ -330,24 +487,33 @@ static int publish_set(void *context, const struct filter_rule_set *set, char *e
         fail_with_errno(error, error_size, "a new rule generation");
         goto undo;
     }
-    /* Current: frames still matching the old generation see it change and match again. */
-    delete_keys(binding->rules_fd, &binding->rule_keys);
+    /* Current: frames still matching the old generation see it move and match again. */
+    delete_keys(binding->rules_fd, &next->deletes);
     delete_keys(binding->prefixes_fd, &binding->prefix_keys);
     delete_counters(binding, &removed);
-    item_list_free(&binding->rule_keys);
+    end_masks(binding, 1);
+    item_list_free(&binding->entries);
     item_list_free(&binding->prefix_keys);
     item_list_free(&binding->ids);
-    binding->rule_keys = next->rule_keys;
+    free(binding->index.slots);
+    binding->index = next->index;
+    next->index.slots = NULL;
+    binding->entries = next->entries;
     binding->prefix_keys = next->prefix_keys;
     binding->ids = next->ids;
-    next->rule_keys = next->prefix_keys = next->ids = (struct item_list){ 0 };
+    next->entries = next->prefix_keys = next->ids = (struct item_list){ 0 };
     binding->generation = next->number;
     result = 0;
     goto done;
 undo:
-    delete_keys(binding->rules_fd, &next->rule_keys);
+    delete_keys(binding->rules_fd, &next->upsert_keys);
+    for (size_t i = 0; i < next->replaced.count; i++) {
+        const struct rule_entry *replaced = item_at(&next->replaced, i);
+        bpf_map_update_elem(binding->rules_fd, &replaced->key, &replaced->rule, BPF_ANY);
+    }
     delete_keys(binding->prefixes_fd, &next->prefix_keys);
     delete_counters(binding, &next->new_ids);
+    end_masks(binding, 0);
 done:
     item_list_free(&removed);
     generation_free(next);
@@ -385,16 +551,23 @@ int brk_xdp_filter_bind(brk_xdp *xdp, unsigned filter, brk_filter_table *table, 
     binding->rules_fd = brk_xdp_map(xdp, "brk_filter_rules");
     binding->prefixes_fd = brk_xdp_map(xdp, "brk_filter_prefixes");
     binding->counters_fd = brk_xdp_map(xdp, "brk_filter_counters");
-    binding->rule_keys.item_size = sizeof(struct brk_xdp_filter_rule_key);
+    binding->entries.item_size = sizeof(struct rule_entry);
+    binding->masks = calloc(BRK_XDP_FILTER_MASK_IDS, sizeof(*binding->masks));
     binding->prefix_keys.item_size = sizeof(struct brk_xdp_filter_prefix_key);
     binding->ids.item_size = sizeof(uint64_t);
     binding->mirror = (struct filter_mirror){ publish_set, read_counts, binding };
+    if (!binding->masks) {
+        free(binding);
+        return brk_fail(error, error_size, "out of memory"), -1;
+    }
     if (binding->generation_fd < 0 || binding->shapes_fd < 0 || binding->rules_fd < 0 || binding->prefixes_fd < 0
             || binding->counters_fd < 0) {
+        free(binding->masks);
         free(binding);
         return brk_fail(error, error_size, "XDP: the program has no Filter maps: reinstall bricks"), -1;
     }
     if (filter_table_set_mirror(table, &binding->mirror, error, error_size)) {
+        free(binding->masks);
         free(binding);
         return -1;
     }
@@ -407,7 +580,9 @@ void brk_xdp_filter_unbind(struct brk_xdp_filter *binding)
     if (!binding)
         return;
     filter_table_clear_mirror(binding->table);   /* the program's counts join the table's own */
-    item_list_free(&binding->rule_keys);
+    free(binding->masks);
+    free(binding->index.slots);
+    item_list_free(&binding->entries);
     item_list_free(&binding->prefix_keys);
     item_list_free(&binding->ids);
     free(binding);

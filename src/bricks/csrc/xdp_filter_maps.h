@@ -2,12 +2,16 @@
  * (xdp/bricks.bpf.c reads them) and the control side (xdp_filter.c fills
  * them from the rule table's published sets). Not part of the Python API.
  *
- * Every published set gets a new generation number, and every key carries
- * it: a set is written whole beside the one in use, made current by one store
- * to brk_filter_generation, and the old one deleted after; a frame that read a
- * generation reads it again after matching, and matches again when it changed
- * meanwhile. So a frame sees one whole set, never a mix, and no publication
- * waits for the frames in flight. */
+ * A rule's keys are stable: each publication writes only the keys that are
+ * new or changed, before the set becomes current, and deletes the keys gone
+ * from it after. A key names its mask by a stable id, not by its place in
+ * the set's shape list: that list (most specific first) and the prefix trie
+ * are written whole for every set, as a new generation beside the current
+ * one, and made current by one store to brk_filter_generation. A frame reads
+ * the generation before and after matching and matches again when it moved.
+ * So a frame always sees whole rules under one generation's shapes; a batch
+ * of rules becomes visible within its publication, and no publication waits
+ * for the frames in flight. */
 #ifndef BRK_XDP_FILTER_MAPS_H
 #define BRK_XDP_FILTER_MAPS_H
 
@@ -29,6 +33,7 @@ struct brk_xdp_filter_shapes {
     uint32_t guarded;                /* look the candidates up in brk_filter_prefixes first */
     uint32_t padding;
     uint64_t open[2];                /* shapes whose source (0) / destination (1) prefix is empty */
+    uint32_t mask_id[BRK_XDP_FILTER_MAX_SHAPES];   /* the rule keys' name of each shape's mask */
     /* Bit s of open and of the trie's values stands for shape s, bit 63 for 63 and every later one
      * (filter_rules.c's guard does the same). */
     uint32_t mask[BRK_XDP_FILTER_MAX_SHAPES][FILTER_KEY_WORDS];
@@ -41,13 +46,13 @@ static inline __attribute__((always_inline)) uint64_t brk_xdp_filter_shape_bit(u
 
 /* brk_filter_rules: one masked key of a rule. */
 struct brk_xdp_filter_rule_key {
-    uint32_t generation;
     uint8_t filter;
     uint8_t rule_class;
-    uint8_t shape;
-    uint8_t padding;
+    uint16_t mask_id;                /* < BRK_XDP_FILTER_MASK_IDS */
     uint32_t word[FILTER_KEY_WORDS];
 };
+#define BRK_XDP_FILTER_MASK_IDS 4096   /* masks named at once, per Filter (4 x 256 in a set, more while one replaces another) */
+#define BRK_XDP_FILTER_GUARD_MIN_SHAPES 8   /* fewer shapes: each probed, no trie lookups */
 
 struct brk_xdp_filter_rule {
     uint64_t id;

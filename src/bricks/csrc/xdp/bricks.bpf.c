@@ -93,7 +93,7 @@ struct {
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
     __uint(map_flags, BPF_F_NO_PREALLOC);   /* memory as rules come, not for the maximum */
-    __uint(max_entries, 2 * BRK_XDP_FILTER_MAX_KEYS);   /* two generations while one replaces the other */
+    __uint(max_entries, 2 * BRK_XDP_FILTER_MAX_KEYS);   /* a set's new keys while the old ones are still there */
     __type(key, struct brk_xdp_filter_rule_key);
     __type(value, struct brk_xdp_filter_rule);
 } brk_filter_rules SEC(".maps");
@@ -291,10 +291,8 @@ __attribute__((noinline)) uint64_t brk_xdp_filter_match(uint32_t filter, uint32_
                    & (brk_filter_prefix_shapes(prefix, 1, key + address_words, address_words) | shapes->open[1]);
     }
     struct brk_xdp_filter_rule_key *rule_key = &scratch->rule_key;
-    rule_key->generation = generation;
     rule_key->filter = (uint8_t)filter;
     rule_key->rule_class = (uint8_t)rule_class;
-    rule_key->padding = 0;
     uint64_t now = 0;
     for (uint32_t shape = 0; shape < BRK_XDP_FILTER_MAX_SHAPES; shape++) {
         unsigned bit = shape < 63 ? shape : 63;
@@ -302,7 +300,7 @@ __attribute__((noinline)) uint64_t brk_xdp_filter_match(uint32_t filter, uint32_
             break;
         if (!((candidates >> bit) & 1))
             continue;
-        rule_key->shape = (uint8_t)shape;
+        rule_key->mask_id = (uint16_t)shapes->mask_id[shape];
         for (unsigned w = 0; w < FILTER_KEY_WORDS; w++)
             rule_key->word[w] = key[w] & shapes->mask[shape][w];
         const struct brk_xdp_filter_rule *rule = bpf_map_lookup_elem(&brk_filter_rules, rule_key);

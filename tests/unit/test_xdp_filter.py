@@ -102,14 +102,34 @@ def random_case(seed, rule_count=240, frame_count=500):
     return requests, frames + xdp_frames()[::3]
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_every_frame_gets_the_c_filters_verdict_and_every_rule_its_hits(seed):
+def add_in_steps(tables, requests, seed):
+    """The same changes to every table: requests in batches, some rules removed and their fields added again
+    (keys then change hands between duplicates, masks come and go)."""
+    rng = random.Random(seed)
+    for start in range(0, len(requests), 37):
+        ids = [table.add(requests[start:start + 37]) for table in tables][0]
+        for rule_id in rng.sample(ids, len(ids) // 4):
+            for table in tables:
+                table.remove(rule_id)
+    removed = [requests[index] for index in range(len(requests)) if index % 5 == 0]
+    for table in tables:
+        table.add(removed)
+
+
+@pytest.mark.parametrize("seed, changed_while_loaded", [(1, False), (2, False), (3, True), (4, True)])
+def test_every_frame_gets_the_c_filters_verdict_and_every_rule_its_hits(seed, changed_while_loaded):
+    """The rules written whole when the program loads, or changed a batch at a time while it runs."""
     requests, frames = random_case(seed)
     in_c, in_xdp = FilterRules(), FilterRules()
-    in_c.add(requests)
-    in_xdp.add(requests)
+    program = None
+    if changed_while_loaded:
+        program = filter_program(in_xdp)
+        add_in_steps([in_c, in_xdp], requests, seed)
+    else:
+        in_c.add(requests)
+        in_xdp.add(requests)
     expected = c_verdicts(in_c, frames)
-    with filter_program(in_xdp) as program:
+    with program or filter_program(in_xdp) as program:
         assert xdp_verdicts(program, frames) == expected
         counters = program.node_counters(0)
         assert counters["received_packets"] == len(frames)
@@ -152,6 +172,19 @@ def test_changes_and_timeouts_take_effect_at_once():
         time.sleep(0.5)   # expired: the program sees it before any control call prunes it
         assert program.run(frame) == "redirect"
         assert rules.rules() == []
+
+
+def test_a_key_two_rules_share_passes_to_the_later_one_when_the_earlier_goes():
+    rules = FilterRules()
+    frame = pad(tcp_frame("10.1.0.7", "10.9.9.9", 1000, 80))
+    with filter_program(rules, reject_output=False) as program:
+        first, second = rules.add([("drop", {"src": "10.1.0.0/16"}), ("drop", {"src": "10.1.0.0/16"})])
+        assert program.run(frame) == "drop"
+        rules.remove(first)
+        assert program.run(frame) == "drop"
+        assert [(entry["id"], entry["hits"]) for entry in rules.rules()] == [(second, 1)]
+        rules.remove(second)
+        assert program.run(frame) == "redirect"
 
 
 def test_a_set_the_program_cannot_hold_is_refused_whole_and_nothing_changes():

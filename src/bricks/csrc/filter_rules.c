@@ -82,19 +82,14 @@ static void rule_key(const struct brk_filter_rule *rule, int family, int swapped
     }
 }
 
-static int rule_applies_to(const struct brk_filter_rule *rule, int family)
+int filter_rule_applies_to(const struct brk_filter_rule *rule, int family)
 {
     return rule->family == BRK_FILTER_ANY_FAMILY
         || rule->family == (family == FILTER_IPV4 ? BRK_FILTER_IPV4 : BRK_FILTER_IPV6);
 }
 
-/* Calls visit for every (key, mask) a rule occupies in family: once, or twice
- * when it is bidirectional and its reverse differs. */
-typedef int (*key_visitor)(void *context, const struct filter_key *key, const struct filter_key *mask,
-                           uint32_t rule_index);
-
-static int visit_rule_keys(const struct brk_filter_rule *rule, int family, uint32_t rule_index,
-                           key_visitor visit, void *context)
+int filter_visit_rule_keys(const struct brk_filter_rule *rule, int family, uint32_t rule_index,
+                           filter_key_visitor visit, void *context)
 {
     struct filter_key key, mask, reverse_key, reverse_mask;
     unsigned words = filter_key_words(family);
@@ -330,8 +325,8 @@ static int build_classifier(struct brk_filter_table *table, struct filter_classi
     /* Rule indexes are positions in table->rules; the set's rule array uses the same. */
     for (unsigned i = 0; i < table->rule_count; i++) {
         const struct stored_rule *stored = &table->rules[i];
-        if (!stored->removing && stored->rule.action == action && rule_applies_to(&stored->rule, family)
-                && visit_rule_keys(&stored->rule, family, i, collect_key, &builder) != 0)
+        if (!stored->removing && stored->rule.action == action && filter_rule_applies_to(&stored->rule, family)
+                && filter_visit_rule_keys(&stored->rule, family, i, collect_key, &builder) != 0)
             return -1;
     }
     /* No rule of this action and family: no shapes (and shapes NULL). */
@@ -508,18 +503,36 @@ static void unmark(struct brk_filter_table *table)
         table->rules[i].removing = 0;
 }
 
-/* Publishes the list minus what is marked, then forgets the marked rules.
- * Out of memory, or the mirror refused the set (-2, its reason in
- * table->mirror_error): nothing changes. */
-static int republish(struct brk_filter_table *table)
+/* Shows the mirror set with what changed since the last one: the rules
+ * marked removing, and those from added_from on (just added). */
+static int publish_to_mirror(struct brk_filter_table *table, const struct filter_rule_set *set, unsigned added_from)
+{
+    unsigned count = 0;
+    struct filter_change *changes = malloc((table->rule_count + 1) * sizeof(*changes));
+    if (!changes) {
+        snprintf(table->mirror_error, sizeof(table->mirror_error), "out of memory");
+        return -1;
+    }
+    for (unsigned i = 0; i < table->rule_count; i++)
+        if (table->rules[i].removing || i >= added_from)
+            changes[count++] = (struct filter_change){ &table->rules[i].rule, table->rules[i].removing };
+    int result = table->mirror->publish(table->mirror->context, set, changes, count, table->mirror_error,
+                                        sizeof(table->mirror_error));
+    free(changes);
+    return result;
+}
+
+/* Publishes the list minus what is marked, then forgets the marked rules;
+ * the rules from added_from on are new. Out of memory, or the mirror refused
+ * the set (-2, its reason in table->mirror_error): nothing changes. */
+static int republish(struct brk_filter_table *table, unsigned added_from)
 {
     struct filter_rule_set *set = build_rule_set(table);
     if (!set) {
         unmark(table);
         return -1;
     }
-    if (table->mirror && table->mirror->publish(table->mirror->context, set, table->mirror_error,
-                                                sizeof(table->mirror_error)) != 0) {
+    if (table->mirror && publish_to_mirror(table, set, added_from) != 0) {
         free_rule_set(set);
         unmark(table);
         return -2;
@@ -532,7 +545,7 @@ static int republish(struct brk_filter_table *table)
 static void prune_expired(struct brk_filter_table *table)
 {
     if (mark_expired(table, filter_coarse_now_ns()))
-        republish(table);
+        republish(table, table->rule_count);
 }
 
 /* ------------------------------------------------------------ the API */
@@ -632,7 +645,7 @@ int brk_filter_add(brk_filter_table *table, const struct brk_filter_rule *rules,
             goto out_of_memory;
     }
     table->rule_count += count;
-    int published = republish(table);
+    int published = republish(table, table->rule_count - count);
     if (published != 0) {
         table->rule_count -= count;
         goto refused;
@@ -662,7 +675,7 @@ int brk_filter_remove(brk_filter_table *table, uint64_t id)
             found = 1;
         }
     }
-    int result = found || expired ? republish(table) : 0;
+    int result = found || expired ? republish(table, table->rule_count) : 0;
     result = found && result == 0 ? 0 : -1;
     pthread_mutex_unlock(&table->lock);
     return result;
@@ -673,7 +686,7 @@ void brk_filter_clear(brk_filter_table *table)
     pthread_mutex_lock(&table->lock);
     for (unsigned i = 0; i < table->rule_count; i++)
         table->rules[i].removing = 1;
-    republish(table);
+    republish(table, table->rule_count);
     pthread_mutex_unlock(&table->lock);
 }
 
@@ -711,10 +724,11 @@ int filter_table_set_mirror(struct brk_filter_table *table, const struct filter_
     if (table->mirror) {
         brk_fail(error, error_size, "this Filter's rules already run in another XDP program");
         result = -1;
-    } else if (mirror->publish(mirror->context, table->current, error, error_size) != 0)
+    } else if (mirror->publish(mirror->context, table->current, NULL, 0, error, error_size) != 0) {
         result = -1;
-    else
+    } else {
         table->mirror = mirror;
+    }
     pthread_mutex_unlock(&table->lock);
     return result;
 }

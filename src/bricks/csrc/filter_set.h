@@ -78,13 +78,30 @@ struct filter_rule_set {
  * XDP program's rule maps, xdp_filter.c): shown every new set before it is
  * published, which it may refuse (nothing changes then), and asked for a
  * rule's counts, which add to the table's own. Called under table->lock. */
+/* A rule a publication adds or removes. */
+struct filter_change {
+    const struct brk_filter_rule *rule;
+    int removed;
+};
+
 struct filter_mirror {
-    int (*publish)(void *context, const struct filter_rule_set *set, char *error, size_t error_size);
+    /* changes NULL: the first set the mirror sees, all of it new. */
+    int (*publish)(void *context, const struct filter_rule_set *set, const struct filter_change *changes,
+                   unsigned change_count, char *error, size_t error_size);
     void (*counts)(void *context, uint64_t id, struct filter_rule_counter *out);
     void *context;
 };
 
 struct brk_filter_table;
+
+/* Whether rule applies to packets of family (FILTER_IPV4, FILTER_IPV6). */
+int filter_rule_applies_to(const struct brk_filter_rule *rule, int family);
+/* Calls visit for every (key, mask) rule occupies in family: once, or twice
+ * when it is bidirectional and its reverse differs. The key is masked. */
+typedef int (*filter_key_visitor)(void *context, const struct filter_key *key, const struct filter_key *mask,
+                                  uint32_t rule_index);
+int filter_visit_rule_keys(const struct brk_filter_rule *rule, int family, uint32_t rule_index,
+                           filter_key_visitor visit, void *context);
 
 /* Makes mirror see the current set now and every later one; -1 (with the
  * mirror's reason) when it refuses the current set or another mirror is set. */

@@ -1,8 +1,10 @@
 /* The XDP back-end's Filter: keeps the rule maps of a loaded program equal to
- * a Filter's rule table (xdp_filter_maps.h says how), one generation per set
- * filter_rules.c publishes, and reads the rules' counters back for
- * f:rules(). Runs on whichever thread changes the rules, under the table's
- * lock; the frames never wait for it. */
+ * a Filter's rule table (xdp_filter_maps.h says how), and reads the rules'
+ * counters back for f:rules(). A publication writes the keys of the rules it
+ * adds or removes (filter_rules.c says which), so its cost follows the
+ * change, not the set; the shapes (and the prefix trie of a set with many)
+ * are written whole, as a new generation. Runs on whichever thread changes
+ * the rules, under the table's lock; the frames never wait for it. */
 #include "filter_set.h"
 #include "api/xdp.h"
 #include "xdp_filter_maps.h"
@@ -25,12 +27,6 @@ struct rule_entry {
     struct brk_xdp_filter_rule rule;
 };
 
-/* Finds entries by key: open addressing, slot = entry index + 1 (0 = empty), at most half full. */
-struct entry_index {
-    uint32_t *slots;
-    uint32_t slot_mask;
-};
-
 /* A mask a rule key names by its id (its index in brk_xdp_filter.masks). */
 struct named_mask {
     uint8_t in_current, in_next;          /* used by the current set, by the one being written */
@@ -45,10 +41,7 @@ struct brk_xdp_filter {
     uint32_t generation;                  /* the current one; 0: nothing written yet */
     int cpus;
     int generation_fd, shapes_fd, rules_fd, prefixes_fd, counters_fd;
-    struct item_list entries;             /* struct rule_entry: the map's rule keys */
-    struct entry_index index;             /* of entries */
     struct item_list prefix_keys;         /* struct brk_xdp_filter_prefix_key: the current generation's */
-    struct item_list ids;                 /* uint64_t: the rules that have a counter entry, ascending */
     struct named_mask *masks;             /* BRK_XDP_FILTER_MASK_IDS */
     unsigned mask_ids_used;               /* ids below it were used once */
 };
@@ -59,14 +52,16 @@ struct pending_prefix {
     uint64_t shapes;
 };
 
-/* What one publication writes before it becomes current. */
+/* What one publication writes. */
 struct generation {
     uint32_t number;
-    struct item_list entries;             /* struct rule_entry: the set's keys */
-    struct entry_index index;             /* of entries */
-    struct item_list upserts;             /* struct rule_entry: new keys and keys whose rule changed */
-    struct item_list upsert_keys, upsert_values, replaced, deletes;
-    struct item_list prefix_keys, ids, new_ids;
+    const struct filter_rule_set *set;
+    int everything;                       /* the first set: every key is new */
+    struct item_list upserts;             /* struct rule_entry: keys to write before the set is current */
+    struct item_list replaced;            /* struct rule_entry: what upserts overwrote, for an undo */
+    struct item_list deletes;             /* struct brk_xdp_filter_rule_key: keys to delete after */
+    struct item_list prefix_keys;         /* struct brk_xdp_filter_prefix_key: this generation's */
+    struct item_list new_ids, gone_ids;   /* uint64_t: counter entries made, to delete after */
     struct item_list prefixes;            /* struct pending_prefix, of the class being written */
     struct brk_xdp_filter_shapes shapes;  /* of the class being written */
 };
@@ -101,7 +96,7 @@ static void delete_keys(int fd, struct item_list *keys)
     uint32_t count = (uint32_t)keys->count;
     if (count && bpf_map_delete_batch(fd, keys->items, &count, NULL) == 0)
         return;
-    for (size_t i = 0; i < keys->count; i++)   /* a map without batch deletes (the trie): one by one */
+    for (size_t i = 0; i < keys->count; i++)   /* a map without batch deletes (the trie), or a key gone: one by one */
         bpf_map_delete_elem(fd, item_at(keys, i));
 }
 
@@ -113,6 +108,12 @@ static int fail_with_errno(char *error, size_t error_size, const char *what)
                  what, BRK_XDP_FILTER_MAX_KEYS);
     else
         brk_fail(error, error_size, "the XDP program refused %s: %s", what, strerror(code));
+    return -1;
+}
+
+static int out_of_memory(char *error, size_t error_size)
+{
+    brk_fail(error, error_size, "out of memory");
     return -1;
 }
 
@@ -147,7 +148,7 @@ static int write_prefixes(struct brk_xdp_filter *binding, struct generation *nex
             return fail_with_errno(error, error_size, "this Filter's prefixes");
         struct brk_xdp_filter_prefix_key *written = item_add(&next->prefix_keys);
         if (!written)
-            return brk_fail(error, error_size, "out of memory"), -1;
+            return out_of_memory(error, error_size);
         *written = prefix->key;
     }
     prefixes->count = 0;
@@ -212,6 +213,18 @@ static int mask_id_of(struct brk_xdp_filter *binding, unsigned rule_class, const
     return free_id;
 }
 
+/* The id of a mask of rule_class in the set being written (in_next), or in the current one; -1: none. */
+static int find_mask_id(const struct brk_xdp_filter *binding, unsigned rule_class, const struct filter_key *mask,
+                        int in_next)
+{
+    for (unsigned id = 0; id < binding->mask_ids_used; id++) {
+        const struct named_mask *named = &binding->masks[id];
+        if ((in_next ? named->in_next : named->in_current) && same_mask(named, rule_class, mask->word))
+            return (int)id;
+    }
+    return -1;
+}
+
 /* One class of set as generation next: its shapes and prefixes written, its keys listed. */
 static int write_class(struct brk_xdp_filter *binding, const struct filter_rule_set *set, int action, int family,
                        struct generation *next, char *error, size_t error_size)
@@ -247,24 +260,26 @@ static int write_class(struct brk_xdp_filter *binding, const struct filter_rule_
             if (!side_bits)
                 shapes->open[side] |= brk_xdp_filter_shape_bit(s);
         }
-        for (uint32_t slot = 0; slot <= shape->slot_mask; slot++) {
+        /* The keys themselves only for the first set; the prefixes of a guarded class every time. */
+        for (uint32_t slot = 0; (next->everything || shapes->guarded) && slot <= shape->slot_mask; slot++) {
             const uint32_t *entry = shape->slots + (size_t)slot * stride;
             if (!entry[0])
                 continue;
-            const struct filter_active_rule *rule = &set->rules[entry[0] - 1];
-            struct rule_entry *listed = item_add(&next->entries);
-            if (!listed)
-                return brk_fail(error, error_size, "out of memory"), -1;
-            listed->key.filter = (uint8_t)binding->filter;
-            listed->key.rule_class = (uint8_t)rule_class;
-            listed->key.mask_id = (uint16_t)mask_id;
-            memcpy(listed->key.word, entry + 1, words * sizeof(uint32_t));
-            listed->rule.id = rule->id;
-            listed->rule.expires_ns = rule->expires_ns;
+            if (next->everything) {
+                const struct filter_active_rule *rule = &set->rules[entry[0] - 1];
+                struct rule_entry *upsert = item_add(&next->upserts);
+                if (!upsert)
+                    return out_of_memory(error, error_size);
+                upsert->key.filter = (uint8_t)binding->filter;
+                upsert->key.rule_class = (uint8_t)rule_class;
+                upsert->key.mask_id = (uint16_t)mask_id;
+                memcpy(upsert->key.word, entry + 1, words * sizeof(uint32_t));
+                upsert->rule = (struct brk_xdp_filter_rule){ rule->id, rule->expires_ns };
+            }
             if (shapes->guarded
-                    && (queue_prefix(binding, next, rule_class, s, 0, address_words, listed->key.word)
-                        || queue_prefix(binding, next, rule_class, s, 1, address_words, listed->key.word)))
-                return brk_fail(error, error_size, "out of memory"), -1;
+                    && (queue_prefix(binding, next, rule_class, s, 0, address_words, entry + 1)
+                        || queue_prefix(binding, next, rule_class, s, 1, address_words, entry + 1)))
+                return out_of_memory(error, error_size);
         }
     }
     uint32_t index = (binding->filter * 2 + (next->number & 1)) * BRK_XDP_FILTER_CLASSES + rule_class;
@@ -273,53 +288,138 @@ static int write_class(struct brk_xdp_filter *binding, const struct filter_rule_
     return write_prefixes(binding, next, error, error_size);
 }
 
-static int by_value(const void *a, const void *b)
+/* The rule a masked key of rule_class leads to in the set (NULL: none),
+ * found as the Filter brick finds it; *shape_index the shape holding that
+ * mask (-1: the set has no such mask). */
+static const struct filter_active_rule *owner_of(const struct filter_rule_set *set, unsigned rule_class,
+                                                 const struct filter_key *key, const struct filter_key *mask,
+                                                 int *shape_index)
 {
-    uint64_t left = *(const uint64_t *)a, right = *(const uint64_t *)b;
-    return left < right ? -1 : left > right;
+    int family = rule_class & 1;
+    const struct filter_classifier *classifier = rule_class >> 1 == BRK_XDP_FILTER_DROP ? &set->drop[family]
+                                                                                       : &set->allow[family];
+    unsigned words = filter_key_words(family), stride = filter_slot_words(words);
+    *shape_index = -1;
+    for (unsigned s = 0; s < classifier->shape_count; s++) {
+        const struct filter_shape *shape = &classifier->shapes[s];
+        if (memcmp(shape->mask.word, mask->word, words * sizeof(uint32_t)) != 0)
+            continue;
+        *shape_index = (int)s;
+        for (uint32_t slot = filter_hash(key->word, words) & shape->slot_mask;;
+             slot = (slot + 1) & shape->slot_mask) {
+            const uint32_t *entry = shape->slots + (size_t)slot * stride;
+            if (!entry[0])
+                return NULL;
+            if (memcmp(entry + 1, key->word, words * sizeof(uint32_t)) == 0)
+                return &set->rules[entry[0] - 1];
+        }
+    }
+    return NULL;
 }
 
-/* The counter entries of set's rules: new ones made zero, the ids in next->ids. */
-static int write_counters(struct brk_xdp_filter *binding, const struct filter_rule_set *set,
-                          struct generation *next, char *error, size_t error_size)
+/* What visit_changed_key needs. */
+struct change_visit {
+    struct brk_xdp_filter *binding;
+    struct generation *next;
+    unsigned rule_class;
+    int failed;
+};
+
+/* A key of a rule added or removed: written as the new set has it (its
+ * earliest rule, which may be another one with the same key), or deleted
+ * once no rule of the set has it. */
+static int visit_changed_key(void *context, const struct filter_key *key, const struct filter_key *mask,
+                             uint32_t rule_index)
+{
+    struct change_visit *visit = context;
+    struct brk_xdp_filter *binding = visit->binding;
+    struct generation *next = visit->next;
+    int shape_index;
+    (void)rule_index;
+    const struct filter_active_rule *owner = owner_of(next->set, visit->rule_class, key, mask, &shape_index);
+    struct brk_xdp_filter_rule_key map_key = { (uint8_t)binding->filter, (uint8_t)visit->rule_class, 0, { 0 } };
+    memcpy(map_key.word, key->word, sizeof(map_key.word));
+    if (shape_index >= 0) {
+        map_key.mask_id = (uint16_t)find_mask_id(binding, visit->rule_class, mask, 1);
+    } else {
+        int id = find_mask_id(binding, visit->rule_class, mask, 0);
+        if (id < 0)
+            return 0;   /* never written */
+        map_key.mask_id = (uint16_t)id;
+    }
+    if (!owner) {
+        struct brk_xdp_filter_rule_key *gone = item_add(&next->deletes);
+        if (!gone)
+            return visit->failed = -1;
+        *gone = map_key;
+        return 0;
+    }
+    struct rule_entry *upsert = item_add(&next->upserts);
+    if (!upsert)
+        return visit->failed = -1;
+    upsert->key = map_key;
+    upsert->rule = (struct brk_xdp_filter_rule){ owner->id, owner->expires_ns };
+    return 0;
+}
+
+/* The keys of the rules a publication adds or removes, and their counters. */
+static int write_changes(struct brk_xdp_filter *binding, struct generation *next, const struct filter_change *changes,
+                         unsigned change_count, char *error, size_t error_size)
+{
+    struct change_visit visit = { binding, next, 0, 0 };
+    for (unsigned c = 0; c < change_count; c++) {
+        const struct brk_filter_rule *rule = changes[c].rule;
+        uint64_t *id = item_add(changes[c].removed ? &next->gone_ids : &next->new_ids);
+        if (!id)
+            return out_of_memory(error, error_size);
+        *id = rule->id;
+        for (int family = 0; family < FILTER_FAMILIES; family++) {
+            if (!filter_rule_applies_to(rule, family))
+                continue;
+            visit.rule_class = BRK_XDP_FILTER_CLASS(rule->action == BRK_FILTER_ALLOW, family);
+            if (filter_visit_rule_keys(rule, family, 0, visit_changed_key, &visit) || visit.failed)
+                return out_of_memory(error, error_size);
+        }
+    }
+    return 0;
+}
+
+/* Writes the upserts, remembering what they overwrite (an undo restores it). */
+static int write_upserts(struct brk_xdp_filter *binding, struct generation *next, char *error, size_t error_size)
+{
+    for (size_t i = 0; i < next->upserts.count && !next->everything; i++) {
+        const struct rule_entry *upsert = item_at(&next->upserts, i);
+        struct rule_entry *replaced = item_add(&next->replaced);
+        if (!replaced)
+            return out_of_memory(error, error_size);
+        replaced->key = upsert->key;
+        if (bpf_map_lookup_elem(binding->rules_fd, &upsert->key, &replaced->rule))
+            next->replaced.count--;   /* a new key */
+    }
+    for (size_t i = 0; i < next->upserts.count; i++) {
+        const struct rule_entry *upsert = item_at(&next->upserts, i);
+        if (bpf_map_update_elem(binding->rules_fd, &upsert->key, &upsert->rule, BPF_ANY))
+            return fail_with_errno(error, error_size, "this Filter's rules");
+    }
+    return 0;
+}
+
+static int write_counters(struct brk_xdp_filter *binding, struct generation *next, char *error, size_t error_size)
 {
     size_t values_size = (size_t)binding->cpus * sizeof(struct brk_xdp_filter_counters);
     void *zeros = calloc(1, values_size);
     if (!zeros)
-        return brk_fail(error, error_size, "out of memory"), -1;
-    for (unsigned i = 0; i < set->rule_count; i++) {
-        uint64_t *id = item_add(&next->ids);
-        if (!id)
-            goto out_of_memory;
-        *id = set->rules[i].id;
-    }
-    int ascending = 1;   /* as the table keeps them when ids grow with each add, as Python's do */
-    for (size_t i = 1; i < next->ids.count && ascending; i++)
-        ascending = *(uint64_t *)item_at(&next->ids, i - 1) < *(uint64_t *)item_at(&next->ids, i);
-    if (!ascending)
-        qsort(next->ids.items, next->ids.count, sizeof(uint64_t), by_value);
-    for (size_t i = 0, old = 0; i < next->ids.count; i++) {
-        uint64_t id = *(uint64_t *)item_at(&next->ids, i);
-        while (old < binding->ids.count && *(uint64_t *)item_at(&binding->ids, old) < id)
-            old++;
-        if (old < binding->ids.count && *(uint64_t *)item_at(&binding->ids, old) == id)
-            continue;
-        struct brk_xdp_filter_counter_key key = { binding->filter, id };
-        uint64_t *made = item_add(&next->new_ids);
-        if (!made)
-            goto out_of_memory;
-        *made = id;
+        return out_of_memory(error, error_size);
+    for (size_t i = 0; i < next->new_ids.count; i++) {
+        struct brk_xdp_filter_counter_key key = { binding->filter, *(uint64_t *)item_at(&next->new_ids, i) };
         if (bpf_map_update_elem(binding->counters_fd, &key, zeros, BPF_ANY)) {
-            next->new_ids.count--;
+            next->new_ids.count = i;   /* the undo deletes those made */
             free(zeros);
             return fail_with_errno(error, error_size, "this Filter's rule counters");
         }
     }
     free(zeros);
     return 0;
-out_of_memory:
-    free(zeros);
-    return brk_fail(error, error_size, "out of memory"), -1;
 }
 
 static void delete_counters(struct brk_xdp_filter *binding, const struct item_list *ids)
@@ -328,113 +428,6 @@ static void delete_counters(struct brk_xdp_filter *binding, const struct item_li
         struct brk_xdp_filter_counter_key key = { binding->filter, *(uint64_t *)item_at(ids, i) };
         bpf_map_delete_elem(binding->counters_fd, &key);
     }
-}
-
-/* The ids of binding->ids that next->ids lacks: rules removed by this set. */
-static int removed_ids(struct brk_xdp_filter *binding, struct generation *next, struct item_list *removed)
-{
-    for (size_t i = 0, kept = 0; i < binding->ids.count; i++) {
-        uint64_t id = *(uint64_t *)item_at(&binding->ids, i);
-        while (kept < next->ids.count && *(uint64_t *)item_at(&next->ids, kept) < id)
-            kept++;
-        if (kept < next->ids.count && *(uint64_t *)item_at(&next->ids, kept) == id)
-            continue;
-        uint64_t *gone = item_add(removed);
-        if (!gone)
-            return -1;
-        *gone = id;
-    }
-    return 0;
-}
-
-static int add_key(struct item_list *keys, const struct brk_xdp_filter_rule_key *key)
-{
-    struct brk_xdp_filter_rule_key *added = item_add(keys);
-    if (added)
-        *added = *key;
-    return added ? 0 : -1;
-}
-
-static uint32_t key_hash(const struct brk_xdp_filter_rule_key *key)
-{
-    uint32_t words[sizeof(*key) / sizeof(uint32_t)];
-    memcpy(words, key, sizeof(words));
-    return filter_hash(words, sizeof(words) / sizeof(uint32_t) & ~1u) ^ words[sizeof(words) / sizeof(uint32_t) - 1];
-}
-
-static int index_entries(struct entry_index *index, const struct item_list *entries)
-{
-    size_t slots = 16;
-    while (slots < 2 * entries->count)
-        slots *= 2;
-    if (!(index->slots = calloc(slots, sizeof(uint32_t))))
-        return -1;
-    index->slot_mask = (uint32_t)(slots - 1);
-    for (size_t i = 0; i < entries->count; i++) {
-        const struct rule_entry *entry = item_at(entries, i);
-        uint32_t slot = key_hash(&entry->key) & index->slot_mask;
-        while (index->slots[slot])
-            slot = (slot + 1) & index->slot_mask;
-        index->slots[slot] = (uint32_t)i + 1;
-    }
-    return 0;
-}
-
-static const struct rule_entry *find_entry(const struct entry_index *index, const struct item_list *entries,
-                                           const struct brk_xdp_filter_rule_key *key)
-{
-    if (!index->slots)
-        return NULL;
-    for (uint32_t slot = key_hash(key) & index->slot_mask; index->slots[slot];
-         slot = (slot + 1) & index->slot_mask) {
-        const struct rule_entry *entry = item_at(entries, index->slots[slot] - 1);
-        if (memcmp(&entry->key, key, sizeof(*key)) == 0)
-            return entry;
-    }
-    return NULL;
-}
-
-/* Compares the set's keys with the map's: the keys to write (new ones, and
- * ones that lead to another rule now: a duplicate's earlier rule removed),
- * with the entries they replace, and the keys to delete once it is current.
- * Hashed, not sorted: a publication of 10,000 rules costs about as much as
- * the rule set's own. */
-static int diff_entries(struct brk_xdp_filter *binding, struct generation *next)
-{
-    if (index_entries(&next->index, &next->entries))
-        return -1;
-    for (size_t i = 0; i < next->entries.count; i++) {
-        const struct rule_entry *wanted = item_at(&next->entries, i);
-        const struct rule_entry *current = find_entry(&binding->index, &binding->entries, &wanted->key);
-        if (current && memcmp(&current->rule, &wanted->rule, sizeof(wanted->rule)) == 0)
-            continue;
-        if (current) {
-            struct rule_entry *replaced = item_add(&next->replaced);
-            if (!replaced)
-                return -1;
-            *replaced = *current;
-        }
-        struct brk_xdp_filter_rule *value = item_add(&next->upsert_values);
-        if (!value || add_key(&next->upsert_keys, &wanted->key))
-            return -1;
-        *value = wanted->rule;
-    }
-    for (size_t i = 0; i < binding->entries.count; i++) {
-        const struct rule_entry *current = item_at(&binding->entries, i);
-        if (!find_entry(&next->index, &next->entries, &current->key) && add_key(&next->deletes, &current->key))
-            return -1;
-    }
-    return 0;
-}
-
-static void generation_free(struct generation *next)
-{
-    free(next->index.slots);
-    struct item_list *lists[] = { &next->entries, &next->upsert_keys, &next->upsert_values, &next->replaced,
-                                  &next->deletes, &next->prefix_keys, &next->ids, &next->new_ids,
-                                  &next->prefixes };
-    for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++)
-        item_list_free(lists[i]);
 }
 
 static void end_masks(struct brk_xdp_filter *binding, int published)
@@ -447,41 +440,50 @@ static void end_masks(struct brk_xdp_filter *binding, int published)
     }
 }
 
-/* filter_mirror.publish: writes the keys set adds or changes and its shapes
- * and prefixes as the next generation, makes that current with one store,
- * then deletes what the set no longer has. Refused (the maps full, too many
- * shapes): everything written is taken back, the current set stays whole. */
-static int publish_set(void *context, const struct filter_rule_set *set, char *error, size_t error_size)
+static void generation_free(struct generation *next)
+{
+    struct item_list *lists[] = { &next->upserts, &next->replaced, &next->deletes, &next->prefix_keys,
+                                  &next->new_ids, &next->gone_ids, &next->prefixes };
+    for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++)
+        item_list_free(lists[i]);
+}
+
+/* filter_mirror.publish: writes the shapes (and prefixes) of set as the next
+ * generation and the keys of the rules that changed, makes the generation
+ * current with one store, then deletes the keys and counters set no longer
+ * has. Refused (the maps full, too many shapes): what it wrote is taken
+ * back, the current set stays whole. */
+static int publish_set(void *context, const struct filter_rule_set *set, const struct filter_change *changes,
+                       unsigned change_count, char *error, size_t error_size)
 {
     struct brk_xdp_filter *binding = context;
     struct generation *next = calloc(1, sizeof(*next));
-    struct item_list removed = { .item_size = sizeof(uint64_t) };
     int result = -1;
     if (!next)
-        return brk_fail(error, error_size, "out of memory"), -1;
+        return out_of_memory(error, error_size);
     next->number = binding->generation + 1;
-    next->entries.item_size = next->replaced.item_size = sizeof(struct rule_entry);
-    next->upsert_keys.item_size = next->deletes.item_size = sizeof(struct brk_xdp_filter_rule_key);
-    next->upsert_values.item_size = sizeof(struct brk_xdp_filter_rule);
+    next->set = set;
+    next->everything = changes == NULL;
+    next->upserts.item_size = next->replaced.item_size = sizeof(struct rule_entry);
+    next->deletes.item_size = sizeof(struct brk_xdp_filter_rule_key);
     next->prefix_keys.item_size = sizeof(struct brk_xdp_filter_prefix_key);
-    next->ids.item_size = next->new_ids.item_size = sizeof(uint64_t);
+    next->new_ids.item_size = next->gone_ids.item_size = sizeof(uint64_t);
     next->prefixes.item_size = sizeof(struct pending_prefix);
+    if (next->everything) {
+        for (unsigned i = 0; i < set->rule_count; i++) {
+            uint64_t *id = item_add(&next->new_ids);
+            if (!id)
+                goto out_of_memory;
+            *id = set->rules[i].id;
+        }
+    }
 
     for (int action = BRK_XDP_FILTER_DROP; action <= BRK_XDP_FILTER_ALLOW; action++)
         for (int family = 0; family < FILTER_FAMILIES; family++)
             if (write_class(binding, set, action, family, next, error, error_size))
                 goto undo;
-    if (diff_entries(binding, next)) {
-        brk_fail(error, error_size, "out of memory");
-        goto undo;
-    }
-    uint32_t count = (uint32_t)next->upsert_keys.count;
-    if (count && bpf_map_update_batch(binding->rules_fd, next->upsert_keys.items, next->upsert_values.items,
-                                      &count, NULL)) {
-        fail_with_errno(error, error_size, "this Filter's rules");
-        goto undo;
-    }
-    if (write_counters(binding, set, next, error, error_size) || removed_ids(binding, next, &removed))
+    if ((changes && write_changes(binding, next, changes, change_count, error, error_size))
+            || write_upserts(binding, next, error, error_size) || write_counters(binding, next, error, error_size))
         goto undo;
     if (bpf_map_update_elem(binding->generation_fd, &binding->filter, &next->number, BPF_ANY)) {
         fail_with_errno(error, error_size, "a new rule generation");
@@ -490,23 +492,19 @@ static int publish_set(void *context, const struct filter_rule_set *set, char *e
     /* Current: frames still matching the old generation see it move and match again. */
     delete_keys(binding->rules_fd, &next->deletes);
     delete_keys(binding->prefixes_fd, &binding->prefix_keys);
-    delete_counters(binding, &removed);
+    delete_counters(binding, &next->gone_ids);
     end_masks(binding, 1);
-    item_list_free(&binding->entries);
     item_list_free(&binding->prefix_keys);
-    item_list_free(&binding->ids);
-    free(binding->index.slots);
-    binding->index = next->index;
-    next->index.slots = NULL;
-    binding->entries = next->entries;
     binding->prefix_keys = next->prefix_keys;
-    binding->ids = next->ids;
-    next->entries = next->prefix_keys = next->ids = (struct item_list){ 0 };
+    next->prefix_keys = (struct item_list){ 0 };
     binding->generation = next->number;
     result = 0;
     goto done;
+out_of_memory:
+    out_of_memory(error, error_size);
 undo:
-    delete_keys(binding->rules_fd, &next->upsert_keys);
+    for (size_t i = 0; i < next->upserts.count; i++)
+        bpf_map_delete_elem(binding->rules_fd, &((struct rule_entry *)item_at(&next->upserts, i))->key);
     for (size_t i = 0; i < next->replaced.count; i++) {
         const struct rule_entry *replaced = item_at(&next->replaced, i);
         bpf_map_update_elem(binding->rules_fd, &replaced->key, &replaced->rule, BPF_ANY);
@@ -515,13 +513,11 @@ undo:
     delete_counters(binding, &next->new_ids);
     end_masks(binding, 0);
 done:
-    item_list_free(&removed);
     generation_free(next);
     free(next);
     return result;
 }
 
-/* filter_mirror.counts: a rule's counters summed over the CPUs. */
 static void read_counts(void *context, uint64_t id, struct filter_rule_counter *out)
 {
     struct brk_xdp_filter *binding = context;
@@ -542,7 +538,7 @@ int brk_xdp_filter_bind(brk_xdp *xdp, unsigned filter, brk_filter_table *table, 
         return brk_fail(error, error_size, "XDP: Filter %u is not free in this program", filter), -1;
     struct brk_xdp_filter *binding = calloc(1, sizeof(*binding));
     if (!binding)
-        return brk_fail(error, error_size, "out of memory"), -1;
+        return out_of_memory(error, error_size);
     binding->table = table;
     binding->filter = filter;
     binding->cpus = brk_xdp_cpus(xdp);
@@ -551,14 +547,12 @@ int brk_xdp_filter_bind(brk_xdp *xdp, unsigned filter, brk_filter_table *table, 
     binding->rules_fd = brk_xdp_map(xdp, "brk_filter_rules");
     binding->prefixes_fd = brk_xdp_map(xdp, "brk_filter_prefixes");
     binding->counters_fd = brk_xdp_map(xdp, "brk_filter_counters");
-    binding->entries.item_size = sizeof(struct rule_entry);
     binding->masks = calloc(BRK_XDP_FILTER_MASK_IDS, sizeof(*binding->masks));
     binding->prefix_keys.item_size = sizeof(struct brk_xdp_filter_prefix_key);
-    binding->ids.item_size = sizeof(uint64_t);
     binding->mirror = (struct filter_mirror){ publish_set, read_counts, binding };
     if (!binding->masks) {
         free(binding);
-        return brk_fail(error, error_size, "out of memory"), -1;
+        return out_of_memory(error, error_size);
     }
     if (binding->generation_fd < 0 || binding->shapes_fd < 0 || binding->rules_fd < 0 || binding->prefixes_fd < 0
             || binding->counters_fd < 0) {
@@ -581,10 +575,7 @@ void brk_xdp_filter_unbind(struct brk_xdp_filter *binding)
         return;
     filter_table_clear_mirror(binding->table);   /* the program's counts join the table's own */
     free(binding->masks);
-    free(binding->index.slots);
-    item_list_free(&binding->entries);
     item_list_free(&binding->prefix_keys);
-    item_list_free(&binding->ids);
     free(binding);
 }
 

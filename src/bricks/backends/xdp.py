@@ -1,8 +1,9 @@
 """The XDP back-end: a linked tree run as one XDP program (bricks.xdp, io_xdp.c, xdp/bricks.bpf.c) in the input's
 driver, its frames redirected into the outputs' devices without ever reaching user space.
 
-It runs trees of LoadBalancer, Duplicator, Dummy and Merge (a Merge is the program attached to each of its
-inputs) whose inputs are interfaces and whose outputs are veth pipes (`X{N`, made as the packet back-end makes
+It runs trees of LoadBalancer, Duplicator, Dummy, Merge (a Merge is the program attached to each of its
+inputs) and Filter (its runtime rules, kept in the program's maps as they change; not a tcpdump expression) whose
+inputs are interfaces and whose outputs are veth pipes (`X{N`, made as the packet back-end makes
 them) or egress NICs (a virtual interface would drop redirected frames uncounted), within the program's
 limits; its probe says in one line why any other tree runs on packet (FAMILIES puts xdp before packet).
 
@@ -87,7 +88,7 @@ def tree_reason(plan) -> Optional[str]:
             return f"input {source.port.name}: XDP reads interfaces only"
         if source.node != 0:
             return f"{plan.nodes[source.node].kind.name} below the root reads {source.port.name}"
-    duplicators = outputs = 0
+    duplicators = filters = outputs = 0
     for node in plan.nodes:
         if node.kind.name == "Filter" and node.brick.argument.expression:
             return "a Filter with a tcpdump expression (XDP runs a Filter's rules, not libpcap's BPF)"
@@ -96,6 +97,7 @@ def tree_reason(plan) -> Optional[str]:
         if len(node.outputs) > lib.BRK_XDP_MAX_NODE_OUTPUTS:
             return f"{node.kind.name} has {len(node.outputs)} outputs, XDP takes {lib.BRK_XDP_MAX_NODE_OUTPUTS}"
         duplicators += node.kind.name == "Duplicator"
+        filters += node.kind.name == "Filter"
         if node.kind.name == "Duplicator" and any(output.child is not None for output in node.outputs):
             return "a Duplicator feeding another brick (XDP broadcasts to interfaces only)"
         outputs += len(node.outputs)
@@ -110,6 +112,8 @@ def tree_reason(plan) -> Optional[str]:
         return f"{len(plan.nodes)} bricks, XDP takes {lib.BRK_XDP_MAX_NODES}"
     if duplicators > lib.BRK_XDP_MAX_DUPLICATORS:
         return f"{duplicators} Duplicators, XDP takes {lib.BRK_XDP_MAX_DUPLICATORS}"
+    if filters > lib.BRK_XDP_MAX_FILTERS:
+        return f"{filters} Filters, XDP takes {lib.BRK_XDP_MAX_FILTERS}"
     if outputs > lib.BRK_XDP_MAX_OUTPUTS:
         return f"{outputs} outputs, XDP takes {lib.BRK_XDP_MAX_OUTPUTS}"
     if _levels(plan, 0) > lib.BRK_XDP_MAX_LEVELS:

@@ -16,9 +16,11 @@ from ._ffi import error_buffer, error_text, ffi, lib
 from .errors import BricksError
 
 OBJECT_PATH = Path(__file__).resolve().parent / "bricks.bpf.o"
-KINDS = {"Dummy": lib.BRK_XDP_DUMMY, "LoadBalancer": lib.BRK_XDP_LOADBALANCER, "Duplicator": lib.BRK_XDP_DUPLICATOR}
+KINDS = {"Dummy": lib.BRK_XDP_DUMMY, "LoadBalancer": lib.BRK_XDP_LOADBALANCER, "Duplicator": lib.BRK_XDP_DUPLICATOR,
+         "Filter": lib.BRK_XDP_FILTER}
 MODES = {"auto": lib.BRK_XDP_MODE_AUTO, "native": lib.BRK_XDP_MODE_NATIVE, "generic": lib.BRK_XDP_MODE_GENERIC}
-NODE_COUNTERS = ("received_packets", "received_bytes", "malformed", "fragment_fallbacks", "jumbo_drops")
+NODE_COUNTERS = ("received_packets", "received_bytes", "malformed", "fragment_fallbacks", "jumbo_drops",
+                 "filtered", "passed", "rule_dropped", "rule_allowed")
 OUTPUT_COUNTERS = ("packets", "bytes", "redirect_failures")
 XDP_ACTIONS = {0: "aborted", 1: "drop", 2: "pass", 3: "tx", 4: "redirect"}
 
@@ -31,6 +33,7 @@ class XdpTree:
     split: int = 4
     depth: Optional[int] = None   # LoadBalancer: its hash level; None: the LoadBalancers above it (graph.plan's
                                   # own count differs for one with a single output, and the engine passes it)
+    rules: object = None          # Filter: its rule table (a `brk_filter_table *`), run in the program while it lives
 
 
 def interface_index(interface: Union[str, int]) -> int:
@@ -70,7 +73,7 @@ class _Plan:
     def nodes(self):
         nodes = ffi.new("struct brk_xdp_node[]", len(self.bricks))
         next_index = 1
-        duplicators = 0
+        duplicators = filters = 0
         for index, brick in enumerate(self.bricks):
             node = nodes[index]
             node.kind = KINDS[brick.kind]
@@ -81,6 +84,9 @@ class _Plan:
             if brick.kind == "Duplicator":
                 node.duplicator = duplicators
                 duplicators += 1
+            if brick.kind == "Filter":
+                node.filter = filters
+                filters += 1
             for slot in range(len(node.child)):
                 node.child[slot] = -1
             for slot, output in enumerate(brick.outputs[:len(node.child)]):
@@ -106,6 +112,12 @@ class XdpProgram:
         if self._handle == ffi.NULL:
             raise BricksError(error_text(error))
         self.attached: Dict[int, bool] = {}   # ifindex -> generic mode
+        filters = [brick for brick in self.plan.bricks if brick.kind == "Filter"]
+        for number, brick in enumerate(filters):
+            if brick.rules is not None and lib.brk_xdp_filter_bind(self._handle, number, brick.rules, error,
+                                                                   len(error)) != 0:
+                self.close()
+                raise BricksError(f"Filter: {error_text(error)}")
 
     def __enter__(self) -> "XdpProgram":
         return self

@@ -1,5 +1,9 @@
 """End to end: the Filter brick on real veths; tcpdump on the passed pipe (and on the rejected pipe when there is one).
 
+The runtime rules' tests run on both back-ends that can run them: the packet
+back-end (the C brick) and the XDP back-end (the rules in the XDP program's
+maps, changed while it runs); a tcpdump expression runs on packet only.
+
 Frames enter the host end of a veth pair from a private namespace; the
 filter's outputs are veth pipes read by tcpdump. Every test checks what was
 captured against what the rules say, and that every packet is accounted for:
@@ -27,6 +31,15 @@ A, B, C, D = "10.0.0.1", "10.0.0.2", "192.168.7.9", "10.9.8.7"
 def engines_removed():
     yield
     engine_module.shutdown_all()
+    engine_module.set_backend("packet")   # as conftest pins it for the other suites
+
+
+@pytest.fixture(params=["packet", "xdp"])
+def backend(request):
+    """The back-end a Filter of runtime rules runs on (the bed checks it did)."""
+    engine_module.shutdown_all()
+    engine_module.set_backend(request.param)
+    return request.param
 
 
 def numbered(build, *flow, number=0, **options):
@@ -41,13 +54,14 @@ def number_of(frame):
 class FilterBed:
     """A Filter between a veth input and one or two pipes, each read by tcpdump."""
 
-    def __init__(self, testbed, expression=None, reject_output=False, name="flt"):
+    def __init__(self, testbed, expression=None, reject_output=False, name="flt", backend="packet"):
         self.testbed = testbed
         self.host_if, self.ns_if = testbed.add_input("in")
         self.filter = Brick("Filter", expression).connect_input(self.host_if)
         self.filter.connect_outputs(self.host_if, 2 if reject_output else 1)
         self.engine = PktEngine.new(name)
         self.engine.link(self.filter)
+        assert self.engine.linked[0].backend == backend
         self.readers = [testbed.reader(links.consumer_name(self.host_if, index), in_namespace=False)
                         for index in range(2 if reject_output else 1)]
 
@@ -85,8 +99,8 @@ def test_expression_splits_passed_and_rejected(testbed, expression, matching, ot
     assert bed.filter.filter_stats()["expression_rejected"] == len(other)
 
 
-def test_runtime_rules_on_the_wire_and_across_stop_start(testbed):
-    bed = FilterBed(testbed)
+def test_runtime_rules_on_the_wire_and_across_stop_start(testbed, backend):
+    bed = FilterBed(testbed, backend=backend)
     by_address = bed.filter.drop({"src": C})
     by_cidr = bed.filter.drop({"dst": "10.9.0.0/16"})
     by_flow = bed.filter.drop({"src": A, "dst": B, "sport": 4000, "dport": 443, "proto": "tcp"})
@@ -116,8 +130,8 @@ def test_runtime_rules_on_the_wire_and_across_stop_start(testbed):
     assert {rule["id"]: rule["hits"] for rule in bed.filter.rules()}[by_flow] == 6 * 2
 
 
-def test_timeout_stops_dropping_on_the_wire(testbed):
-    bed = FilterBed(testbed)
+def test_timeout_stops_dropping_on_the_wire(testbed, backend):
+    bed = FilterBed(testbed, backend=backend)
     rate, seconds = 200, 3.5
     frames = [numbered(udp_frame, C, A, 5, 6, number=number) for number in range(int(rate * seconds))]
     bed.engine.start()
@@ -137,9 +151,9 @@ def test_timeout_stops_dropping_on_the_wire(testbed):
     assert bed.filter.rules() == []
 
 
-def test_ten_thousand_rules_while_traffic_flows(testbed):
+def test_ten_thousand_rules_while_traffic_flows(testbed, backend):
     """No packet that no rule drops is lost while rules are published, and drop counts are exact."""
-    bed = FilterBed(testbed)
+    bed = FilterBed(testbed, backend=backend)
     shunted = bed.filter.drop({"src": C, "dst": A, "sport": 9, "dport": 9, "proto": "udp"})
     rate, count = 2000, 12000
     frames = []

@@ -4,6 +4,8 @@ A Filter reads the host end of a veth pair and writes pipe IF{0, read by
 tcpdump. Rules are added and removed from the local Lua state, from an
 interactive remote shell and from `bricks-shell -c`, each finding the filter
 with Filter.retrieve("IF{0"); what reaches the pipe is checked frame by frame.
+On both back-ends that run the rules: packet (the C brick) and xdp (the XDP
+program's maps).
 """
 import re
 import time
@@ -56,13 +58,22 @@ def rule_hits(paths, name):
 def engines_removed():
     yield
     engine_module.shutdown_all()
+    engine_module.set_backend("packet")   # as conftest pins it for the other suites
 
 
-def test_rules_from_the_local_lua_state_while_the_engine_runs(testbed):
+@pytest.fixture(params=["packet", "xdp"])
+def backend(request):
+    engine_module.shutdown_all()
+    engine_module.set_backend(request.param)
+    return request.param
+
+
+def test_rules_from_the_local_lua_state_while_the_engine_runs(testbed, backend):
     host_if, ns_if = testbed.add_input("in")
     printed = []
     lua = LuaRuntime(output=printed.append)
     lua.execute(f'arg = {{"{host_if}"}}\n' + SCRIPT)
+    assert engine_module.PktEngine.retrieve("flt").linked[0].backend == backend
     reader = testbed.reader(links.consumer_name(host_if, 0), in_namespace=False)
     dropped, kept = (C, A, 7, 80), (A, B, 7, 80)
     assert lua.execute(f'f = Filter.retrieve("{host_if}{{0"); return f:drop{{src="{C}"}}') == [1]
@@ -76,12 +87,12 @@ def test_rules_from_the_local_lua_state_while_the_engine_runs(testbed):
         frames_of(dropped, copies=3)
 
 
-def test_remote_shells_change_rules_on_a_running_daemon_and_a_restart_keeps_them(paths, testbed, tmp_path):
+def test_remote_shells_change_rules_on_a_running_daemon_and_a_restart_keeps_them(paths, testbed, tmp_path, backend):
     host_if, ns_if = testbed.add_input("in")
     name = f"{host_if}{{0"
     script = tmp_path / "filter.lua"
     script.write_text(SCRIPT)
-    paths.start_daemon("-f", str(script), host_if)
+    paths.start_daemon("--backend", backend, "-f", str(script), host_if)
     reader = testbed.reader(links.consumer_name(host_if, 0), in_namespace=False)
 
     added = paths.remote(f'print(Filter.retrieve("{name}"):drop{{src="{C}"}})')
@@ -104,6 +115,8 @@ def test_remote_shells_change_rules_on_a_running_daemon_and_a_restart_keeps_them
                                                                      copies=5), 10)
         assert sorted(captured) == sorted(frames_of(allowed, kept, copies=5))
         assert rule_hits(paths, name) == [("1", "drop", "5"), ("2", "drop", "5"), ("3", "allow", "5")]
+        status = paths.remote("BRICKS.print_status()")
+        assert f"Filter tree on {backend}" in status.stdout, status.stdout
 
         shell.sendline("f:remove(2)")
         shell.expect_exact(PROMPT)
@@ -127,7 +140,7 @@ def test_remote_shells_change_rules_on_a_running_daemon_and_a_restart_keeps_them
     assert "bad.jsonl:3: src: '10.0.0.0/33' is not an address or CIDR" in refused.stderr
     assert not links.interface_exists(name)
 
-    daemon = paths.start_daemon("-f", str(script), "--rules", str(saved), host_if)
+    daemon = paths.start_daemon("--backend", backend, "-f", str(script), "--rules", str(saved), host_if)
     reader = testbed.reader(links.consumer_name(host_if, 0), in_namespace=False)
     assert sorted(send_and_capture(testbed, ns_if, reader, frames_of(by_address, allowed, kept, copies=3), 6)) == \
         sorted(frames_of(allowed, kept, copies=3))

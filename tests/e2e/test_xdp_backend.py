@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -508,3 +509,96 @@ def test_jumbo_frames_a_duplicator_cannot_broadcast_count_as_too_big(testbed):
     assert stats["packets"] == len(frames) and stats["output_too_big"] == 2 * (len(frames) - len(small))
     assert_accounted(stats)
     assert "too big for the output" in engine.stats_text()
+
+
+def test_a_filter_and_its_load_balancer_run_in_one_program_while_rules_change(testbed):
+    """Filter -> LoadBalancer(4) in XDP, rules added and removed from Lua while frames flow: every frame that a
+    rule did not drop arrives once, on the pipe the packet back-end's C engine chooses, each flow on one pipe;
+    received = passed + filtered, and the rules' hits (read from the kernel) add up to the frames filtered."""
+    host_if, ns_if = testbed.add_input("in")
+    use_backend("auto")
+    printed = []
+    lua = LuaRuntime(output=printed.append)
+    lua.execute(textwrap.dedent(f"""
+        pe = PktEngine.new("shunt")
+        f = Brick.new("Filter")
+        f:connect_input("{host_if}")
+        f:connect_output("{host_if}{{0")
+        lb = Brick.new("LoadBalancer", 4)
+        lb:connect_input("{host_if}}}0")
+        lb:connect_output("{host_if}{{1", "{host_if}{{2", "{host_if}{{3", "{host_if}{{4")
+        f:link(lb)
+        pe:link(f)
+        pe:start()
+        permanent = f:drop{{src = "10.77.0.0/16"}}
+        BRICKS.print_status()
+    """))
+    status = "\n".join(printed)
+    assert f"Engine shunt: Filter tree on xdp (attached to {host_if} (native))" in status, status
+    flows = packets.flow_frames(200, packets_per_direction=3, seed=71)
+    shunted = [packets.pad(packets.tcp_frame(f"10.77.{n}.1", "10.1.0.9", 1000 + n, 80)) for n in range(40)]
+    frames = flows + shunted * 3
+    readers = [testbed.reader(name, in_namespace=False) for name in consumers(host_if, (1, 2, 3, 4))]
+    changes = []
+
+    def change_rules():   # rules for addresses no frame has: every publication must leave the flows alone
+        for round_number in range(60):
+            ids = lua.execute(f'return f:drop{{src = "172.31.{round_number}.0/24"}}, '
+                              f'f:drop{{dst = "172.30.{round_number}.7", dport = 53, proto = "udp"}}')
+            lua.execute(f"f:remove({ids[0]})")
+            changes.append(ids)
+
+    changer = threading.Thread(target=change_rules)
+    changer.start()
+    testbed.send(ns_if, frames, pps=SEND_PPS)
+    changer.join(60)
+    assert len(changes) == 60
+    assert wait_for_total(readers, len(flows), ARRIVAL_TIMEOUT_S) == len(flows)
+    time.sleep(0.3)   # anything extra would show up now
+    lua.execute("pe:stop()")
+    on_xdp = [reader.stop() for reader in readers]
+    assert collections.Counter(frame for pipe in on_xdp for frame in pipe) == collections.Counter(flows)
+    owner = {}
+    for index, pipe in enumerate(on_xdp):
+        for frame in pipe:
+            assert owner.setdefault(packets.flow_key(frame), index) == index, "a flow was split"
+    stats = engine_module.PktEngine.retrieve("shunt").stats()
+    filter_stats, balancer_stats = stats["bricks"]
+    assert filter_stats["received"] == len(frames) == filter_stats["passed"] + filter_stats["filtered"]
+    assert filter_stats["filtered"] == filter_stats["rule_dropped"] == len(shunted) * 3
+    assert balancer_stats["received"] == len(flows)
+    rules = lua.execute("local total = 0; for _, r in ipairs(f:rules()) do total = total + r.hits end; "
+                        "return f:rules()[1].id, f:rules()[1].hits, total")
+    assert rules == [1, len(shunted) * 3, len(shunted) * 3]
+
+    use_backend("packet")   # the same frames through the C engine: the same pipes
+    engine = PktEngine.new("reference")
+    reference_filter = Brick("Filter").connect_input(host_if).connect_output(f"{host_if}{{0")
+    reference_filter.drop({"src": "10.77.0.0/16"})
+    reference_filter.link(Brick("LoadBalancer", 4).connect_input(f"{host_if}}}0").connect_output(
+        *(f"{host_if}{{{index}" for index in (1, 2, 3, 4))))
+    engine.link(reference_filter)
+    readers = [testbed.reader(name, in_namespace=False) for name in consumers(host_if, (1, 2, 3, 4))]
+    engine.start()
+    testbed.send(ns_if, frames, pps=SEND_PPS)
+    assert wait_for_total(readers, len(flows), ARRIVAL_TIMEOUT_S) == len(flows)
+    engine.stop()
+    on_packet = [reader.stop() for reader in readers]
+    assert [collections.Counter(pipe) for pipe in on_xdp] == [collections.Counter(pipe) for pipe in on_packet]
+
+
+def test_a_filter_with_an_expression_runs_on_packet_and_print_status_says_why(testbed):
+    host_if, _ = testbed.add_input("in")
+    use_backend("auto")
+    printed = []
+    lua = LuaRuntime(output=printed.append)
+    lua.execute(textwrap.dedent(f"""
+        pe = PktEngine.new("expr")
+        f = Brick.new("Filter", "tcp port 80")
+        f:connect_input("{host_if}")
+        f:connect_output("{host_if}{{0")
+        pe:link(f)
+        BRICKS.print_status()
+    """))
+    assert ("Engine expr: Filter tree on packet (xdp: a Filter with a tcpdump expression "
+            "(XDP runs a Filter's rules, not libpcap's BPF))") in "\n".join(printed)

@@ -36,7 +36,7 @@ def test_trees_of_the_programs_kinds_with_interfaces_and_pipes_run_in_xdp():
     (lambda: Brick("PcapWriter").connect_input("eth9").connect_output("all.pcap"),
      "PcapWriter cannot run in XDP"),
     (lambda: Brick("Filter", "tcp").connect_input("eth9").connect_output("eth9{0"),
-     "Filter runs on packet for now (its expression and rules are not in the XDP program yet)"),
+     "a Filter with a tcpdump expression (XDP runs a Filter's rules, not libpcap's BPF)"),
     (lambda: Brick("LoadBalancer", 4).connect_input("eth9").connect_output("eth9{0", "out.pcap"),
      "output out.pcap (a pcap path) cannot be written from XDP"),
     (lambda: Brick("Dummy").connect_input("eth9}3").connect_output("eth9{0"),

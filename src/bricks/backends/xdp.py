@@ -1,8 +1,9 @@
 """The XDP back-end: a linked tree run as one XDP program (bricks.xdp, io_xdp.c, xdp/bricks.bpf.c) in the input's
 driver, its frames redirected into the outputs' devices without ever reaching user space.
 
-It runs trees of LoadBalancer, Duplicator, Dummy and Merge (a Merge is the program attached to each of its
-inputs) whose inputs are interfaces and whose outputs are veth pipes (`X{N`, made as the packet back-end makes
+It runs trees of LoadBalancer, Duplicator, Dummy, Merge (a Merge is the program attached to each of its
+inputs) and Filter (its runtime rules, kept in the program's maps as they change; not a tcpdump expression) whose
+inputs are interfaces and whose outputs are veth pipes (`X{N`, made as the packet back-end makes
 them) or egress NICs (a virtual interface would drop redirected frames uncounted), within the program's
 limits; its probe says in one line why any other tree runs on packet (FAMILIES puts xdp before packet).
 
@@ -33,7 +34,8 @@ from .packet import input_mtu, link_call
 log = logging.getLogger("bricks")
 
 MINIMUM_KERNEL = (5, 18)      # BPF links for XDP, DEVMAP broadcast, multi-buffer (xdp.frags) programs
-KINDS = {"LoadBalancer": "LoadBalancer", "Duplicator": "Duplicator", "Dummy": "Dummy", "Merge": "Dummy"}
+KINDS = {"LoadBalancer": "LoadBalancer", "Duplicator": "Duplicator", "Dummy": "Dummy", "Merge": "Dummy",
+         "Filter": "Filter"}
 OUTPUT_KINDS = (PortKind.BROKER, PortKind.INTERFACE)
 
 
@@ -86,15 +88,16 @@ def tree_reason(plan) -> Optional[str]:
             return f"input {source.port.name}: XDP reads interfaces only"
         if source.node != 0:
             return f"{plan.nodes[source.node].kind.name} below the root reads {source.port.name}"
-    duplicators = outputs = 0
+    duplicators = filters = outputs = 0
     for node in plan.nodes:
-        if node.kind.name == "Filter":
-            return "Filter runs on packet for now (its expression and rules are not in the XDP program yet)"
+        if node.kind.name == "Filter" and node.brick.argument.expression:
+            return "a Filter with a tcpdump expression (XDP runs a Filter's rules, not libpcap's BPF)"
         if node.kind.name not in KINDS:
             return f"{node.kind.name} cannot run in XDP"
         if len(node.outputs) > lib.BRK_XDP_MAX_NODE_OUTPUTS:
             return f"{node.kind.name} has {len(node.outputs)} outputs, XDP takes {lib.BRK_XDP_MAX_NODE_OUTPUTS}"
         duplicators += node.kind.name == "Duplicator"
+        filters += node.kind.name == "Filter"
         if node.kind.name == "Duplicator" and any(output.child is not None for output in node.outputs):
             return "a Duplicator feeding another brick (XDP broadcasts to interfaces only)"
         outputs += len(node.outputs)
@@ -109,6 +112,8 @@ def tree_reason(plan) -> Optional[str]:
         return f"{len(plan.nodes)} bricks, XDP takes {lib.BRK_XDP_MAX_NODES}"
     if duplicators > lib.BRK_XDP_MAX_DUPLICATORS:
         return f"{duplicators} Duplicators, XDP takes {lib.BRK_XDP_MAX_DUPLICATORS}"
+    if filters > lib.BRK_XDP_MAX_FILTERS:
+        return f"{filters} Filters, XDP takes {lib.BRK_XDP_MAX_FILTERS}"
     if outputs > lib.BRK_XDP_MAX_OUTPUTS:
         return f"{outputs} outputs, XDP takes {lib.BRK_XDP_MAX_OUTPUTS}"
     if _levels(plan, 0) > lib.BRK_XDP_MAX_LEVELS:
@@ -137,7 +142,8 @@ def xdp_tree(plan, number=0, trees=None):
     outputs = [xdp_tree(plan, output.child, trees) if output.child is not None else output.port.device
                for output in node.outputs]
     split = (node.config or {}).get("split", 4)
-    tree = xdp.XdpTree(KINDS[node.kind.name], outputs, split=split, depth=node.depth)
+    rules = node.brick.argument.table if node.kind.name == "Filter" else None
+    tree = xdp.XdpTree(KINDS[node.kind.name], outputs, split=split, depth=node.depth, rules=rules)
     if trees is not None:
         trees[id(tree)] = number
     return tree
@@ -270,9 +276,14 @@ def brick_snapshot(brick):
                   "gone": counters["redirect_failures"], "write_errors": 0}
         output["drops"] = full + too_big + output["gone"]
         outputs.append(output)
-    return {"kind": brick.kind.name, "received": node["received_packets"], "received_bytes": node["received_bytes"],
-            "malformed": node["malformed"], "fragment_fallbacks": node["fragment_fallbacks"], "filtered": 0,
-            "outputs": outputs, "backend": "xdp"}
+    snapshot = {"kind": brick.kind.name, "received": node["received_packets"],
+                "received_bytes": node["received_bytes"], "malformed": node["malformed"],
+                "fragment_fallbacks": node["fragment_fallbacks"], "filtered": node["filtered"],
+                "outputs": outputs, "backend": "xdp"}
+    if brick.kind.name == "Filter":   # the Filter brick's own columns; XDP runs no expression
+        snapshot.update(passed=node["passed"], rule_dropped=node["rule_dropped"], rule_allowed=node["rule_allowed"],
+                        expression_rejected=0)
+    return snapshot
 
 
 BACKEND = XdpBackend()

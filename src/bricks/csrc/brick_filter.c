@@ -25,12 +25,6 @@ static inline uint32_t read_be32(const uint8_t *bytes)
     return __builtin_bswap32(value);
 }
 
-static inline int has_ports(unsigned protocol)
-{
-    /* TCP, UDP, SCTP and UDP-Lite: bits of one word, one test. */
-    return protocol < 64 ? (0x20040ull >> protocol) & 1 : protocol == 132 || protocol == 136;
-}
-
 /* The common case first: untagged IPv4 without options, a first (or only)
  * fragment of TCP or UDP, long enough to hold the ports. */
 static inline __attribute__((always_inline)) int plain_ipv4_key(const uint8_t *data, uint32_t caplen,
@@ -55,54 +49,15 @@ static inline __attribute__((always_inline)) int plain_ipv4_key(const uint8_t *d
     return 1;
 }
 
-/* The port word of an upper layer at offset (0 for later fragments, for
- * protocols without ports and when the frame ends before them). */
-static inline uint32_t ports_word(const uint8_t *data, uint32_t caplen, const struct brk_ip_header *header)
-{
-    return header->fragment != BRK_LATER_FRAGMENT && has_ports(header->protocol)
-           && (uint64_t)header->payload_offset + 4 <= caplen ? read_be32(data + header->payload_offset) : 0;
-}
-
 /* The packet's 5-tuple as a key of FILTER_IPV4 or FILTER_IPV6 layout, or -1
- * for what is not IP (or too short to say), through the one dissector's
- * layer functions (dissect.h): its VLAN/QinQ tags, the outer IP header and
- * its IPv6 extension headers. Ports are 0 in non-first fragments and for
- * protocols without ports. */
+ * for what is not IP (or too short to say): filter_key.h's, which the XDP
+ * program shares, after the common case inline. */
 static inline int packet_key(const uint8_t *data, uint32_t caplen, struct filter_key *key)
 {
     struct brk_flow_keys link;
-    struct brk_flow_endpoints endpoints;
-    struct brk_ip_header header;
-    const uint8_t *end = data + caplen;
     if (BRK_LIKELY(plain_ipv4_key(data, caplen, key)))
         return FILTER_IPV4;
-    link.vlan_count = 0;
-    uint32_t offset = brk_dissect_ethernet(data, end, &link);
-    if (offset == 0 || offset >= caplen)
-        return -1;
-    if (link.ethertype == BRK_ETHERTYPE_IPV4) {
-        /* The version nibble must agree, and the header must be whole: else not IP to the Filter. */
-        if ((data[offset] >> 4) != 4 || !brk_dissect_ipv4(data, end, offset, &endpoints, &header)
-                || (data[offset] & 15u) < 5)
-            return -1;
-        key->word[0] = read_be32(endpoints.source);
-        key->word[1] = read_be32(endpoints.destination);
-        key->word[2] = ports_word(data, caplen, &header);
-        key->word[3] = header.protocol;
-        return FILTER_IPV4;
-    }
-    if (link.ethertype == BRK_ETHERTYPE_IPV6) {
-        if ((data[offset] >> 4) != 6 || !brk_dissect_ipv6(data, end, offset, &endpoints, &header) || header.cut)
-            return -1;
-        for (int w = 0; w < 4; w++) {
-            key->word[w] = read_be32(endpoints.source + 4 * w);
-            key->word[4 + w] = read_be32(endpoints.destination + 4 * w);
-        }
-        key->word[8] = ports_word(data, caplen, &header);
-        key->word[9] = header.protocol;
-        return FILTER_IPV6;
-    }
-    return -1;
+    return filter_frame_key(data, data + caplen, &link, key);
 }
 
 /* Where a search in shape starts: the slot of key & mask; masked gets the

@@ -46,11 +46,6 @@ static void register_membarrier(void)
 
 /* ------------------------------------------------------------ rule keys */
 
-static uint32_t load_be32(const uint8_t *bytes)
-{
-    return (uint32_t)bytes[0] << 24 | (uint32_t)bytes[1] << 16 | (uint32_t)bytes[2] << 8 | bytes[3];
-}
-
 /* address words + mask words for prefix bits of a family's address. */
 static void address_words(const uint8_t *address, unsigned prefix, unsigned address_words_count,
                           uint32_t *key, uint32_t *mask)
@@ -59,7 +54,7 @@ static void address_words(const uint8_t *address, unsigned prefix, unsigned addr
         unsigned bits = prefix > 32 * w ? prefix - 32 * w : 0;
         uint32_t word_mask = bits >= 32 ? UINT32_MAX : bits ? UINT32_MAX << (32 - bits) : 0;
         mask[w] = word_mask;
-        key[w] = load_be32(address + 4 * w) & word_mask;
+        key[w] = filter_load_be32(address + 4 * w) & word_mask;
     }
 }
 
@@ -87,19 +82,14 @@ static void rule_key(const struct brk_filter_rule *rule, int family, int swapped
     }
 }
 
-static int rule_applies_to(const struct brk_filter_rule *rule, int family)
+int filter_rule_applies_to(const struct brk_filter_rule *rule, int family)
 {
     return rule->family == BRK_FILTER_ANY_FAMILY
         || rule->family == (family == FILTER_IPV4 ? BRK_FILTER_IPV4 : BRK_FILTER_IPV6);
 }
 
-/* Calls visit for every (key, mask) a rule occupies in family: once, or twice
- * when it is bidirectional and its reverse differs. */
-typedef int (*key_visitor)(void *context, const struct filter_key *key, const struct filter_key *mask,
-                           uint32_t rule_index);
-
-static int visit_rule_keys(const struct brk_filter_rule *rule, int family, uint32_t rule_index,
-                           key_visitor visit, void *context)
+int filter_visit_rule_keys(const struct brk_filter_rule *rule, int family, uint32_t rule_index,
+                           filter_key_visitor visit, void *context)
 {
     struct filter_key key, mask, reverse_key, reverse_mask;
     unsigned words = filter_key_words(family);
@@ -335,8 +325,8 @@ static int build_classifier(struct brk_filter_table *table, struct filter_classi
     /* Rule indexes are positions in table->rules; the set's rule array uses the same. */
     for (unsigned i = 0; i < table->rule_count; i++) {
         const struct stored_rule *stored = &table->rules[i];
-        if (!stored->removing && stored->rule.action == action && rule_applies_to(&stored->rule, family)
-                && visit_rule_keys(&stored->rule, family, i, collect_key, &builder) != 0)
+        if (!stored->removing && stored->rule.action == action && filter_rule_applies_to(&stored->rule, family)
+                && filter_visit_rule_keys(&stored->rule, family, i, collect_key, &builder) != 0)
             return -1;
     }
     /* No rule of this action and family: no shapes (and shapes NULL). */
@@ -400,6 +390,7 @@ static struct filter_rule_set *build_rule_set(struct brk_filter_table *table)
     for (unsigned i = 0; i < table->rule_count; i++) {
         set->rules[i].expires_ns = table->rules[i].expires_ns;
         set->rules[i].counter = counter_of(table, table->rules[i].counter_slot);
+        set->rules[i].id = table->rules[i].rule.id;
     }
     if (table->rule_count && (!(keys = malloc(2 * (size_t)table->rule_count * sizeof(*keys)))
                               || !(counts = malloc(2 * (size_t)table->rule_count * sizeof(*counts)))))
@@ -512,14 +503,39 @@ static void unmark(struct brk_filter_table *table)
         table->rules[i].removing = 0;
 }
 
-/* Publishes the list minus what is marked, then forgets the marked rules.
- * Out of memory: nothing changes. */
-static int republish(struct brk_filter_table *table)
+/* Shows the mirror set with what changed since the last one: the rules
+ * marked removing, and those from added_from on (just added). */
+static int publish_to_mirror(struct brk_filter_table *table, const struct filter_rule_set *set, unsigned added_from)
+{
+    unsigned count = 0;
+    struct filter_change *changes = malloc((table->rule_count + 1) * sizeof(*changes));
+    if (!changes) {
+        snprintf(table->mirror_error, sizeof(table->mirror_error), "out of memory");
+        return -1;
+    }
+    for (unsigned i = 0; i < table->rule_count; i++)
+        if (table->rules[i].removing || i >= added_from)
+            changes[count++] = (struct filter_change){ &table->rules[i].rule, table->rules[i].removing };
+    int result = table->mirror->publish(table->mirror->context, set, changes, count, table->mirror_error,
+                                        sizeof(table->mirror_error));
+    free(changes);
+    return result;
+}
+
+/* Publishes the list minus what is marked, then forgets the marked rules;
+ * the rules from added_from on are new. Out of memory, or the mirror refused
+ * the set (-2, its reason in table->mirror_error): nothing changes. */
+static int republish(struct brk_filter_table *table, unsigned added_from)
 {
     struct filter_rule_set *set = build_rule_set(table);
     if (!set) {
         unmark(table);
         return -1;
+    }
+    if (table->mirror && publish_to_mirror(table, set, added_from) != 0) {
+        free_rule_set(set);
+        unmark(table);
+        return -2;
     }
     publish(table, set);
     compact_removed(table);
@@ -529,7 +545,7 @@ static int republish(struct brk_filter_table *table)
 static void prune_expired(struct brk_filter_table *table)
 {
     if (mark_expired(table, filter_coarse_now_ns()))
-        republish(table);
+        republish(table, table->rule_count);
 }
 
 /* ------------------------------------------------------------ the API */
@@ -629,19 +645,22 @@ int brk_filter_add(brk_filter_table *table, const struct brk_filter_rule *rules,
             goto out_of_memory;
     }
     table->rule_count += count;
-    if (republish(table) != 0) {
+    int published = republish(table, table->rule_count - count);
+    if (published != 0) {
         table->rule_count -= count;
-        goto out_of_memory;
+        goto refused;
     }
     pthread_mutex_unlock(&table->lock);
     return 0;
 out_of_memory:
+    published = -1;
+refused:
     /* Nothing was published: the new slots were never visible to the engine. */
     while (added--)
         table->free_slots[table->free_slot_count++] = table->rules[table->rule_count + added].counter_slot;
     unmark(table);
     pthread_mutex_unlock(&table->lock);
-    brk_fail(error, error_size, "out of memory");
+    brk_fail(error, error_size, "%s", published == -2 ? table->mirror_error : "out of memory");
     return -1;
 }
 
@@ -656,7 +675,7 @@ int brk_filter_remove(brk_filter_table *table, uint64_t id)
             found = 1;
         }
     }
-    int result = found || expired ? republish(table) : 0;
+    int result = found || expired ? republish(table, table->rule_count) : 0;
     result = found && result == 0 ? 0 : -1;
     pthread_mutex_unlock(&table->lock);
     return result;
@@ -667,7 +686,7 @@ void brk_filter_clear(brk_filter_table *table)
     pthread_mutex_lock(&table->lock);
     for (unsigned i = 0; i < table->rule_count; i++)
         table->rules[i].removing = 1;
-    republish(table);
+    republish(table, table->rule_count);
     pthread_mutex_unlock(&table->lock);
 }
 
@@ -684,11 +703,49 @@ unsigned brk_filter_list(brk_filter_table *table, struct brk_filter_rule_state *
         /* The engine thread counts on: a snapshot, each 64-bit load whole. */
         out[i].hits = __atomic_load_n(&counter->hits, __ATOMIC_RELAXED);
         out[i].bytes = __atomic_load_n(&counter->bytes, __ATOMIC_RELAXED);
+        if (table->mirror) {
+            struct filter_rule_counter mirrored = { 0, 0 };
+            table->mirror->counts(table->mirror->context, stored->rule.id, &mirrored);
+            out[i].hits += mirrored.hits;
+            out[i].bytes += mirrored.bytes;
+        }
         out[i].remaining_ns = !stored->expires_ns ? -1
                               : stored->expires_ns > now ? (int64_t)(stored->expires_ns - now) : 0;
     }
     pthread_mutex_unlock(&table->lock);
     return count;
+}
+
+int filter_table_set_mirror(struct brk_filter_table *table, const struct filter_mirror *mirror,
+                            char *error, size_t error_size)
+{
+    int result = 0;
+    pthread_mutex_lock(&table->lock);
+    if (table->mirror) {
+        brk_fail(error, error_size, "this Filter's rules already run in another XDP program");
+        result = -1;
+    } else if (mirror->publish(mirror->context, table->current, NULL, 0, error, error_size) != 0) {
+        result = -1;
+    } else {
+        table->mirror = mirror;
+    }
+    pthread_mutex_unlock(&table->lock);
+    return result;
+}
+
+void filter_table_clear_mirror(struct brk_filter_table *table)
+{
+    pthread_mutex_lock(&table->lock);
+    for (unsigned i = 0; table->mirror && i < table->rule_count; i++) {
+        struct filter_rule_counter mirrored = { 0, 0 };
+        table->mirror->counts(table->mirror->context, table->rules[i].rule.id, &mirrored);
+        /* The engine thread may count into the same counter (a tree relinked on packet): atomically. */
+        struct filter_rule_counter *counter = counter_of(table, table->rules[i].counter_slot);
+        __atomic_fetch_add(&counter->hits, mirrored.hits, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&counter->bytes, mirrored.bytes, __ATOMIC_RELAXED);
+    }
+    table->mirror = NULL;
+    pthread_mutex_unlock(&table->lock);
 }
 
 uint64_t brk_filter_publications(brk_filter_table *table)

@@ -5,6 +5,7 @@
  * Nothing is pinned: closing the last descriptor frees programs and maps. */
 #include "internal.h"
 #include "api/xdp.h"
+#include "xdp_filter_maps.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -158,6 +159,7 @@ struct brk_xdp {
     int cpus;
     unsigned attachment_count;
     struct attachment attachments[MAX_ATTACHMENTS];
+    struct brk_xdp_filter *filters[BRK_XDP_MAX_FILTERS];   /* xdp_filter.c's bindings to rule tables */
 };
 
 /* libbpf's messages (the verifier log among them) of the current load, so an
@@ -205,7 +207,7 @@ static int check_tree(const struct brk_xdp_node *nodes, unsigned node_count, con
 {
     unsigned parents[BRK_XDP_MAX_NODES] = { 0 };
     int output_owner[BRK_XDP_MAX_OUTPUTS];
-    unsigned duplicators_used = 0;
+    unsigned duplicators_used = 0, filters_used = 0;
 
     if (node_count == 0 || node_count > BRK_XDP_MAX_NODES)
         return brk_fail(error, error_size, "XDP: %u bricks, the program takes 1 to %d", node_count,
@@ -217,10 +219,12 @@ static int check_tree(const struct brk_xdp_node *nodes, unsigned node_count, con
         output_owner[i] = -1;
     for (unsigned n = 0; n < node_count; n++) {
         const struct brk_xdp_node *node = &nodes[n];
-        if (node->kind != BRK_XDP_DUMMY && node->kind != BRK_XDP_LOADBALANCER && node->kind != BRK_XDP_DUPLICATOR)
+        if (node->kind != BRK_XDP_DUMMY && node->kind != BRK_XDP_LOADBALANCER && node->kind != BRK_XDP_DUPLICATOR
+            && node->kind != BRK_XDP_FILTER)
             return brk_fail(error, error_size, "XDP: brick %u has unknown kind %u", n, node->kind), -1;
         if (node->output_count == 0 || node->output_count > BRK_XDP_MAX_NODE_OUTPUTS
-            || (node->kind == BRK_XDP_DUMMY && node->output_count != 1))
+            || (node->kind == BRK_XDP_DUMMY && node->output_count != 1)
+            || (node->kind == BRK_XDP_FILTER && node->output_count > 2))
             return brk_fail(error, error_size, "XDP: brick %u has %u outputs", n, node->output_count), -1;
         if (node->kind == BRK_XDP_LOADBALANCER && node->split != 2 && node->split != 4)
             return brk_fail(error, error_size, "XDP: brick %u: split must be 2 or 4, not %u", n, node->split), -1;
@@ -229,6 +233,12 @@ static int check_tree(const struct brk_xdp_node *nodes, unsigned node_count, con
                 return brk_fail(error, error_size, "XDP: at most %d Duplicators, each with its own map",
                                 BRK_XDP_MAX_DUPLICATORS), -1;
             duplicators_used |= 1u << node->duplicator;
+        }
+        if (node->kind == BRK_XDP_FILTER) {
+            if (node->filter >= BRK_XDP_MAX_FILTERS || filters_used & (1u << node->filter))
+                return brk_fail(error, error_size, "XDP: at most %d Filters, each with its own number",
+                                BRK_XDP_MAX_FILTERS), -1;
+            filters_used |= 1u << node->filter;
         }
         if (node->first_output > output_count || node->output_count > output_count - node->first_output)
             return brk_fail(error, error_size, "XDP: brick %u's outputs are past the program's %u", n,
@@ -457,10 +467,27 @@ void brk_xdp_close(brk_xdp *xdp)
 {
     if (!xdp)
         return;
+    for (unsigned filter = 0; filter < BRK_XDP_MAX_FILTERS; filter++)
+        brk_xdp_filter_unbind(xdp->filters[filter]);
     while (xdp->attachment_count)
         brk_xdp_detach(xdp, xdp->attachments[0].ifindex);
     bpf_object__close(xdp->object);
     free(xdp);
+}
+
+int brk_xdp_map(brk_xdp *xdp, const char *name)
+{
+    return bpf_object__find_map_fd_by_name(xdp->object, name);
+}
+
+int brk_xdp_cpus(brk_xdp *xdp)
+{
+    return xdp->cpus;
+}
+
+struct brk_xdp_filter **brk_xdp_filter_slot(brk_xdp *xdp, unsigned filter)
+{
+    return filter < BRK_XDP_MAX_FILTERS ? &xdp->filters[filter] : NULL;
 }
 
 /* Sums count uint64_t counters of one per-CPU array element into out. */

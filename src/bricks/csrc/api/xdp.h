@@ -8,7 +8,8 @@ enum brk_xdp_kind {
     BRK_XDP_UNUSED = 0,
     BRK_XDP_DUMMY = 1,
     BRK_XDP_LOADBALANCER = 2,
-    BRK_XDP_DUPLICATOR = 3
+    BRK_XDP_DUPLICATOR = 3,
+    BRK_XDP_FILTER = 4
 };
 
 enum brk_xdp_limit {
@@ -17,7 +18,10 @@ enum brk_xdp_limit {
     BRK_XDP_MAX_OUTPUTS = 256,       /* outputs of all bricks together */
     BRK_XDP_MAX_LEVELS = 8,          /* bricks a frame goes through, root included */
     BRK_XDP_MAX_DUPLICATORS = 4,     /* one broadcast map each */
-    BRK_XDP_FRAGMENT_SLOTS = 16384   /* first fragments remembered (LRU, all LoadBalancers) */
+    BRK_XDP_FRAGMENT_SLOTS = 16384,  /* first fragments remembered (LRU, all LoadBalancers) */
+    BRK_XDP_MAX_FILTERS = 8,         /* Filters in one program */
+    BRK_XDP_FILTER_MAX_SHAPES = 256, /* distinct rule masks per Filter, action and family */
+    BRK_XDP_FILTER_MAX_KEYS = 262144 /* rule keys of all Filters (a two-way rule takes two) */
 };
 
 /* Modes of brk_xdp_attach. */
@@ -35,6 +39,7 @@ struct brk_xdp_node {
     uint32_t output_count;
     uint32_t first_output;           /* its outputs are program outputs first_output.. */
     uint32_t duplicator;             /* Duplicator: its broadcast map, 0..BRK_XDP_MAX_DUPLICATORS-1 */
+    uint32_t filter;                 /* Filter: its rule maps' number, 0..BRK_XDP_MAX_FILTERS-1 */
     int32_t child[64];               /* output i feeds node child[i], or -1: the device of that output */
 };
 
@@ -46,6 +51,11 @@ struct brk_xdp_node_counters {
     uint64_t fragment_fallbacks;     /* non-first fragment before its first: address pair */
     uint64_t jumbo_drops;            /* Duplicator: a frame in several buffers (larger than about
                                       * 3.5 KB on a veth), which XDP cannot broadcast: dropped */
+    /* Filter: as the Filter brick's counters (enum brk_filter_counter). */
+    uint64_t filtered;               /* rejected without a reject output: dropped on purpose */
+    uint64_t passed;
+    uint64_t rule_dropped;           /* a drop rule decided */
+    uint64_t rule_allowed;           /* a drop rule matched, an allow rule overrode it */
 };
 
 /* Per program output, summed over the CPUs. */
@@ -84,5 +94,12 @@ int brk_xdp_test_run(brk_xdp *xdp, const uint8_t *frame, uint32_t length, unsign
  * counters tx_queue_<n>_xdp_xmit_errors, summed), dropped after the program
  * counted them delivered. 0, -ENOENT (no such counters) or -errno. */
 int brk_xdp_transmit_errors(const char *ifname, uint64_t *errors);
+/* Runs the rules of a Filter's table in the program's Filter numbered filter
+ * (its node's filter field): written into the program's maps now, and again
+ * at every change to the table, from any thread (xdp_filter.c); f:rules()
+ * adds the program's counts. Ends when the program closes, the counts then
+ * added to the table's own. -1 with a one-line reason (a set the program
+ * cannot hold, the table already in another program). */
+int brk_xdp_filter_bind(brk_xdp *xdp, unsigned filter, brk_filter_table *table, char *error, size_t error_size);
 /* The id of the XDP program attached to ifindex (0: none); 0 or -errno. */
 int brk_xdp_attached_id(int ifindex, uint32_t *program_id);

@@ -1,11 +1,14 @@
 /* The XDP back-end's one program: a tree of bricks (LoadBalancer, Duplicator,
- * Dummy) described in the brk_nodes map, run on every frame of the input in
+ * Dummy, Filter) described in the brk_nodes map, run on every frame of the input in
  * the driver, before any socket buffer exists; a frame leaves by
  * bpf_redirect_map into the DEVMAP slot of the output it chose.
  *
  * The LoadBalancer hashes the key of the one dissector (dissect.h) with the
  * portable flow hash (flow_hash.h), so it chooses the output the C engine
  * chooses; first fragments are remembered in an LRU map so later ones follow.
+ * The Filter matches filter_key.h's key against its runtime rules as the
+ * Filter brick does (most specific rule of each action, allow over drop),
+ * in maps xdp_filter.c keeps equal to the rule table's published set.
  * Counters are per-CPU with plain increments (Debian's clang 14 BPF back-end
  * crashes on some atomics). Compiled at install: clang -target bpf -O2 -g. */
 #include <linux/bpf.h>
@@ -13,7 +16,9 @@
 
 #include "../dissect.h"
 #include "../flow_hash.h"
+typedef struct brk_filter_table brk_filter_table;   /* api/filter.h's, named in api/xdp.h */
 #include "../api/xdp.h"
+#include "../xdp_filter_maps.h"
 
 /* Key of a remembered first fragment: its datagram, per LoadBalancer (the
  * hash depends on the brick's depth). */
@@ -69,6 +74,67 @@ struct {
     __type(key, struct brk_xdp_fragment_key);
     __type(value, uint32_t);
 } brk_fragments SEC(".maps");
+
+/* The Filter's rules: see xdp_filter_maps.h. */
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, BRK_XDP_MAX_FILTERS);
+    __type(key, uint32_t);
+    __type(value, uint32_t);
+} brk_filter_generation SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, BRK_XDP_MAX_FILTERS * 2 * BRK_XDP_FILTER_CLASSES);
+    __type(key, uint32_t);
+    __type(value, struct brk_xdp_filter_shapes);
+} brk_filter_shapes SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(map_flags, BPF_F_NO_PREALLOC);   /* memory as rules come, not for the maximum */
+    __uint(max_entries, 2 * BRK_XDP_FILTER_MAX_KEYS);   /* a set's new keys while the old ones are still there */
+    __type(key, struct brk_xdp_filter_rule_key);
+    __type(value, struct brk_xdp_filter_rule);
+} brk_filter_rules SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LPM_TRIE);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __uint(max_entries, 2 * BRK_XDP_FILTER_MAX_KEYS);
+    __type(key, struct brk_xdp_filter_prefix_key);
+    __type(value, uint64_t);
+} brk_filter_prefixes SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __uint(max_entries, BRK_XDP_FILTER_MAX_KEYS);
+    __type(key, struct brk_xdp_filter_counter_key);
+    __type(value, struct brk_xdp_filter_counters);
+} brk_filter_counters SEC(".maps");
+
+/* The Filter's work space, per CPU: off the stack, which the calls of a
+ * Filter below a LoadBalancer would otherwise overflow (512 bytes for all). */
+struct brk_xdp_filter_scratch {
+    struct brk_flow_keys link;
+    struct filter_key key;
+    struct brk_xdp_filter_rule_key rule_key;
+    struct brk_xdp_filter_prefix_key prefix;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, uint32_t);
+    __type(value, struct brk_xdp_filter_scratch);
+} brk_filter_scratch SEC(".maps");
+
+static __always_inline struct brk_xdp_filter_scratch *brk_filter_scratch_space(void)
+{
+    uint32_t zero = 0;
+    return bpf_map_lookup_elem(&brk_filter_scratch, &zero);
+}
 
 static __always_inline void brk_fragment_key(struct brk_xdp_fragment_key *key, uint32_t node,
                                              const struct brk_flow_fragment *fragment)
@@ -151,6 +217,146 @@ __attribute__((noinline)) uint32_t brk_xdp_balance_hash(const struct brk_flow_ke
     return hash;
 }
 
+/* The Filter's key of the frame (filter_key.h), or -1: not IP. A step per
+ * global function, each verified on its own (together, the tags' and the
+ * extension headers' loops multiply past the verifier's limit). */
+__attribute__((noinline)) uint32_t brk_xdp_filter_link(struct xdp_md *context, struct brk_flow_keys *link)
+{
+    if (!link)
+        return 0;
+    uint32_t offset = filter_link_offset((const uint8_t *)(long)context->data,
+                                         (const uint8_t *)(long)context->data_end, link);
+    return offset ? offset | (uint32_t)link->ethertype << 16 : 0;
+}
+
+__attribute__((noinline)) int brk_xdp_filter_ip_key(struct xdp_md *context, uint32_t offset, uint32_t version,
+                                                    struct filter_key *key)
+{
+    if (!key || offset > BRK_DISSECT_MAX_OFFSET)
+        return -1;
+    const uint8_t *data = (const uint8_t *)(long)context->data, *end = (const uint8_t *)(long)context->data_end;
+    return version == 4 ? filter_ipv4_key(data, end, offset, key) : filter_ipv6_key(data, end, offset, key);
+}
+
+static __always_inline int brk_xdp_filter_key(struct xdp_md *context, struct brk_xdp_filter_scratch *scratch)
+{
+    struct filter_key *key = &scratch->key;
+    __builtin_memset(key, 0, sizeof(*key));
+    uint32_t found = brk_xdp_filter_link(context, &scratch->link);
+    uint32_t offset = found & 0xffff, ethertype = found >> 16;
+    if (!found || (ethertype != BRK_ETHERTYPE_IPV4 && ethertype != BRK_ETHERTYPE_IPV6))
+        return -1;
+    return brk_xdp_filter_ip_key(context, offset, ethertype == BRK_ETHERTYPE_IPV4 ? 4 : 6, key);
+}
+
+/* The shapes a prefix of side may match in a guarded class: its longest
+ * stored prefix holds every shorter one's too. */
+static __always_inline uint64_t brk_filter_prefix_shapes(struct brk_xdp_filter_prefix_key *prefix, uint32_t side,
+                                                         const uint32_t *words, unsigned address_words)
+{
+    prefix->side = (uint8_t)side;
+    for (unsigned w = 0; w < 4; w++) {
+        uint32_t word = w < address_words ? words[w] : 0;
+        prefix->address[4 * w] = (uint8_t)(word >> 24);
+        prefix->address[4 * w + 1] = (uint8_t)(word >> 16);
+        prefix->address[4 * w + 2] = (uint8_t)(word >> 8);
+        prefix->address[4 * w + 3] = (uint8_t)word;
+    }
+    uint64_t *shapes = bpf_map_lookup_elem(&brk_filter_prefixes, prefix);
+    return shapes ? *shapes : 0;
+}
+
+/* The id of the most specific live rule of one class matching the key in
+ * the scratch space (0: none), the shapes searched in filter_rules.c's order. */
+__attribute__((noinline)) uint64_t brk_xdp_filter_match(uint32_t filter, uint32_t generation, uint32_t rule_class)
+{
+    struct brk_xdp_filter_scratch *scratch = brk_filter_scratch_space();
+    if (!scratch || filter >= BRK_XDP_MAX_FILTERS || rule_class >= BRK_XDP_FILTER_CLASSES)
+        return 0;
+    uint32_t index = (filter * 2 + (generation & 1)) * BRK_XDP_FILTER_CLASSES + rule_class;
+    const struct brk_xdp_filter_shapes *shapes = bpf_map_lookup_elem(&brk_filter_shapes, &index);
+    if (!shapes || shapes->generation != generation || shapes->count == 0)
+        return 0;
+    const uint32_t *key = scratch->key.word;
+    unsigned address_words = rule_class & 1 ? 4 : 1;
+    uint64_t candidates = ~0ull;
+    if (shapes->guarded) {
+        struct brk_xdp_filter_prefix_key *prefix = &scratch->prefix;
+        prefix->prefix_length = BRK_XDP_FILTER_PREFIX_HEADER_BITS + 128;
+        prefix->filter = (uint8_t)filter;
+        prefix->rule_class = (uint8_t)rule_class;
+        prefix->padding = 0;
+        prefix->generation = generation;
+        candidates = (brk_filter_prefix_shapes(prefix, 0, key, address_words) | shapes->open[0])
+                   & (brk_filter_prefix_shapes(prefix, 1, key + address_words, address_words) | shapes->open[1]);
+    }
+    struct brk_xdp_filter_rule_key *rule_key = &scratch->rule_key;
+    rule_key->filter = (uint8_t)filter;
+    rule_key->rule_class = (uint8_t)rule_class;
+    uint64_t now = 0;
+    for (uint32_t shape = 0; shape < BRK_XDP_FILTER_MAX_SHAPES; shape++) {
+        unsigned bit = shape < 63 ? shape : 63;
+        if (shape >= shapes->count || !(candidates >> bit))
+            break;
+        if (!((candidates >> bit) & 1))
+            continue;
+        rule_key->mask_id = (uint16_t)shapes->mask_id[shape];
+        for (unsigned w = 0; w < FILTER_KEY_WORDS; w++)
+            rule_key->word[w] = key[w] & shapes->mask[shape][w];
+        const struct brk_xdp_filter_rule *rule = bpf_map_lookup_elem(&brk_filter_rules, rule_key);
+        if (!rule)
+            continue;
+        if (rule->expires_ns) {   /* expired: the control side prunes it at its next look */
+            if (!now)
+                now = bpf_ktime_get_coarse_ns();
+            if (now >= rule->expires_ns)
+                continue;
+        }
+        return rule->id;
+    }
+    return 0;
+}
+
+/* Whether the Filter numbered filter lets a frame of family (its key in the
+ * scratch space) pass, counted as the Filter brick counts: allow over drop,
+ * the deciding rule's hits and bytes. */
+__attribute__((noinline)) int brk_xdp_filter_decide(int family, uint32_t filter, uint64_t bytes,
+                                                    struct brk_xdp_node_counters *counters)
+{
+    if (!counters || family < 0 || filter >= BRK_XDP_MAX_FILTERS)
+        return 1;
+    uint64_t decider = 0;
+    int allowed = 0;
+    /* A publication in between: match again against the set now current (bounded: a frame never waits). */
+    for (int attempt = 0; attempt < 4; attempt++) {
+        uint32_t *current = bpf_map_lookup_elem(&brk_filter_generation, &filter);
+        if (!current)
+            return 1;
+        uint32_t generation = *current;
+        uint64_t drop = brk_xdp_filter_match(filter, generation, BRK_XDP_FILTER_CLASS(BRK_XDP_FILTER_DROP, family & 1));
+        uint64_t allow = drop ? brk_xdp_filter_match(filter, generation,
+                                                     BRK_XDP_FILTER_CLASS(BRK_XDP_FILTER_ALLOW, family & 1)) : 0;
+        decider = allow ? allow : drop;
+        allowed = allow != 0;
+        current = bpf_map_lookup_elem(&brk_filter_generation, &filter);
+        if (!current || *current == generation)
+            break;
+    }
+    if (!decider)
+        return 1;
+    struct brk_xdp_filter_counter_key counter_key = { .filter = filter, .id = decider };
+    struct brk_xdp_filter_counters *rule_counters = bpf_map_lookup_elem(&brk_filter_counters, &counter_key);
+    if (rule_counters) {
+        rule_counters->hits++;
+        rule_counters->bytes += bytes;
+    }
+    if (allowed)
+        counters->rule_allowed++;
+    else
+        counters->rule_dropped++;
+    return allowed;
+}
+
 static __always_inline long brk_broadcast(uint32_t duplicator)
 {
     switch (duplicator) {
@@ -215,7 +421,21 @@ int brk_xdp_bricks(struct xdp_md *context)
             return action;
         }
         uint32_t choice = 0;
-        if (node->kind == BRK_XDP_LOADBALANCER) {
+        if (node->kind == BRK_XDP_FILTER) {
+            /* Passed to output 0, rejected to output 1 when there is one (the Filter brick's way). */
+            /* The key is taken here, not in brk_xdp_filter_decide: the calls' stacks together stay
+             * within the verifier's 512 bytes. */
+            struct brk_xdp_filter_scratch *scratch = brk_filter_scratch_space();
+            int family = scratch ? brk_xdp_filter_key(context, scratch) : -1;
+            if (brk_xdp_filter_decide(family, node->filter, bytes, counters)) {
+                counters->passed++;
+            } else if (node->output_count > 1) {
+                choice = 1;
+            } else {
+                counters->filtered++;
+                return XDP_DROP;
+            }
+        } else if (node->kind == BRK_XDP_LOADBALANCER) {
             if (!dissected)
                 dissected = brk_xdp_dissect(context, &keys);
             choice = brk_xdp_balance_hash(&keys, index, node->split, node->depth, counters) % node->output_count;

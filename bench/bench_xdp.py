@@ -35,7 +35,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "src"))
 
 from bench_veth import (  # noqa: E402 - bench_veth is a sibling script, found through sys.path
-    BricksForwarder, background_load, interface_counter, machine_facts, task_cpu_ns,
+    REALTIME_DEFAULT, BricksForwarder, background_load, interface_counter, machine_facts, parse_realtime, task_cpu_ns,
 )
 from bricks import links  # noqa: E402
 from bricks.engine import install_signal_handlers  # noqa: E402
@@ -380,7 +380,9 @@ def parse_arguments():
     parser.add_argument("--attempts", type=int, default=4, help="trials per mode and size while frames are lost")
     parser.add_argument("--buffer-slots", type=int, default=512, help="packet back-end PktEngine buffer_sz")
     parser.add_argument("--batch", type=int, default=1024, help="packet back-end pe:link batch")
-    parser.add_argument("--realtime", action="store_true", help="packet back-end engine thread SCHED_FIFO")
+    parser.add_argument("--realtime", type=parse_realtime, default=REALTIME_DEFAULT, metavar="default|off|PRIORITY",
+                        help="the packet back-end engine thread's priority, as bench_veth.py's (default: the "
+                             "product's own default, SCHED_FIFO 10 where allowed)")
     arguments = parser.parse_args()
     unknown = [mode for mode in arguments.modes if mode not in MODES]
     if unknown:

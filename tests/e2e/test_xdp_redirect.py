@@ -104,7 +104,8 @@ def test_load_balancer_redirects_every_frame_once_to_the_c_engines_pipe(testbed,
         assert received == expected
         assert all(expected), "every pipe gets traffic"
         assert program.node_counters() == {"received_packets": len(frames), "received_bytes": sum(map(len, frames)),
-                                           "malformed": 0, "fragment_fallbacks": 0, "jumbo_drops": 0}
+                                           "malformed": 0, "fragment_fallbacks": 0, "jumbo_drops": 0,
+                                           "filtered": 0, "passed": 0, "rule_dropped": 0, "rule_allowed": 0}
         assert program.output_counters() == [
             {"packets": sum(counts.values()), "bytes": sum(len(frame) * n for frame, n in counts.items()),
              "redirect_failures": 0} for counts in expected]

@@ -18,16 +18,11 @@ from bricks.frames import flow_frames, pcap_bytes, read_pcap, udp_frame
 from tests.e2e import daemons
 from tests.e2e.daemons import alive
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("engines_removed")]
 
 SEND_RATE = 20000
 NOTICE_TIMEOUT_S = 5.0
 
-
-@pytest.fixture(autouse=True)
-def engines_removed():
-    yield
-    engine_module.shutdown_all()
 
 
 def wait_until(condition):

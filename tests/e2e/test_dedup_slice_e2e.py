@@ -6,23 +6,17 @@ import threading
 
 import pytest
 
-from bricks import engine as engine_module
 from bricks import links
 from bricks.engine import Brick, PktEngine
 from bricks.frames import ETHERTYPE_VLAN, checksum, pad, read_pcap, tcp_frame, udp_frame
 from bricks.testbed import wait_for_total
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("engines_removed")]
 
 SEND_RATE = 20000
 STREAM = 10000
 WINDOW_US = 5_000_000   # the two replays start up to a process start apart (tens of ms): far inside it
 
-
-@pytest.fixture(autouse=True)
-def engines_removed():
-    yield
-    engine_module.shutdown_all()
 
 
 def numbered(number):

@@ -18,15 +18,10 @@ from bricks.engine import Brick, PktEngine
 from bricks.testbed import wait_for_total
 from bricks import frames as packets
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("engines_removed")]
 
 SEND_RATE = 20000
 
-
-@pytest.fixture(autouse=True)
-def engines_removed():
-    yield
-    engine_module.shutdown_all()
 
 
 def assert_accounted(stats):

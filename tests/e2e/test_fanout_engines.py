@@ -9,24 +9,18 @@ import random
 
 import pytest
 
-from bricks import engine as engine_module
 from bricks import frames as packets
 from bricks import links
 from bricks.engine import Brick, PktEngine
 from bricks.testbed import wait_for_total
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("engines_removed")]
 
 SEND_RATE = 20000
 ENGINES = 3
 QINQ = [(packets.ETHERTYPE_QINQ, 100), (packets.ETHERTYPE_VLAN, 5)]
 DOT1Q = [(packets.ETHERTYPE_VLAN, 7)]
 
-
-@pytest.fixture(autouse=True)
-def engines_removed():
-    yield
-    engine_module.shutdown_all()
 
 
 def fragmented_udp(source, destination, ports, ident, vlans=()):

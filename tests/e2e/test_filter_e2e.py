@@ -15,31 +15,17 @@ import time
 
 import pytest
 
-from bricks import engine as engine_module
 from bricks import links
 from bricks.engine import Brick, PktEngine
 from bricks.frames import ETHERTYPE_VLAN, pad, tcp_frame, udp_frame
 from bricks.testbed import wait_for_total
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("engines_removed")]
 
 SEND_RATE = 20000
 A, B, C, D = "10.0.0.1", "10.0.0.2", "192.168.7.9", "10.9.8.7"
 
 
-@pytest.fixture(autouse=True)
-def engines_removed():
-    yield
-    engine_module.shutdown_all()
-    engine_module.set_backend("packet")   # as conftest pins it for the other suites
-
-
-@pytest.fixture(params=["packet", "xdp"])
-def backend(request):
-    """The back-end a Filter of runtime rules runs on (the bed checks it did)."""
-    engine_module.shutdown_all()
-    engine_module.set_backend(request.param)
-    return request.param
 
 
 def numbered(build, *flow, number=0, **options):
@@ -99,8 +85,8 @@ def test_expression_splits_passed_and_rejected(testbed, expression, matching, ot
     assert bed.filter.filter_stats()["expression_rejected"] == len(other)
 
 
-def test_runtime_rules_on_the_wire_and_across_stop_start(testbed, backend):
-    bed = FilterBed(testbed, backend=backend)
+def test_runtime_rules_on_the_wire_and_across_stop_start(testbed, rules_backend):
+    bed = FilterBed(testbed, backend=rules_backend)
     by_address = bed.filter.drop({"src": C})
     by_cidr = bed.filter.drop({"dst": "10.9.0.0/16"})
     by_flow = bed.filter.drop({"src": A, "dst": B, "sport": 4000, "dport": 443, "proto": "tcp"})
@@ -130,8 +116,8 @@ def test_runtime_rules_on_the_wire_and_across_stop_start(testbed, backend):
     assert {rule["id"]: rule["hits"] for rule in bed.filter.rules()}[by_flow] == 6 * 2
 
 
-def test_timeout_stops_dropping_on_the_wire(testbed, backend):
-    bed = FilterBed(testbed, backend=backend)
+def test_timeout_stops_dropping_on_the_wire(testbed, rules_backend):
+    bed = FilterBed(testbed, backend=rules_backend)
     rate, seconds = 200, 3.5
     frames = [numbered(udp_frame, C, A, 5, 6, number=number) for number in range(int(rate * seconds))]
     bed.engine.start()
@@ -151,9 +137,9 @@ def test_timeout_stops_dropping_on_the_wire(testbed, backend):
     assert bed.filter.rules() == []
 
 
-def test_ten_thousand_rules_while_traffic_flows(testbed, backend):
+def test_ten_thousand_rules_while_traffic_flows(testbed, rules_backend):
     """No packet that no rule drops is lost while rules are published, and drop counts are exact."""
-    bed = FilterBed(testbed, backend=backend)
+    bed = FilterBed(testbed, backend=rules_backend)
     shunted = bed.filter.drop({"src": C, "dst": A, "sport": 9, "dport": 9, "proto": "udp"})
     rate, count = 2000, 12000
     frames = []

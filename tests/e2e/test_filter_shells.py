@@ -20,7 +20,7 @@ from bricks.lua import LuaError, LuaRuntime
 from bricks.testbed import wait_for_total
 from tests.e2e.daemons import PROMPT, alive
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("engines_removed")]
 
 A, B, C = "10.0.0.1", "10.0.0.2", "10.0.0.3"
 SCRIPT = """\
@@ -54,26 +54,14 @@ def rule_hits(paths, name):
     return [tuple(line.split("\t")) for line in result.stdout.splitlines()]
 
 
-@pytest.fixture(autouse=True)
-def engines_removed():
-    yield
-    engine_module.shutdown_all()
-    engine_module.set_backend("packet")   # as conftest pins it for the other suites
 
 
-@pytest.fixture(params=["packet", "xdp"])
-def backend(request):
-    engine_module.shutdown_all()
-    engine_module.set_backend(request.param)
-    return request.param
-
-
-def test_rules_from_the_local_lua_state_while_the_engine_runs(testbed, backend):
+def test_rules_from_the_local_lua_state_while_the_engine_runs(testbed, rules_backend):
     host_if, ns_if = testbed.add_input("in")
     printed = []
     lua = LuaRuntime(output=printed.append)
     lua.execute(f'arg = {{"{host_if}"}}\n' + SCRIPT)
-    assert engine_module.PktEngine.retrieve("flt").linked[0].backend == backend
+    assert engine_module.PktEngine.retrieve("flt").linked[0].backend == rules_backend
     reader = testbed.reader(links.consumer_name(host_if, 0), in_namespace=False)
     dropped, kept = (C, A, 7, 80), (A, B, 7, 80)
     assert lua.execute(f'f = Filter.retrieve("{host_if}{{0"); return f:drop{{src="{C}"}}') == [1]
@@ -87,12 +75,13 @@ def test_rules_from_the_local_lua_state_while_the_engine_runs(testbed, backend):
         frames_of(dropped, copies=3)
 
 
-def test_remote_shells_change_rules_on_a_running_daemon_and_a_restart_keeps_them(paths, testbed, tmp_path, backend):
+def test_remote_shells_change_rules_on_a_running_daemon_and_a_restart_keeps_them(paths, testbed, tmp_path,
+                                                                                rules_backend):
     host_if, ns_if = testbed.add_input("in")
     name = f"{host_if}{{0"
     script = tmp_path / "filter.lua"
     script.write_text(SCRIPT)
-    paths.start_daemon("--backend", backend, "-f", str(script), host_if)
+    paths.start_daemon("--backend", rules_backend, "-f", str(script), host_if)
     reader = testbed.reader(links.consumer_name(host_if, 0), in_namespace=False)
 
     added = paths.remote(f'print(Filter.retrieve("{name}"):drop{{src="{C}"}})')
@@ -116,7 +105,7 @@ def test_remote_shells_change_rules_on_a_running_daemon_and_a_restart_keeps_them
         assert sorted(captured) == sorted(frames_of(allowed, kept, copies=5))
         assert rule_hits(paths, name) == [("1", "drop", "5"), ("2", "drop", "5"), ("3", "allow", "5")]
         status = paths.remote("BRICKS.print_status()")
-        assert f"Filter tree on {backend}" in status.stdout, status.stdout
+        assert f"Filter tree on {rules_backend}" in status.stdout, status.stdout
 
         shell.sendline("f:remove(2)")
         shell.expect_exact(PROMPT)
@@ -140,7 +129,7 @@ def test_remote_shells_change_rules_on_a_running_daemon_and_a_restart_keeps_them
     assert "bad.jsonl:3: src: '10.0.0.0/33' is not an address or CIDR" in refused.stderr
     assert not links.interface_exists(name)
 
-    daemon = paths.start_daemon("--backend", backend, "-f", str(script), "--rules", str(saved), host_if)
+    daemon = paths.start_daemon("--backend", rules_backend, "-f", str(script), "--rules", str(saved), host_if)
     reader = testbed.reader(links.consumer_name(host_if, 0), in_namespace=False)
     assert sorted(send_and_capture(testbed, ns_if, reader, frames_of(by_address, allowed, kept, copies=3), 6)) == \
         sorted(frames_of(allowed, kept, copies=3))

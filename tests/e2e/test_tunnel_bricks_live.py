@@ -7,20 +7,14 @@ namespace's veth into bricks, and tcpdump on every pipe's consumer end says wher
 """
 import pytest
 
-from bricks import engine as engine_module
 from bricks import links
 from bricks.engine import Brick, PktEngine
 from bricks.testbed import wait_for_total
 from tests.e2e.test_engine_e2e import SEND_RATE, assert_accounted
 from tests.unit.test_tunnel_bricks import STRIP_CASES, tunnelled_conversations
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("engines_removed")]
 
-
-@pytest.fixture(autouse=True)
-def engines_removed():
-    yield
-    engine_module.shutdown_all()
 
 
 def run_live(testbed, brick_of, pipes, frames):

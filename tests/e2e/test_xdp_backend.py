@@ -28,18 +28,12 @@ from bricks.xdp import XdpProgram, XdpTree, attached_program
 from tests.e2e.test_engine_e2e import assert_accounted
 from tests.e2e.test_xdp_redirect import GRO_HOLD_NS, assert_nothing_attached, set_napi, traffic
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("engines_removed")]
 
 SEND_PPS = 4000
 ARRIVAL_TIMEOUT_S = 20
 EXIT_TIMEOUT_S = 10
 
-
-@pytest.fixture(autouse=True)
-def engines_removed():
-    yield
-    engine_module.shutdown_all()
-    engine_module.set_backend("packet")   # as conftest pins it for the other suites
 
 
 def use_backend(name):

@@ -54,58 +54,42 @@ BRK_DISSECT_FUNCTION uint32_t filter_link_offset(const uint8_t *data, const uint
     return offset;
 }
 
-/* The key of an IPv4 header at offset: FILTER_IPV4, or -1 when the version
- * nibble disagrees or the header is cut (not IP to the Filter). */
-BRK_DISSECT_FUNCTION int filter_ipv4_key(const uint8_t *data, const uint8_t *end, uint32_t offset,
-                                         struct filter_key *key)
+/* The key of the IP header of version (4 or 6) at offset, past an IPv6
+ * header's extension headers: FILTER_IPV4 or FILTER_IPV6, or -1 when the
+ * version nibble disagrees or the header is cut (not IP to the Filter). */
+BRK_DISSECT_FUNCTION int filter_ip_key(const uint8_t *data, const uint8_t *end, uint32_t offset, unsigned version,
+                                       struct filter_key *key)
 {
     struct brk_flow_endpoints endpoints;
     struct brk_ip_header header;
     const uint8_t *ip = brk_at(data, offset);
-    if (ip + 1 > end || (ip[0] >> 4) != 4 || (ip[0] & 15u) < 5
-            || !brk_dissect_ipv4(data, end, offset, &endpoints, &header))
+    if (ip + 1 > end || (unsigned)(ip[0] >> 4) != version)
         return -1;
-    key->word[0] = filter_load_be32(endpoints.source);
-    key->word[1] = filter_load_be32(endpoints.destination);
-    key->word[2] = filter_ports_word(data, end, &header);
-    key->word[3] = header.protocol;
-    return FILTER_IPV4;
-}
-
-/* The key of an IPv6 header at offset, past its extension headers:
- * FILTER_IPV6, or -1 (version, cut headers). */
-BRK_DISSECT_FUNCTION int filter_ipv6_key(const uint8_t *data, const uint8_t *end, uint32_t offset,
-                                         struct filter_key *key)
-{
-    struct brk_flow_endpoints endpoints;
-    struct brk_ip_header header;
-    const uint8_t *ip = brk_at(data, offset);
-    if (ip + 1 > end || (ip[0] >> 4) != 6 || !brk_dissect_ipv6(data, end, offset, &endpoints, &header)
-            || header.cut)
+    if (version == 4 ? (ip[0] & 15u) < 5 || !brk_dissect_ipv4(data, end, offset, &endpoints, &header)
+                     : !brk_dissect_ipv6(data, end, offset, &endpoints, &header) || header.cut)
         return -1;
-    for (int w = 0; w < 4; w++) {
+    unsigned address_words = version == 4 ? 1 : 4;
+    for (unsigned w = 0; w < 4 && w < address_words; w++) {
         key->word[w] = filter_load_be32(endpoints.source + 4 * w);
-        key->word[4 + w] = filter_load_be32(endpoints.destination + 4 * w);
+        key->word[address_words + w] = filter_load_be32(endpoints.destination + 4 * w);
     }
-    key->word[8] = filter_ports_word(data, end, &header);
-    key->word[9] = header.protocol;
-    return FILTER_IPV6;
+    key->word[2 * address_words] = filter_ports_word(data, end, &header);
+    key->word[2 * address_words + 1] = header.protocol;
+    return version == 4 ? FILTER_IPV4 : FILTER_IPV6;
 }
 
 /* The frame's key in FILTER_IPV4 or FILTER_IPV6 layout (the family is
  * returned), or -1 for what is not IP or too short to say. The XDP program
- * calls the three steps apart, each verified on its own. */
+ * calls the two steps apart, each verified on its own. */
 BRK_DISSECT_FUNCTION int filter_frame_key(const uint8_t *data, const uint8_t *end, struct brk_flow_keys *link,
                                           struct filter_key *key)
 {
     uint32_t offset = filter_link_offset(data, end, link);
     if (offset == 0)
         return -1;
-    if (link->ethertype == BRK_ETHERTYPE_IPV4)
-        return filter_ipv4_key(data, end, offset, key);
-    if (link->ethertype == BRK_ETHERTYPE_IPV6)
-        return filter_ipv6_key(data, end, offset, key);
-    return -1;
+    if (link->ethertype != BRK_ETHERTYPE_IPV4 && link->ethertype != BRK_ETHERTYPE_IPV6)
+        return -1;
+    return filter_ip_key(data, end, offset, link->ethertype == BRK_ETHERTYPE_IPV4 ? 4 : 6, key);
 }
 
 #endif

@@ -235,7 +235,7 @@ __attribute__((noinline)) int brk_xdp_filter_ip_key(struct xdp_md *context, uint
     if (!key || offset > BRK_DISSECT_MAX_OFFSET)
         return -1;
     const uint8_t *data = (const uint8_t *)(long)context->data, *end = (const uint8_t *)(long)context->data_end;
-    return version == 4 ? filter_ipv4_key(data, end, offset, key) : filter_ipv6_key(data, end, offset, key);
+    return filter_ip_key(data, end, offset, version, key);
 }
 
 static __always_inline int brk_xdp_filter_key(struct xdp_md *context, struct brk_xdp_filter_scratch *scratch)

@@ -505,19 +505,28 @@ def test_jumbo_frames_a_duplicator_cannot_broadcast_count_as_too_big(testbed):
     assert "too big for the output" in engine.stats_text()
 
 
+def filter_in_lua(host_if, engine_name, expression=None, then=""):
+    """A LuaRuntime (auto back-end) in which `f` is a Filter from host_if to its pipe 0 and `pe` its engine,
+    after running `then`; returns it and what it printed."""
+    use_backend("auto")
+    printed = []
+    lua = LuaRuntime(output=printed.append)
+    argument = f', "{expression}"' if expression else ""
+    lua.execute(textwrap.dedent(f"""
+        pe = PktEngine.new("{engine_name}")
+        f = Brick.new("Filter"{argument})
+        f:connect_input("{host_if}")
+        f:connect_output("{host_if}{{0")
+    """) + textwrap.dedent(then))
+    return lua, printed
+
+
 def test_a_filter_and_its_load_balancer_run_in_one_program_while_rules_change(testbed):
     """Filter -> LoadBalancer(4) in XDP, rules added and removed from Lua while frames flow: every frame that a
     rule did not drop arrives once, on the pipe the packet back-end's C engine chooses, each flow on one pipe;
     received = passed + filtered, and the rules' hits (read from the kernel) add up to the frames filtered."""
     host_if, ns_if = testbed.add_input("in")
-    use_backend("auto")
-    printed = []
-    lua = LuaRuntime(output=printed.append)
-    lua.execute(textwrap.dedent(f"""
-        pe = PktEngine.new("shunt")
-        f = Brick.new("Filter")
-        f:connect_input("{host_if}")
-        f:connect_output("{host_if}{{0")
+    lua, printed = filter_in_lua(host_if, "shunt", then=f"""
         lb = Brick.new("LoadBalancer", 4)
         lb:connect_input("{host_if}}}0")
         lb:connect_output("{host_if}{{1", "{host_if}{{2", "{host_if}{{3", "{host_if}{{4")
@@ -526,7 +535,7 @@ def test_a_filter_and_its_load_balancer_run_in_one_program_while_rules_change(te
         pe:start()
         permanent = f:drop{{src = "10.77.0.0/16"}}
         BRICKS.print_status()
-    """))
+    """)
     status = "\n".join(printed)
     assert f"Engine shunt: Filter tree on xdp (attached to {host_if} (native))" in status, status
     flows = packets.flow_frames(200, packets_per_direction=3, seed=71)
@@ -583,16 +592,9 @@ def test_a_filter_and_its_load_balancer_run_in_one_program_while_rules_change(te
 
 def test_a_filter_with_an_expression_runs_on_packet_and_print_status_says_why(testbed):
     host_if, _ = testbed.add_input("in")
-    use_backend("auto")
-    printed = []
-    lua = LuaRuntime(output=printed.append)
-    lua.execute(textwrap.dedent(f"""
-        pe = PktEngine.new("expr")
-        f = Brick.new("Filter", "tcp port 80")
-        f:connect_input("{host_if}")
-        f:connect_output("{host_if}{{0")
+    _, printed = filter_in_lua(host_if, "expr", "tcp port 80", then="""
         pe:link(f)
         BRICKS.print_status()
-    """))
+    """)
     assert ("Engine expr: Filter tree on packet (xdp: a Filter with a tcpdump expression "
             "(XDP runs a Filter's rules, not libpcap's BPF))") in "\n".join(printed)

@@ -453,6 +453,10 @@ class PktEngine:
                     else:
                         self.problems[what] = reason
                         log.warning("engine %s: %s", self.name, reason)
+            for linked in self.linked:   # back-ends whose inputs the C sources do not read (xdp) watch their own
+                watch = getattr(linked.context.backend, "watch", None)
+                if watch is not None and self.running:
+                    watch(linked.context, self.name)
 
     def status_lines(self):
         """One line per input or output of this engine that does not work now, and the error its last run

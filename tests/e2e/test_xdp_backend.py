@@ -7,6 +7,7 @@ Duplicators complete; chains in one program; trees XDP cannot run fall back to p
 why; counters exact with drops by cause (a full pipe); nothing left attached and no pipe left after stop,
 delete, SIGTERM or SIGKILL; someone else's program refused in one line, never replaced."""
 import collections
+import logging
 import os
 import signal
 import subprocess
@@ -419,16 +420,31 @@ def test_a_deleted_pipe_is_said_and_its_frames_count_as_output_gone(testbed):
     engine.stop()
 
 
-def test_a_deleted_input_is_said_and_the_engine_still_stops_and_goes(testbed):
+def test_a_deleted_input_is_said_and_the_program_runs_on_it_again_when_it_returns(testbed, caplog):
     host_if, _ = testbed.add_input("in")
     use_backend("xdp")
+    caplog.set_level(logging.INFO, logger="bricks")
     engine = PktEngine.new("noinput")
     engine.link(Brick("Dummy").connect_input(host_if).connect_output(f"{host_if}{{0"))
     engine.start()
     subprocess.run(["ip", "link", "del", host_if], check=True)
     assert engine.stats()["problems"] == [f"Engine noinput: input {host_if} gone: the program left with it "
-                                          "(stop and start the engine once it is back)"]
+                                          "(attached again when it returns)"]
+    # An interface of the same name returns: the program runs on it again, by itself.
+    host_if_again, ns_if_again = testbed.add_input("in")
+    assert host_if_again == host_if
+    deadline = time.monotonic() + EXIT_TIMEOUT_S
+    while engine.stats()["problems"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert engine.stats()["problems"] == []
+    assert attached_program(host_if) != 0
+    reader = testbed.reader(links.consumer_name(host_if, 0), in_namespace=False)
+    frames = packets.flow_frames(40, seed=73)
+    testbed.send(ns_if_again, frames, pps=SEND_PPS)
+    assert sorted(reader.wait_for(len(frames))) == sorted(frames)
+    assert caplog.text.count(f"input {host_if} is back: the XDP program runs on it again") == 1, caplog.text
     engine.stop()
+    assert attached_program(host_if) == 0
     engine.delete()
     assert not links.interface_exists(links.broker_name(host_if, 0))
 

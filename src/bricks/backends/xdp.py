@@ -50,6 +50,8 @@ class XdpTreeState:
     transmit_error_base: Dict[str, int] = field(default_factory=dict)   # device -> xdp_xmit_errors at link
     attached: List[str] = field(default_factory=list)
     generic: List[str] = field(default_factory=list)    # inputs where only generic mode was possible
+    input_ifindex: Dict[str, int] = field(default_factory=dict)   # input -> the device the program is on
+    reattach_failed: Dict[str, str] = field(default_factory=dict)  # input -> why attaching it again failed
 
 
 @functools.lru_cache(maxsize=1)
@@ -207,12 +209,7 @@ class XdpBackend:
         state, engine_name = context.state, context.engine.name
         try:
             for interface in state.inputs:
-                generic = state.program.attach(interface, "auto")
-                state.attached.append(interface)
-                if generic:
-                    state.generic.append(interface)
-                    log.warning("engine %s: %s has no native XDP: the program runs in generic mode (slower)",
-                                engine_name, interface)
+                self._attach_input(state, interface, engine_name)
             for consumer in state.consumers:
                 state.program.attach_pass(consumer)
                 state.attached.append(consumer)
@@ -221,24 +218,64 @@ class XdpBackend:
             raise
         log.info("engine %s: %s tree %s", engine_name, context.plan.root.kind.name, self.describe(context))
 
+    @staticmethod
+    def _attach_input(state, interface, engine_name):
+        generic = state.program.attach(interface, "auto")
+        state.input_ifindex[interface] = xdp.interface_index(interface)
+        if interface not in state.attached:
+            state.attached.append(interface)
+        if generic:
+            state.generic.append(interface)
+            log.warning("engine %s: %s has no native XDP: the program runs in generic mode (slower)",
+                        engine_name, interface)
+
+    def watch(self, context, engine_name):
+        """While the engine runs: an input that returned (a device of the same name, a new index) gets the
+        program again, as the packet back-end reads a returning input again; its old link went with the old
+        device."""
+        state = context.state
+        if state is None or not state.attached:
+            return
+        for interface in state.inputs:
+            old = state.input_ifindex.get(interface)
+            try:
+                now = xdp.interface_index(interface)
+            except BricksError:
+                continue   # gone: problems() says so
+            if old is None or now == old:
+                continue
+            state.program.detach(old)
+            state.generic = [name for name in state.generic if name != interface]
+            try:
+                self._attach_input(state, interface, engine_name)
+            except BricksError as error:
+                if state.reattach_failed.get(interface) != str(error):
+                    log.warning("engine %s: input %s is back, but the program could not attach: %s",
+                                engine_name, interface, error)
+                state.reattach_failed[interface] = str(error)
+                continue
+            state.reattach_failed.pop(interface, None)
+            log.info("engine %s: input %s is back: the XDP program runs on it again", engine_name, interface)
+
     def stop(self, context):
         state = context.state
         for ifindex in list(state.program.attached):   # by index: an interface gone meanwhile has no name
             state.program.detach(ifindex)
-        state.attached, state.generic = [], []
+        state.attached, state.generic, state.input_ifindex = [], [], {}
 
     def release(self, context):
         context.state = None   # the program closes with context.held
 
     def problems(self, context):
-        """One line per input or output of a running tree that is gone (print_status, show_stats). XDP does not
-        re-attach by itself as the packet back-end does: a returning input is attached again by a stop and a
-        start, a returning output only by linking the tree again."""
+        """One line per input or output of a running tree that is gone (print_status, show_stats). A returning
+        input gets the program again (watch); a returning output only by linking the tree again."""
         state = context.state
         if state is None or not state.attached:
             return []
-        lines = [f"input {name} gone: the program left with it (stop and start the engine once it is back)"
+        lines = [f"input {name} gone: the program left with it (attached again when it returns)"
                  for name in state.inputs if not links.interface_exists(name)]
+        lines += [f"input {name} is back, but the program could not attach: {reason}"
+                  for name, reason in state.reattach_failed.items()]
         lines += [f"output {device} gone: its frames count as output gone (link the tree again once it is back)"
                   for device in state.transmit_error_base if not links.interface_exists(device)]
         return lines

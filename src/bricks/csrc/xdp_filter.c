@@ -40,7 +40,7 @@ struct brk_xdp_filter {
     unsigned filter;
     uint32_t generation;                  /* the current one; 0: nothing written yet */
     int cpus;
-    int generation_fd, shapes_fd, rules_fd, prefixes_fd, counters_fd;
+    int generation_fd, has_drops_fd, shapes_fd, rules_fd, prefixes_fd, counters_fd;
     struct item_list prefix_keys;         /* struct brk_xdp_filter_prefix_key: the current generation's */
     struct named_mask *masks;             /* BRK_XDP_FILTER_MASK_IDS */
     unsigned mask_ids_used;               /* ids below it were used once */
@@ -489,6 +489,9 @@ static int publish_set(void *context, const struct filter_rule_set *set, const s
         fail_with_errno(error, error_size, "a new rule generation");
         goto undo;
     }
+    /* After the store: in between, a frame takes the old flag with the new set, both whole. */
+    uint32_t has_drops = set->drop[FILTER_IPV4].shape_count || set->drop[FILTER_IPV6].shape_count;
+    bpf_map_update_elem(binding->has_drops_fd, &binding->filter, &has_drops, BPF_ANY);
     /* Current: frames still matching the old generation see it move and match again. */
     delete_keys(binding->rules_fd, &next->deletes);
     delete_keys(binding->prefixes_fd, &binding->prefix_keys);
@@ -543,6 +546,7 @@ int brk_xdp_filter_bind(brk_xdp *xdp, unsigned filter, brk_filter_table *table, 
     binding->filter = filter;
     binding->cpus = brk_xdp_cpus(xdp);
     binding->generation_fd = brk_xdp_map(xdp, "brk_filter_generation");
+    binding->has_drops_fd = brk_xdp_map(xdp, "brk_filter_has_drops");
     binding->shapes_fd = brk_xdp_map(xdp, "brk_filter_shapes");
     binding->rules_fd = brk_xdp_map(xdp, "brk_filter_rules");
     binding->prefixes_fd = brk_xdp_map(xdp, "brk_filter_prefixes");
@@ -554,8 +558,8 @@ int brk_xdp_filter_bind(brk_xdp *xdp, unsigned filter, brk_filter_table *table, 
         free(binding);
         return out_of_memory(error, error_size);
     }
-    if (binding->generation_fd < 0 || binding->shapes_fd < 0 || binding->rules_fd < 0 || binding->prefixes_fd < 0
-            || binding->counters_fd < 0) {
+    if (binding->generation_fd < 0 || binding->has_drops_fd < 0 || binding->shapes_fd < 0 || binding->rules_fd < 0
+            || binding->prefixes_fd < 0 || binding->counters_fd < 0) {
         free(binding->masks);
         free(binding);
         return brk_fail(error, error_size, "XDP: the program has no Filter maps: reinstall bricks"), -1;

@@ -83,6 +83,14 @@ struct {
     __type(value, uint32_t);
 } brk_filter_generation SEC(".maps");
 
+/* 1 while a Filter's set has drop rules: without any, a frame passes untouched (no key taken). */
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, BRK_XDP_MAX_FILTERS);
+    __type(key, uint32_t);
+    __type(value, uint32_t);
+} brk_filter_has_drops SEC(".maps");
+
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
     __uint(max_entries, BRK_XDP_MAX_FILTERS * 2 * BRK_XDP_FILTER_CLASSES);
@@ -425,7 +433,9 @@ int brk_xdp_bricks(struct xdp_md *context)
             /* Passed to output 0, rejected to output 1 when there is one (the Filter brick's way). */
             /* The key is taken here, not in brk_xdp_filter_decide: the calls' stacks together stay
              * within the verifier's 512 bytes. */
-            struct brk_xdp_filter_scratch *scratch = brk_filter_scratch_space();
+            uint32_t filter = node->filter;
+            uint32_t *has_drops = bpf_map_lookup_elem(&brk_filter_has_drops, &filter);
+            struct brk_xdp_filter_scratch *scratch = has_drops && *has_drops ? brk_filter_scratch_space() : NULL;
             int family = scratch ? brk_xdp_filter_key(context, scratch) : -1;
             if (brk_xdp_filter_decide(family, node->filter, bytes, counters)) {
                 counters->passed++;

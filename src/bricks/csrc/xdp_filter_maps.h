@@ -51,7 +51,8 @@ struct brk_xdp_filter_rule_key {
     uint16_t mask_id;                /* < BRK_XDP_FILTER_MASK_IDS */
     uint32_t word[FILTER_KEY_WORDS];
 };
-#define BRK_XDP_FILTER_MASK_IDS 4096   /* masks named at once, per Filter (4 x 256 in a set, more while one replaces another) */
+/* Masks named at once, per Filter: 4 classes x 256 in a set, more while one replaces another. */
+#define BRK_XDP_FILTER_MASK_IDS 4096
 #define BRK_XDP_FILTER_GUARD_MIN_SHAPES 8   /* fewer shapes: each probed, no trie lookups */
 
 struct brk_xdp_filter_rule {

@@ -206,6 +206,9 @@ class FilterRules:
             raise BricksError(f"Filter: {error_text(error)}")
         self.table = table
         self._free = weakref.finalize(self, lib.brk_filter_table_free, table)
+        # Not at exit: the engines shut down then (atexit), and an XDP program or a C brick still using the
+        # table would read freed memory; the process's end frees it anyway.
+        self._free.atexit = False
         self.lock = threading.Lock()
         self.next_id = 1
         self.rules_by_id = {}        # id -> Rule, in insertion order

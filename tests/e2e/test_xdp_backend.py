@@ -268,6 +268,32 @@ def test_an_ended_process_leaves_nothing_attached(testbed, signum):
     assert not any(links.interface_exists(links.broker_name(host_if, index)) for index in range(2))
 
 
+_FILTER_PROCESS = r"""
+import sys
+from bricks import engine
+from bricks.engine import Brick, PktEngine
+engine.set_backend(sys.argv[2])
+e = PktEngine.new("child")
+f = Brick("Filter").connect_input(sys.argv[1]).connect_output(sys.argv[1] + "{0")
+e.link(f)
+e.start()
+f.drop({"src": "10.0.0.1"})
+print("started on", e.linked[0].backend, flush=True)
+"""
+
+
+@pytest.mark.parametrize("backend", ["xdp", "packet"])
+def test_a_process_that_ends_with_a_filter_running_exits_cleanly(testbed, backend):
+    """The end of the script with an engine still running a Filter with rules: the engines shut down at exit
+    before the rule tables go (a table freed first crashed the XDP program's close: exit 139)."""
+    host_if, _ = testbed.add_input("in")
+    ended = subprocess.run([sys.executable, "-c", _FILTER_PROCESS, host_if, backend], stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=EXIT_TIMEOUT_S * 3)
+    assert (ended.returncode, ended.stdout, ended.stderr) == (0, f"started on {backend}\n", "")
+    assert_nothing_attached([host_if])
+    assert not links.interface_exists(links.broker_name(host_if, 0))
+
+
 def test_a_full_pipe_counts_exactly_what_it_dropped(testbed):
     """A consumer that polls slowly fills its pipe: the frames XDP redirected but the veth could not take are
     the output's `full` drops (subtracted from delivered), and with what arrived they account for every frame."""

@@ -496,10 +496,12 @@ class PktEngine:
             raise BricksError(f"engine {self.name}: {error}") from None
 
     def _stop_backends(self):
-        for linked in reversed(self.linked):
-            stop = getattr(linked.context.backend, "stop", None)
-            if stop is not None:
-                stop(linked.context)
+        # Under the watcher's lock: a watch that attaches a returning input (xdp) never runs past a stop.
+        with self._watch_lock:
+            for linked in reversed(self.linked):
+                stop = getattr(linked.context.backend, "stop", None)
+                if stop is not None:
+                    stop(linked.context)
 
     @property
     def finite(self):

@@ -155,15 +155,10 @@ static int write_prefixes(struct brk_xdp_filter *binding, struct generation *nex
     return 0;
 }
 
-/* A side's prefix of a masked key, queued with its shape when it has one. */
+/* A side's prefix (length bits of the shape's mask, not 0) of a masked key, queued with its shape. */
 static int queue_prefix(struct brk_xdp_filter *binding, struct generation *next, unsigned rule_class,
-                        unsigned shape, unsigned side, unsigned address_words, const uint32_t *words)
+                        unsigned shape, unsigned side, unsigned length, unsigned address_words, const uint32_t *words)
 {
-    unsigned length = 0;
-    for (unsigned w = 0; w < address_words; w++)
-        length += (unsigned)__builtin_popcount(next->shapes.mask[shape][side * address_words + w]);
-    if (!length)
-        return 0;   /* the shape is open on that side */
     struct pending_prefix *prefix = item_add(&next->prefixes);
     if (!prefix)
         return -1;
@@ -172,13 +167,7 @@ static int queue_prefix(struct brk_xdp_filter *binding, struct generation *next,
     prefix->key.rule_class = (uint8_t)rule_class;
     prefix->key.side = (uint8_t)side;
     prefix->key.generation = next->number;
-    for (unsigned w = 0; w < address_words; w++) {
-        uint32_t word = words[side * address_words + w];
-        prefix->key.address[4 * w] = (uint8_t)(word >> 24);
-        prefix->key.address[4 * w + 1] = (uint8_t)(word >> 16);
-        prefix->key.address[4 * w + 2] = (uint8_t)(word >> 8);
-        prefix->key.address[4 * w + 3] = (uint8_t)word;
-    }
+    brk_xdp_filter_prefix_address(&prefix->key, words + side * address_words, address_words);
     prefix->shapes = brk_xdp_filter_shape_bit(shape);
     return 0;
 }
@@ -225,13 +214,18 @@ static int find_mask_id(const struct brk_xdp_filter *binding, unsigned rule_clas
     return -1;
 }
 
+static const struct filter_classifier *classifier_of(const struct filter_rule_set *set, unsigned rule_class)
+{
+    int family = rule_class & 1;
+    return rule_class >> 1 == BRK_XDP_FILTER_DROP ? &set->drop[family] : &set->allow[family];
+}
+
 /* One class of set as generation next: its shapes and prefixes written, its keys listed. */
 static int write_class(struct brk_xdp_filter *binding, const struct filter_rule_set *set, int action, int family,
                        struct generation *next, char *error, size_t error_size)
 {
-    const struct filter_classifier *classifier = action == BRK_XDP_FILTER_DROP ? &set->drop[family]
-                                                                              : &set->allow[family];
     unsigned rule_class = BRK_XDP_FILTER_CLASS(action, family);
+    const struct filter_classifier *classifier = classifier_of(set, rule_class);
     unsigned words = filter_key_words(family), address_words = family == FILTER_IPV4 ? 1 : 4;
     struct brk_xdp_filter_shapes *shapes = &next->shapes;
     if (classifier->shape_count > BRK_XDP_FILTER_MAX_SHAPES) {
@@ -253,11 +247,11 @@ static int write_class(struct brk_xdp_filter *binding, const struct filter_rule_
             return brk_fail(error, error_size, "the XDP program's Filter has too many rule shapes in use "
                             "(%d at most, with the ones of the set it replaces)", BRK_XDP_FILTER_MASK_IDS), -1;
         shapes->mask_id[s] = (uint32_t)mask_id;
+        unsigned side_length[2] = { 0, 0 };   /* prefix bits of the source and destination; 0: open */
         for (unsigned side = 0; side < 2; side++) {
-            uint32_t side_bits = 0;
             for (unsigned w = 0; w < address_words; w++)
-                side_bits |= shape->mask.word[side * address_words + w];
-            if (!side_bits)
+                side_length[side] += (unsigned)__builtin_popcount(shape->mask.word[side * address_words + w]);
+            if (!side_length[side])
                 shapes->open[side] |= brk_xdp_filter_shape_bit(s);
         }
         /* The keys themselves only for the first set; the prefixes of a guarded class every time. */
@@ -276,10 +270,10 @@ static int write_class(struct brk_xdp_filter *binding, const struct filter_rule_
                 memcpy(upsert->key.word, entry + 1, words * sizeof(uint32_t));
                 upsert->rule = (struct brk_xdp_filter_rule){ rule->id, rule->expires_ns };
             }
-            if (shapes->guarded
-                    && (queue_prefix(binding, next, rule_class, s, 0, address_words, entry + 1)
-                        || queue_prefix(binding, next, rule_class, s, 1, address_words, entry + 1)))
-                return out_of_memory(error, error_size);
+            for (unsigned side = 0; shapes->guarded && side < 2; side++)
+                if (side_length[side] && queue_prefix(binding, next, rule_class, s, side, side_length[side],
+                                                      address_words, entry + 1))
+                    return out_of_memory(error, error_size);
         }
     }
     uint32_t index = (binding->filter * 2 + (next->number & 1)) * BRK_XDP_FILTER_CLASSES + rule_class;
@@ -295,10 +289,8 @@ static const struct filter_active_rule *owner_of(const struct filter_rule_set *s
                                                  const struct filter_key *key, const struct filter_key *mask,
                                                  int *shape_index)
 {
-    int family = rule_class & 1;
-    const struct filter_classifier *classifier = rule_class >> 1 == BRK_XDP_FILTER_DROP ? &set->drop[family]
-                                                                                       : &set->allow[family];
-    unsigned words = filter_key_words(family), stride = filter_slot_words(words);
+    const struct filter_classifier *classifier = classifier_of(set, rule_class);
+    unsigned words = filter_key_words(rule_class & 1), stride = filter_slot_words(words);
     *shape_index = -1;
     for (unsigned s = 0; s < classifier->shape_count; s++) {
         const struct filter_shape *shape = &classifier->shapes[s];

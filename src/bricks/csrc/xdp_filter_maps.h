@@ -75,6 +75,19 @@ struct brk_xdp_filter_prefix_key {
 };
 #define BRK_XDP_FILTER_PREFIX_HEADER_BITS 64
 
+/* Fills a trie key's address from the address_words host-order words of a key (the rest zero). */
+BRK_DISSECT_FUNCTION void brk_xdp_filter_prefix_address(struct brk_xdp_filter_prefix_key *prefix,
+                                                        const uint32_t *words, unsigned address_words)
+{
+    for (unsigned w = 0; w < 4; w++) {
+        uint32_t word = w < address_words ? words[w] : 0;
+        prefix->address[4 * w] = (uint8_t)(word >> 24);
+        prefix->address[4 * w + 1] = (uint8_t)(word >> 16);
+        prefix->address[4 * w + 2] = (uint8_t)(word >> 8);
+        prefix->address[4 * w + 3] = (uint8_t)word;
+    }
+}
+
 /* brk_filter_counters (per-CPU hash): one rule's counters, kept across generations. */
 struct brk_xdp_filter_counter_key {
     uint64_t filter;

@@ -263,13 +263,7 @@ static __always_inline uint64_t brk_filter_prefix_shapes(struct brk_xdp_filter_p
                                                          const uint32_t *words, unsigned address_words)
 {
     prefix->side = (uint8_t)side;
-    for (unsigned w = 0; w < 4; w++) {
-        uint32_t word = w < address_words ? words[w] : 0;
-        prefix->address[4 * w] = (uint8_t)(word >> 24);
-        prefix->address[4 * w + 1] = (uint8_t)(word >> 16);
-        prefix->address[4 * w + 2] = (uint8_t)(word >> 8);
-        prefix->address[4 * w + 3] = (uint8_t)word;
-    }
+    brk_xdp_filter_prefix_address(prefix, words, address_words);
     uint64_t *shapes = bpf_map_lookup_elem(&brk_filter_prefixes, prefix);
     return shapes ? *shapes : 0;
 }

@@ -24,7 +24,6 @@ SEND_RATE = 20000
 NOTICE_TIMEOUT_S = 5.0
 
 
-
 def wait_until(condition):
     return daemons.wait_until(condition, NOTICE_TIMEOUT_S)
 

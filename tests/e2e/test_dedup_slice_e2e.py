@@ -18,7 +18,6 @@ STREAM = 10000
 WINDOW_US = 5_000_000   # the two replays start up to a process start apart (tens of ms): far inside it
 
 
-
 def numbered(number):
     """A distinct frame: its payload carries number."""
     return pad(udp_frame("10.1.0.1", "10.1.0.2", 4000, 5000, payload=b"d" * 12 + struct.pack("!I", number)))

@@ -23,7 +23,6 @@ pytestmark = [pytest.mark.root, pytest.mark.usefixtures("engines_removed")]
 SEND_RATE = 20000
 
 
-
 def assert_accounted(stats):
     """received = delivered + dropped + still queued in an output's ring, for every brick and every output."""
     for brick in stats["bricks"]:
@@ -34,18 +33,22 @@ def assert_accounted(stats):
             assert sum(offered) == brick["received"], brick
 
 
-def balance(testbed, split, pipes, frames):
+def run_to_pipes(testbed, brick, pipes, frames, engine_name):
+    """Links brick (not connected yet) from a new testbed input to its pipes 0..pipes-1 on a new engine, sends
+    frames into the input and waits for them; returns (the stopped engine, what each pipe captured)."""
     host_if, ns_if = testbed.add_input("in")
-    engine = PktEngine.new(f"lb{split}")
-    balancer = Brick("LoadBalancer", split).connect_input(host_if).connect_outputs(host_if, pipes)
-    engine.link(balancer)
+    engine = PktEngine.new(engine_name)
+    engine.link(brick.connect_input(host_if).connect_outputs(host_if, pipes))
     readers = [testbed.reader(links.consumer_name(host_if, index), in_namespace=False) for index in range(pipes)]
     engine.start()
     testbed.send(ns_if, frames, pps=SEND_RATE)
     wait_for_total(readers, len(frames))
     engine.stop()
-    captured = [reader.stop() for reader in readers]
-    return engine, captured
+    return engine, [reader.stop() for reader in readers]
+
+
+def balance(testbed, split, pipes, frames):
+    return run_to_pipes(testbed, Brick("LoadBalancer", split), pipes, frames, f"lb{split}")
 
 
 @pytest.mark.parametrize("split", [2, 4])

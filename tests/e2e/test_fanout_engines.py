@@ -22,7 +22,6 @@ QINQ = [(packets.ETHERTYPE_QINQ, 100), (packets.ETHERTYPE_VLAN, 5)]
 DOT1Q = [(packets.ETHERTYPE_VLAN, 7)]
 
 
-
 def fragmented_udp(source, destination, ports, ident, vlans=()):
     """The padded frames of one UDP datagram cut into fragments of 16 bytes (IPv4 or IPv6 by the address)."""
     payload = packets.udp(*ports, bytes(range(64)))

@@ -26,8 +26,6 @@ SEND_RATE = 20000
 A, B, C, D = "10.0.0.1", "10.0.0.2", "192.168.7.9", "10.9.8.7"
 
 
-
-
 def numbered(build, *flow, number=0, **options):
     """A frame of one flow whose payload carries number, so captures can be told apart."""
     return build(*flow, payload=b"n" * 16 + struct.pack("!I", number), **options)

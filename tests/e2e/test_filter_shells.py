@@ -54,8 +54,6 @@ def rule_hits(paths, name):
     return [tuple(line.split("\t")) for line in result.stdout.splitlines()]
 
 
-
-
 def test_rules_from_the_local_lua_state_while_the_engine_runs(testbed, rules_backend):
     host_if, ns_if = testbed.add_input("in")
     printed = []

@@ -7,27 +7,16 @@ namespace's veth into bricks, and tcpdump on every pipe's consumer end says wher
 """
 import pytest
 
-from bricks import links
-from bricks.engine import Brick, PktEngine
-from bricks.testbed import wait_for_total
-from tests.e2e.test_engine_e2e import SEND_RATE, assert_accounted
+from bricks.engine import Brick
+from tests.e2e.test_engine_e2e import assert_accounted, run_to_pipes
 from tests.unit.test_tunnel_bricks import STRIP_CASES, tunnelled_conversations
 
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("engines_removed")]
 
 
-
 def run_live(testbed, brick_of, pipes, frames):
-    host_if, ns_if = testbed.add_input("in")
-    brick = brick_of().connect_input(host_if).connect_outputs(host_if, pipes)
-    engine = PktEngine.new("tunnel-live")
-    engine.link(brick)
-    readers = [testbed.reader(links.consumer_name(host_if, index), in_namespace=False) for index in range(pipes)]
-    engine.start()
-    testbed.send(ns_if, frames, pps=SEND_RATE)
-    wait_for_total(readers, len(frames))
-    engine.stop()
-    return engine.stats(), [reader.stop() for reader in readers]
+    engine, captured = run_to_pipes(testbed, brick_of(), pipes, frames, "tunnel-live")
+    return engine.stats(), captured
 
 
 @pytest.mark.parametrize("pipes", [4, 2])

@@ -36,7 +36,6 @@ ARRIVAL_TIMEOUT_S = 20
 EXIT_TIMEOUT_S = 10
 
 
-
 def use_backend(name):
     """No engine exists between runs: each run may choose its back-end (as --backend does)."""
     engine_module.shutdown_all()
